@@ -1,0 +1,28 @@
+# The two commands of the README: `make book` (the main job) and `make test`.
+# Both create the virtual environment on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= cpu
+
+.PHONY: book test data clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	touch $@
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+data: $(VENV)/.installed
+	$(PY) -m s23dr.pipeline data --profile $(PROFILE)
+
+book: $(VENV)/.installed
+	$(PY) -m s23dr.pipeline book --profile $(PROFILE)
+
+clean:
+	rm -rf _build runs data

@@ -1,0 +1,115 @@
+"""Checkpoints: written atomically, named by global step, checked against the params.
+
+A checkpoint is `<run_dir>/stepNNNNNN.pt` holding the model, the optimizer, the RNG
+states, the global step, the params that made it and the code version. It is written to
+a temporary file and renamed, so a crash never leaves a half-written checkpoint and
+the last good one survives.
+"""
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .config import architecture
+
+STEP_FILE = re.compile(r"^step(\d{6,})\.pt$")
+
+
+#: Modules that only present or orchestrate results: editing them retrains nothing.
+PRESENTATION = {"figures.py", "pipeline.py", "bench.py"}
+
+
+def code_version():
+    """The package version and a hash of the source that shapes a run's result."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name in PRESENTATION:
+            continue
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def path_for(run_dir, step):
+    return Path(run_dir) / f"step{step:06d}.pt"
+
+
+def latest(run_dir):
+    """The checkpoint with the highest step in `run_dir`, or None."""
+    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("step*.pt")
+             if (m := STEP_FILE.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def save(state, path):
+    """Write `state` to `path` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load(path, params=None):
+    """Read a checkpoint; with `params`, refuse one whose architecture differs and name the keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise ValueError(f"{path}: not a checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or not {"model", "params", "step"} <= state.keys():
+        raise ValueError(f"{path}: not an s23dr checkpoint (expected keys model, params, step)")
+    if params is not None:
+        ours, theirs = architecture(params), architecture(state["params"])
+        differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        if differ:
+            detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs params {ours.get(k)!r}"
+                               for k in differ)
+            raise ValueError(f"{path}: made with other architecture params ({detail})")
+    return state
+
+
+#: Keys that may change between an interrupted run and its resumption.
+RESUMABLE = ("schedule.end_step", "train.log_every", "train.eval_every", "train.ckpt_every",
+             "train.compile", "data.num_workers", "eval", "profile")
+
+
+def flatten(tree, prefix=""):
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differences(old, new, ignore=()):
+    """Dotted keys whose values differ between two nested dicts, skipping `ignore` prefixes."""
+    a, b = flatten(old), flatten(new)
+    return sorted(k for k in a.keys() | b.keys()
+                  if a.get(k) != b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignore))
+
+
+def inputs_of(params, init_state=None):
+    """Everything a run's result depends on: params, code version, and the upstream run's inputs."""
+    upstream = None
+    if init_state is not None:
+        blob = json.dumps(init_state.get("inputs"), sort_keys=True, default=str).encode()
+        upstream = {"step": init_state["step"], "inputs": hashlib.sha256(blob).hexdigest()[:16]}
+    return {"params": params, "code": code_version(), "upstream": upstream}

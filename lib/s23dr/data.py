@@ -1,0 +1,463 @@
+"""The data layer: a dataset URI in, validated scenes and fixed-size training batches out.
+
+The path of a scene, top to bottom:
+
+1. `open_dataset(uri)` finds the rows of one split (hub, `save_to_disk` folder, parquet
+   or per-scene `.npz` files) and returns `Scenes`, a lazy sequence.
+2. `Scenes[i]` reads one raw row, converts it with `to_scene` to exactly the dtypes and
+   shapes of `schema.py`, and checks it with `validate_scene`, so an invalid scene is
+   never trained on silently: reading it raises, or `filter_invalid=True` drops it up front.
+3. `SceneDataset[i]` fits the points to a fixed count, pads the GT segments to
+   `MAX_GT_EDGES` and applies the seeded augmentation; `collate` stacks items into the
+   batch contract (torch tensors); `to_device` moves a batch.
+
+URI forms (a trailing `:name` without slashes picks the split; default `train`):
+
+- `hf://owner/name:split` -- the Hugging Face hub via `datasets.load_dataset`.
+- `DIR[:split]` -- a folder written by `datasets`' `save_to_disk`: a DatasetDict (pick a
+  split) or a single Dataset (no split).
+- `DIR[:split]` -- parquet files, `DIR/<split>/*.parquet` or `DIR/<split>[-*].parquet`
+  (the hub's naming: `train-00000-of-00004.parquet`); the split is the subfolder name or
+  the file name up to its first `-`. Read with `datasets`' parquet builder, which converts
+  them once into its cache (memory-mapped afterwards).
+- `DIR[:split]` -- per-scene `.npz` files holding the schema's field names: `DIR/*.npz`
+  (no split) or, when `DIR` holds none itself, `DIR/<split>/*.npz`. The order_id is the
+  stored `order_id` or else the file stem.
+"""
+
+import logging
+import os
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from .schema import ARRAY_FIELDS, MAX_GT_EDGES, POINT_CLASSES, POINT_FIELDS
+
+log = logging.getLogger(__name__)
+
+#: What to do without the hub (there is no network on our machines).
+OFFLINE_HINT = ("Without network, use the synthetic default: build it with `make data` "
+                "(python -m s23dr.pipeline data --profile cpu) and train with --profile cpu, "
+                "or pass its path, e.g. data/synthetic/sampled_1024:train.")
+
+#: Fields of `validate_scene`'s finiteness check.
+FINITE_FIELDS = ("xyz_norm", "gt_vertices", "gt_segments", "center", "scale")
+
+#: The batch contract: field -> torch dtype (plus `order_id`, a list of str).
+#: `aug` [B,3,3] is the augmentation of each item: augmented = original @ aug.T.
+BATCH_DTYPES = {
+    "xyz_norm": torch.float32, "class_id": torch.int64, "source": torch.int64,
+    "behind": torch.int64, "visible_src": torch.int64, "visible_id": torch.int64,
+    "n_views_voted": torch.float32, "vote_frac": torch.float32, "mask": torch.bool,
+    "gt_segments": torch.float32, "gt_mask": torch.bool,
+    "center": torch.float32, "scale": torch.float32, "aug": torch.float32,
+}
+
+
+# ---------------------------------------------------------------------------------------
+# One row -> one scene
+
+
+def to_scene(row, where):
+    """A raw row as a scene dict with exactly the schema's dtypes and shapes, plus `order_id`.
+
+    `row` maps field names to lists, nested or flat arrays, or arrays of other int widths
+    (as `datasets` and `np.load` return them); extra fields are dropped. `where` (file or
+    URI and row) goes into every error message.
+    """
+    if "order_id" not in row:
+        raise ValueError(f"{where}: missing field 'order_id'")
+    order_id = np.asarray(row["order_id"])
+    if order_id.size != 1:
+        raise ValueError(f"{where}: field 'order_id' should be one string, found shape {order_id.shape}")
+    scene = {"order_id": str(order_id.reshape(()).item())}
+    n_points = None  # S, set by the first point field; every other point field must agree
+    for name, (dtype, shape) in ARRAY_FIELDS.items():
+        if name in POINT_FIELDS:
+            shape = (n_points, *shape)
+        scene[name] = _field(row, name, dtype, shape, where)
+        if name in POINT_FIELDS:
+            n_points = len(scene[name])
+    return scene
+
+
+def _field(row, name, dtype, shape, where):
+    """Field `name` of `row` as an array of `dtype` and `shape` (None: any length)."""
+    if name not in row:
+        raise ValueError(f"{where}: missing field {name!r}")
+    try:
+        a = np.asarray(row[name])
+        if a.dtype == object:  # `datasets` returns ragged nesting as an array of arrays
+            a = np.asarray(a.tolist())
+    except ValueError as err:
+        raise ValueError(f"{where}: field {name!r} is not a regular array ({err})") from None
+    if not _fits(a.shape, shape) and a.ndim <= 1:  # flat values: restore the trailing axes
+        with suppress(ValueError):
+            a = a.reshape(tuple(-1 if d is None else d for d in shape))
+    if not _fits(a.shape, shape):
+        expected = str(tuple("?" if d is None else d for d in shape)).replace("'", "")
+        raise ValueError(f"{where}: field {name!r} should have shape {expected}, found {a.shape}")
+    return _cast(a, np.dtype(dtype), f"{where}: field {name!r}")
+
+
+def _fits(found, shape):
+    return len(found) == len(shape) and all(d is None or d == f for f, d in zip(found, shape))
+
+
+def _cast(a, dtype, what):
+    """`a` as `dtype`, refusing conversions that would lose values (floats to ints, int overflow)."""
+    if a.dtype == dtype:
+        return a
+    if dtype.kind in "iub" and a.dtype.kind not in "iub":
+        raise ValueError(f"{what} should hold integers ({dtype}), found {a.dtype}")
+    if dtype.kind in "iu" and a.size:
+        info = np.iinfo(dtype)
+        if a.min() < info.min or a.max() > info.max:
+            raise ValueError(f"{what}: values {a.min()}..{a.max()} do not fit {dtype}")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{what} should be numeric ({dtype}), found {a.dtype}")
+    return a.astype(dtype)
+
+
+def validate_scene(scene):
+    """Raise ValueError naming the order_id and the problem if `scene` cannot be trained on.
+
+    Checks what would otherwise fail late or silently: the GT edge count (1..MAX_GT_EDGES),
+    matching GT lengths, edge indices, finite coordinates, a positive scale, at least one
+    valid point, and class/source ids the model's embeddings can index.
+    """
+    problem = _problem(scene)
+    if problem:
+        raise ValueError(f"scene {scene['order_id']!r}: {problem}")
+
+
+def _problem(scene):
+    n_edges, n_vertices = len(scene["gt_edges"]), len(scene["gt_vertices"])
+    if n_edges == 0:
+        return "no GT edges"
+    if n_edges > MAX_GT_EDGES:
+        return f"{n_edges} GT edges, more than MAX_GT_EDGES={MAX_GT_EDGES}"
+    for name in ("gt_segments", "gt_edge_classes"):
+        if len(scene[name]) != n_edges:
+            return f"{name} has {len(scene[name])} entries but gt_edges has {n_edges}"
+    for name in FINITE_FIELDS:
+        if not np.isfinite(scene[name]).all():
+            return f"non-finite values (NaN or inf) in {name}"
+    if scene["scale"] <= 0:
+        return f"scale must be positive, found {scene['scale']}"
+    edges = scene["gt_edges"]
+    if edges.min() < 0 or edges.max() >= n_vertices:
+        return f"gt_edges indices {edges.min()}..{edges.max()} out of range for {n_vertices} gt_vertices"
+    if not scene["mask"].any():
+        return "no valid points (mask is all False)"
+    if scene["class_id"].max() >= len(POINT_CLASSES):
+        return f"class_id {scene['class_id'].max()} out of range for {len(POINT_CLASSES)} classes"
+    if scene["source"].max() > 1:
+        return f"source {scene['source'].max()} is neither 0 (sparse) nor 1 (depth)"
+    return None
+
+
+def read_bad_samples(path):
+    """The set of order_ids in a bad-sample list: one a line, blank lines ignored.
+
+    The baseline's file lacks a final newline (156 ids, `wc -l` says 155); both forms count right.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"bad-sample list {path} does not exist")
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+# ---------------------------------------------------------------------------------------
+# Row sources: len, [i] -> raw row dict, where(i), order_ids
+
+
+class _ArrowRows:
+    """Rows of a `datasets.Dataset`, read straight from its arrow table.
+
+    About twice as fast as the numpy formatter for 4096-point rows, and it keeps the
+    stored int widths. The Dataset itself pickles cheaply (memory-mapped), so loader
+    workers do not copy the data.
+    """
+
+    def __init__(self, dataset, uri):
+        if "order_id" not in dataset.column_names:
+            raise ValueError(f"{uri}: missing field 'order_id' (columns: {', '.join(dataset.column_names)})")
+        self.dataset, self.uri = dataset.with_format("arrow"), uri
+        self.order_ids = [str(order_id) for order_id in self.dataset["order_id"].to_pylist()]
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        record = self.dataset[i].combine_chunks().to_batches()[0]
+        return {name: _cell(record.column(name)) for name in record.schema.names
+                if record.column(name).null_count == 0}  # a null cell counts as a missing field
+
+    def where(self, i):
+        return f"{self.uri} row {i}"
+
+
+def _cell(column):
+    """The one value of a one-row arrow column: a str, or any nesting of lists as a flat array."""
+    if isinstance(column, pa.ExtensionArray):  # datasets' Array2D/3D store nested lists
+        column = column.storage
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column[0].as_py()
+    while (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+           or pa.types.is_fixed_size_list(column.type)):
+        column = column.flatten()
+    return column.to_numpy(zero_copy_only=False)
+
+
+class _NpzRows:
+    """Per-scene `.npz` files (the baseline's cache layout)."""
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.order_ids = []
+        for path in paths:
+            with np.load(path) as f:
+                self.order_ids.append(str(f["order_id"]) if "order_id" in f.files else path.stem)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        with np.load(self.paths[i]) as f:
+            return {"order_id": self.order_ids[i], **{name: f[name] for name in f.files}}
+
+    def where(self, i):
+        return str(self.paths[i])
+
+
+# ---------------------------------------------------------------------------------------
+# The scenes of one split
+
+
+class Scenes(Sequence):
+    """The scenes of one split, read lazily: `scenes[i]` is a converted, validated scene dict.
+
+    `order_ids` lists the scenes in order; `skipped` maps each removed order_id to why
+    (a bad-sample list, or a failed check with `filter_invalid`).
+    """
+
+    def __init__(self, uri, rows, keep=None, skipped=None):
+        self.uri, self._rows = uri, rows
+        self._keep = list(range(len(rows))) if keep is None else keep
+        self.skipped = dict(skipped or {})
+        self.order_ids = [rows.order_ids[i] for i in self._keep]
+
+    def __len__(self):
+        return len(self._keep)
+
+    def __getitem__(self, i):
+        row = self._keep[i]
+        scene = to_scene(self._rows[row], self._rows.where(row))
+        validate_scene(scene)
+        return scene
+
+    def __repr__(self):
+        return f"Scenes({self.uri!r}: {len(self)} scenes, {len(self.skipped)} skipped)"
+
+    def check_all(self):
+        """Read and check every scene once: {order_id: reason} for the invalid ones."""
+        problems = {}
+        for i in tqdm(range(len(self)), desc=f"checking {self.uri}", leave=False):
+            try:
+                self[i]
+            except ValueError as err:
+                problems[self.order_ids[i]] = str(err)
+        return problems
+
+    def without(self, reasons):
+        """These scenes less those whose order_id is a key of `reasons` {order_id: why}."""
+        keep = [row for row, order_id in zip(self._keep, self.order_ids) if order_id not in reasons]
+        removed = {order_id: reasons[order_id] for order_id in self.order_ids if order_id in reasons}
+        return Scenes(self.uri, self._rows, keep, {**self.skipped, **removed})
+
+
+def open_dataset(uri, bad_samples=None, filter_invalid=False):
+    """The scenes of a dataset URI (see the module docstring for the forms).
+
+    bad_samples: a bad-sample list file, or a collection of order_ids, to leave out.
+    filter_invalid: check every scene now and leave out the invalid ones (recorded in
+    `.skipped`, count logged); otherwise an invalid scene raises when it is read.
+    """
+    uri = str(uri)
+    location, split = split_uri(uri)
+    rows = _open_rows(location, split, uri)
+    if len(rows) == 0:
+        raise ValueError(f"{uri}: the dataset holds no scenes")
+    to_scene(rows[0], rows.where(0))  # a wrong schema fails here, not later in a loader worker
+    scenes = Scenes(uri, rows)
+    if bad_samples is not None:
+        is_file = isinstance(bad_samples, (str, os.PathLike))
+        listed = read_bad_samples(bad_samples) if is_file else set(bad_samples)
+        scenes = scenes.without({order_id: "listed as a bad sample" for order_id in listed})
+        log.info("%s: removed %d of %d listed bad samples, %d scenes left",
+                 uri, len(scenes.skipped), len(listed), len(scenes))
+    if filter_invalid:
+        problems = scenes.check_all()
+        if problems:
+            log.warning("%s: skipped %d invalid scenes (see .skipped), e.g. %s",
+                        uri, len(problems), next(iter(problems.values())))
+        scenes = scenes.without(problems)
+    if len(scenes) == 0:
+        raise ValueError(f"{uri}: no scenes left after removing {len(scenes.skipped)} "
+                         f"(e.g. {next(iter(scenes.skipped.values()))})")
+    return scenes
+
+
+def split_uri(uri):
+    """(location, split or None): only a trailing `:name` without slashes is a split, and
+    not when the whole string names an existing path."""
+    location, colon, split = uri.rpartition(":")
+    if not colon or not location or not split or "/" in split or "\\" in split or Path(uri).exists():
+        return uri, None
+    return location, split
+
+
+def _open_rows(location, split, uri):
+    if location.startswith("hf://"):
+        return _ArrowRows(_load_hub(location.removeprefix("hf://"), split or "train", uri), uri)
+    path = Path(location)
+    if not path.exists():
+        raise FileNotFoundError(f"{uri}: {path} does not exist. {OFFLINE_HINT}")
+    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        saved = datasets.load_from_disk(str(path))
+        splits = dict(saved) if isinstance(saved, datasets.DatasetDict) else {None: saved}
+        return _ArrowRows(_pick_split(splits, split, uri), uri)
+    parquet = {}
+    for file in sorted(path.glob("*.parquet")) + sorted(path.glob("*/*.parquet")):
+        name = file.parent.name if file.parent != path else file.stem.split("-")[0]
+        parquet.setdefault(name, []).append(str(file))
+    if parquet:
+        files = _pick_split(parquet, split, uri)
+        return _ArrowRows(datasets.load_dataset("parquet", data_files=files, split="train"), uri)
+    npz = {None: sorted(path.glob("*.npz"))}
+    if not npz[None]:
+        npz = {d.name: sorted(d.glob("*.npz")) for d in sorted(path.iterdir())
+               if d.is_dir() and any(d.glob("*.npz"))}
+    if npz:
+        return _NpzRows(_pick_split(npz, split, uri))
+    raise ValueError(f"{uri}: {path} holds no dataset (expected a `save_to_disk` folder, "
+                     f"parquet files or .npz files)")
+
+
+def _load_hub(repo, split, uri):
+    try:
+        return datasets.load_dataset(repo, split=split)
+    except Exception as err:  # offline, unknown repo or split: all mean the data is not here
+        raise FileNotFoundError(f"{uri}: could not load {repo!r} split {split!r} from the Hugging Face "
+                                f"hub ({type(err).__name__}: {err}). {OFFLINE_HINT}") from err
+
+
+def _pick_split(splits, split, uri):
+    """splits[split] (default train); the key None marks a dataset without splits."""
+    if None in splits:
+        if split is not None:
+            raise ValueError(f"{uri}: this dataset has no splits; leave out ':{split}'")
+        return splits[None]
+    split = split or "train"
+    if split not in splits:
+        raise ValueError(f"{uri}: unknown split {split!r}; available: {', '.join(sorted(splits))}")
+    return splits[split]
+
+
+# ---------------------------------------------------------------------------------------
+# Torch side: fixed-size items, augmentation, batches
+
+
+class SceneDataset(torch.utils.data.Dataset):
+    """Scenes as fixed-size training items.
+
+    Points: the valid points first, padded to `n_points` by repeating the last valid one
+    (the datasets' own convention) with mask False. A scene with more valid points than
+    `n_points` raises: subsampling would change the datasets' tiered sampling, so open
+    the dataset sampled to `n_points` instead. GT segments are zero-padded to MAX_GT_EDGES.
+
+    augment: {"rotate": bool, "flip": bool}: a uniform rotation about the vertical Y axis
+    and a mirror x -> -x with probability 1/2, applied alike to `xyz_norm` and
+    `gt_segments` (normalised space; center/scale and the metre fields stay). The item's
+    `aug` matrix A gives augmented = original @ A.T, so original = augmented @ A.
+
+    Item i of epoch e draws its randomness from (seed, e, i) only, so items do not depend
+    on the loader's worker count. Call `set_epoch(e)` before creating the loader iterator
+    of epoch e (workers copy the dataset when they start).
+    """
+
+    def __init__(self, scenes, n_points, augment=None, seed=0):
+        augment = dict(augment or {})
+        unknown = set(augment) - {"rotate", "flip"}
+        if unknown:
+            raise ValueError(f"augment: unknown keys {sorted(unknown)}; expected rotate, flip")
+        self.scenes, self.n_points, self.seed, self.epoch = scenes, n_points, seed, 0
+        self.rotate, self.flip = bool(augment.get("rotate")), bool(augment.get("flip"))
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.scenes)
+
+    def __getitem__(self, index):
+        scene = self.scenes[index]
+        item = fit_points(scene, self.n_points)
+        n_edges = len(scene["gt_segments"])
+        item["gt_segments"] = np.zeros((MAX_GT_EDGES, 2, 3), np.float32)
+        item["gt_segments"][:n_edges] = scene["gt_segments"]
+        item["gt_mask"] = np.arange(MAX_GT_EDGES) < n_edges
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        item["aug"] = augmentation(rng, self.rotate, self.flip)
+        item["xyz_norm"] = item["xyz_norm"] @ item["aug"].T
+        item["gt_segments"] = item["gt_segments"] @ item["aug"].T
+        item.update(center=scene["center"], scale=scene["scale"], order_id=scene["order_id"])
+        return item
+
+
+def fit_points(scene, n_points):
+    """The point fields of `scene` with exactly `n_points` rows: valid points first, then
+    the last valid one repeated (mask False)."""
+    valid = np.flatnonzero(scene["mask"])
+    if len(valid) > n_points:
+        raise ValueError(f"scene {scene['order_id']!r} has {len(valid)} valid points, more than "
+                         f"n_points={n_points}: use the dataset sampled to {n_points} points")
+    take = np.concatenate([valid, np.full(n_points - len(valid), valid[-1])])
+    points = {name: scene[name][take] for name in POINT_FIELDS}
+    points["mask"] = np.arange(n_points) < len(valid)
+    return points
+
+
+def augmentation(rng, rotate, flip):
+    """A 3x3 float32 matrix: a rotation about Y by a uniform angle, after a mirror x -> -x
+    with probability 1/2. Both draws are always made, so switching one off leaves the
+    other's sequence unchanged."""
+    angle, mirror = rng.uniform(0.0, 2.0 * np.pi), rng.random() < 0.5
+    matrix = np.eye(3)
+    if flip and mirror:
+        matrix[0, 0] = -1.0
+    if rotate:
+        c, s = np.cos(angle), np.sin(angle)
+        matrix = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]]) @ matrix
+    return matrix.astype(np.float32)
+
+
+def collate(items):
+    """Stack SceneDataset items into the batch contract (see BATCH_DTYPES)."""
+    batch = {name: torch.from_numpy(np.stack([item[name] for item in items])).to(dtype)
+             for name, dtype in BATCH_DTYPES.items()}
+    batch["order_id"] = [item["order_id"] for item in items]
+    return batch
+
+
+def to_device(batch, device, non_blocking=True):
+    """The batch with its tensors on `device` (order_id stays a list)."""
+    return {name: value.to(device, non_blocking=non_blocking) if torch.is_tensor(value) else value
+            for name, value in batch.items()}

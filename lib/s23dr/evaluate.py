@@ -1,0 +1,69 @@
+"""Score a checkpoint or a submission: `python -m s23dr.evaluate CHECKPOINT|submission.json DATA_URI`.
+
+Prints the mean HSS / F1 / IoU over the scenes (the official metric, REFERENCE §5) and,
+with `--per-scene FILE`, writes one JSON record per scene.
+"""
+
+import argparse
+from dataclasses import asdict
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .data import open_dataset
+from .metrics import evaluate
+from .predict import load_model, submission
+
+
+def read_submission(path):
+    """{order_id: (vertices, edges)} from a submission file, with a clear error for a bad one."""
+    try:
+        records = json.loads(Path(path).read_text())
+        return {r["order_id"]: (r["wf_vertices"], r["wf_edges"]) for r in records}
+    except (json.JSONDecodeError, TypeError, KeyError) as err:
+        raise ValueError(f"{path}: not a submission (a JSON list of "
+                         f"{{order_id, wf_vertices, wf_edges}}; {type(err).__name__}: {err})") from None
+
+
+def score(source, data_uri, device="cpu", vert_thresh=0.5, edge_thresh=0.5):
+    """Per-scene and mean scores of a checkpoint (`.pt`) or a submission (`.json`) on a dataset."""
+    dataset = open_dataset(data_uri)
+    scenes = [dataset[i] for i in range(len(dataset))]
+    if str(source).endswith(".json"):
+        predicted = read_submission(source)
+        missing = [s["order_id"] for s in scenes if s["order_id"] not in predicted]
+        if missing:
+            raise ValueError(f"{source}: no prediction for {len(missing)} scenes, e.g. {missing[0]}")
+    else:
+        model, params = load_model(source, torch.device(device))
+        predicted = {r["order_id"]: (r["wf_vertices"], r["wf_edges"])
+                     for r in submission(model, params, scenes, torch.device(device))}
+    return evaluate([predicted[s["order_id"]] for s in scenes],
+                    [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
+                    vert_thresh=vert_thresh, edge_thresh=edge_thresh), scenes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m s23dr.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="a checkpoint (.pt) or a submission (.json)")
+    parser.add_argument("data", help="dataset URI with GT, e.g. data/synthetic/sampled_1024:validation")
+    parser.add_argument("--per-scene", help="write per-scene scores to this JSON file")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    try:
+        result, scenes = score(args.source, args.data, args.device)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    mean = result.mean
+    print(f"{len(scenes)} scenes: HSS {mean.hss:.4f}  F1 {mean.f1:.4f}  IoU {mean.iou:.4f}")
+    if args.per_scene:
+        rows = [{"order_id": s["order_id"], **asdict(r)} for s, r in zip(scenes, result.scenes)]
+        Path(args.per_scene).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

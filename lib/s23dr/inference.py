@@ -1,0 +1,81 @@
+"""Inference: a model and scenes in; segments, wireframes in metres and scores out.
+
+The trainer's evaluation, the predict command and the evaluate command all go through
+these functions, so a validation HSS in the metrics log and one from the command line
+are computed the same way.
+"""
+
+import contextlib
+
+import torch
+
+from .data import SceneDataset, collate, to_device
+from .metrics import evaluate as score_wireframes
+from .postprocess import segments_to_wireframe
+
+NO_AUGMENT = {"rotate": False, "flip": False}
+
+
+def autocast(params, device):
+    """bf16 autocast where the params ask for it on this device type, else a no-op."""
+    use = params["train"]["bf16"] if device.type == "cuda" else params["train"]["bf16_cpu"]
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(model, scenes, params, device, criterion=None):
+    """Segments [N,Q,2,3] and confidences [N,Q] (probabilities) for `scenes`, and the mean loss."""
+    was_training = model.training
+    model.eval()
+    dataset = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, seed=0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=params["train"]["batch_size"],
+                                         collate_fn=collate, generator=torch.Generator())
+    segments, conf, loss_sum = [], [], 0.0
+    for batch in loader:
+        batch = to_device(batch, device)
+        with autocast(params, device):
+            out = model(batch)
+        if criterion is not None:
+            loss_sum += criterion(out, batch)["total"].item() * len(batch["order_id"])
+        segments.append(out["segments"].float().cpu())
+        conf.append(torch.sigmoid(out["conf_logits"].float()).cpu())
+    model.train(was_training)
+    loss = loss_sum / len(dataset) if criterion is not None else None
+    return torch.cat(segments).numpy(), torch.cat(conf).numpy(), loss
+
+
+def wireframes(scenes, segments, conf, params):
+    """(vertices in metres, edges) per scene from the model's segments, as REFERENCE §6.
+
+    The scene's valid points go along so that vertices can snap to apex and eave-end points.
+    """
+    return [segments_to_wireframe(seg, c, scene["center"], scene["scale"],
+                                  conf_threshold=params["eval"]["conf_threshold"],
+                                  points=scene["xyz_norm"][scene["mask"]],
+                                  point_classes=scene["class_id"][scene["mask"]],
+                                  **params["postprocess"])
+            for scene, seg, c in zip(scenes, segments, conf)]
+
+
+def first(scenes, n):
+    """The first `n` scenes (all of them for n=None), as a list."""
+    return [scenes[i] for i in range(len(scenes) if n is None else min(n, len(scenes)))]
+
+
+def evaluate(model, val_scenes, params, device, criterion, train_scenes=None):
+    """Val loss, HSS / F1 / IoU, and with `train_scenes` the train/val loss ratio.
+
+    The ratio (val loss over train loss, both without dropout or augmentation on the
+    first `eval.max_scenes` scenes of each split) is the seed's overfitting measure.
+    """
+    ev = params["eval"]
+    scenes = first(val_scenes, ev["max_scenes"])
+    segments, conf, val_loss = predict(model, scenes, params, device, criterion)
+    scores = score_wireframes(wireframes(scenes, segments, conf, params),
+                              [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
+                              vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"])
+    row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou}
+    if train_scenes is not None:
+        _, _, train_loss = predict(model, first(train_scenes, ev["max_scenes"]), params, device, criterion)
+        row.update(train_loss=train_loss, ratio=val_loss / max(train_loss, 1e-12))
+    return row

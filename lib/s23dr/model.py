@@ -1,0 +1,223 @@
+"""The Perceiver of the S23DR 2026 baseline: point tokens -> latents -> 64 scored 3D segments.
+
+Wiring (REFERENCE §3), read top to bottom in `Perceiver.forward`:
+  tokens --Linear→act→Linear--> [optional pre-encoder: self-attention over points] --norm--> points
+  latents: latent_layers × ([cross-attention latents←points on some layers] → self-attn → FFN)
+  queries: decoder_layers × (cross-attention queries←latents → self-attn → FFN)
+  head: per query, midpoint/direction/length -> two endpoints, and a confidence logit.
+Every block is pre-norm with a residual and dropout on its branch (not on the attention weights,
+which would force SDPA off its fused kernels); output projections start at zero, so at init
+every block is the identity and the model grows from there.
+"""
+
+import math
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .features import PointTokenizer
+
+NORM_EPS = 1e-6  # nn.RMSNorm's default eps is machine epsilon; set it (REFERENCE §3, numerics)
+LENGTH_SCALE = 0.1  # segment length = softplus(x) · 0.1 in normalised units
+QUERY_OFFSET_INIT = 0.25  # per-query midpoint offsets start uniform in ±0.25 (the scene spans ~±0.5)
+EMBED_STD = 0.02  # init std of the learned latents and queries
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+SEGMENT_PARAMS = ("midpoint_dir_len",)
+
+
+def cross_attn_layers(num_layers: int, interval: int) -> tuple:
+    """Latent layers that cross-attend to the points: the first, the last and every interval-th."""
+    if interval < 1:
+        raise ValueError(f"model.cross_attn_interval must be >= 1, got {interval}")
+    return tuple(i for i in range(num_layers) if i % interval == 0 or i == num_layers - 1)
+
+
+def use_native_gqa(q: torch.Tensor) -> bool:
+    """SDPA's own GQA (enable_gqa) takes the fast kernels on CUDA in half precision only; elsewhere
+    expanding the key/value heads ourselves is as fast or faster (REFERENCE §3, numerics)."""
+    return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+
+
+def make_norm(dim: int, rms_norm: bool) -> nn.Module:
+    return nn.RMSNorm(dim, eps=NORM_EPS) if rms_norm else nn.LayerNorm(dim, eps=NORM_EPS)
+
+
+def zero_init(linear: nn.Linear) -> nn.Linear:
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+class Attention(nn.Module):
+    """Multi-head attention of x over a context, with grouped key/value heads and optional L2 qk-norm.
+
+    qk_norm: q and k are L2-normalised per head and q is multiplied by a learned per-head
+    temperature exp(log_scale), initialised to sqrt(head_dim); the softmax scale is then 1.
+    """
+
+    def __init__(self, dim: int, num_heads: int, kv_heads: int, qk_norm: bool):
+        super().__init__()
+        if dim % num_heads or num_heads % kv_heads:
+            raise ValueError(f"model.hidden={dim} must split into num_heads={num_heads}, "
+                             f"and num_heads into kv heads={kv_heads}")
+        self.num_heads, self.kv_heads, self.head_dim = num_heads, kv_heads, dim // num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * kv_heads * self.head_dim)
+        self.out = zero_init(nn.Linear(dim, dim))
+        self.log_scale = nn.Parameter(torch.full((num_heads,), 0.5 * math.log(self.head_dim))) if qk_norm else None
+
+    def forward(self, x, context, key_mask=None):
+        B, N, D = x.shape
+        q = self.q(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(context).view(B, context.shape[1], 2, self.kv_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scale = None
+        if self.log_scale is not None:
+            q = F.normalize(q, dim=-1) * self.log_scale.exp().to(q.dtype)[:, None, None]
+            k = F.normalize(k, dim=-1)
+            scale = 1.0
+        native_gqa = use_native_gqa(q)
+        if not native_gqa and self.kv_heads != self.num_heads:
+            k = k.repeat_interleave(self.num_heads // self.kv_heads, dim=1)
+            v = v.repeat_interleave(self.num_heads // self.kv_heads, dim=1)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # True = may be attended
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale,
+                                           enable_gqa=native_gqa and self.kv_heads != self.num_heads)
+        return self.out(y.transpose(1, 2).reshape(B, N, D))
+
+
+class AttentionBlock(nn.Module):
+    """x + dropout(attention(norm(x), context)); self-attention when no context is given."""
+
+    def __init__(self, dim, num_heads, kv_heads, qk_norm, dropout, rms_norm):
+        super().__init__()
+        self.norm = make_norm(dim, rms_norm)
+        self.attn = Attention(dim, num_heads, kv_heads, qk_norm)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, context=None, key_mask=None):
+        h = self.norm(x)
+        return x + self.drop(self.attn(h, h if context is None else context, key_mask))
+
+
+class FeedForward(nn.Module):
+    """x + dropout(Linear(act(Linear(norm(x))))), the second linear starting at zero."""
+
+    def __init__(self, dim, ff, activation, dropout, rms_norm):
+        super().__init__()
+        self.norm = make_norm(dim, rms_norm)
+        self.net = nn.Sequential(nn.Linear(dim, ff), activation(), zero_init(nn.Linear(ff, dim)), nn.Dropout(dropout))
+
+    def forward(self, x):
+        return x + self.net(self.norm(x))
+
+
+class Layer(nn.Module):
+    """[cross-attention to a context] → self-attention → FFN.
+
+    The context must already be normalised (the points leave the input projection through a norm,
+    the latents through `latent_norm`), so only the query stream is normed inside the block.
+    """
+
+    def __init__(self, dim, ff, num_heads, kv_heads_cross, kv_heads_self, qk_norm, dropout, rms_norm,
+                 activation, cross: bool):
+        super().__init__()
+        self.cross = AttentionBlock(dim, num_heads, kv_heads_cross, qk_norm, dropout, rms_norm) if cross else None
+        self.self_attn = AttentionBlock(dim, num_heads, kv_heads_self, qk_norm, dropout, rms_norm)
+        self.ffn = FeedForward(dim, ff, activation, dropout, rms_norm)
+
+    def forward(self, x, context=None, context_mask=None, self_mask=None):
+        if self.cross is not None:
+            x = self.cross(x, context, context_mask)
+        return self.ffn(self.self_attn(x, key_mask=self_mask))
+
+
+class Perceiver(nn.Module):
+    """Point cloud -> `segments` scored 3D segments. Every key of params `model:` is an argument.
+
+    `encoder_layers` is accepted and ignored: in the baseline's code it belongs to an older
+    plain-transformer variant; its Perceiver runs no self-attention over the point tokens
+    (REFERENCE §3). `pre_encoder_layers` is that optional self-attention, 0 in the seed.
+    """
+
+    def __init__(self, *, hidden, ff, latent_tokens, latent_layers, encoder_layers, pre_encoder_layers,
+                 decoder_layers, cross_attn_interval, num_heads, kv_heads_cross, kv_heads_self, qk_norm,
+                 rms_norm, dropout, segments, segment_param, segment_conf, behind_emb_dim, vote_features,
+                 activation, fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if segment_param not in SEGMENT_PARAMS:
+            raise ValueError(f"model.segment_param must be one of {SEGMENT_PARAMS}, got {segment_param!r}")
+        act = ACTIVATIONS[activation]
+        layer = partial(Layer, hidden, ff, num_heads, kv_heads_cross, kv_heads_self, qk_norm, dropout, rms_norm, act)
+
+        self.tokenizer = PointTokenizer(fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim,
+                                        behind_emb_dim, vote_features)
+        self.input_proj = nn.Sequential(nn.Linear(self.tokenizer.out_dim, ff), act(), nn.Linear(ff, hidden))
+        self.pre_encoder = nn.ModuleList(layer(cross=False) for _ in range(pre_encoder_layers))
+        self.point_norm = make_norm(hidden, rms_norm)
+
+        self.cross_layers = cross_attn_layers(latent_layers, cross_attn_interval)
+        self.latents = nn.Parameter(torch.randn(latent_tokens, hidden) * EMBED_STD)
+        self.encoder = nn.ModuleList(layer(cross=i in self.cross_layers) for i in range(latent_layers))
+        self.latent_norm = make_norm(hidden, rms_norm)
+
+        self.queries = nn.Parameter(torch.randn(segments, hidden) * EMBED_STD)
+        self.decoder = nn.ModuleList(layer(cross=True) for _ in range(decoder_layers))
+        self.out_norm = make_norm(hidden, rms_norm)
+
+        # Head: 7 numbers per query (midpoint 3, direction 3, length 1) and a confidence logit.
+        self.segment_head = nn.Linear(hidden, 7)
+        self.query_offset = nn.Parameter(torch.empty(segments, 3).uniform_(-QUERY_OFFSET_INIT, QUERY_OFFSET_INIT))
+        self.conf_head = nn.Linear(hidden, 1) if segment_conf else None
+
+    def forward(self, batch: dict) -> dict:
+        """batch: the data contract's dict. Returns segments [B,Q,2,3] (normalised space) and,
+        with segment_conf, conf_logits [B,Q]; both float32 also under autocast."""
+        mask = batch["mask"]
+        # .float(): under autocast the residual streams stay fp32 (the latents and queries are fp32 too).
+        points = self.input_proj(self.tokenizer(batch)).float()
+        for layer in self.pre_encoder:
+            points = layer(points, self_mask=mask)
+        points = self.point_norm(points)
+
+        x = self.latents.expand(points.shape[0], -1, -1)
+        for layer in self.encoder:
+            x = layer(x, points, mask)
+        latents = self.latent_norm(x)
+
+        q = self.queries.expand(points.shape[0], -1, -1)
+        for layer in self.decoder:
+            q = layer(q, latents)
+        q = self.out_norm(q)
+
+        raw = self.segment_head(q).float()
+        midpoint = raw[..., :3] + self.query_offset
+        direction = F.normalize(raw[..., 3:6], dim=-1)
+        length = F.softplus(raw[..., 6:]) * LENGTH_SCALE
+        half = direction * length / 2
+        out = {"segments": torch.stack([midpoint - half, midpoint + half], dim=-2)}
+        if self.conf_head is not None:
+            out["conf_logits"] = self.conf_head(q).squeeze(-1).float()
+        return out
+
+
+
+def param_groups(model: Perceiver, weight_decay: float, head_wd: float) -> list:
+    """AdamW parameter groups of `model`.
+
+    decay: weight matrices of the linear layers, with `weight_decay` (params optim.weight_decay);
+    head: the confidence head (weight and bias), with `head_wd` (params loss.conf.head_wd);
+    no_decay: everything else (norms, biases, embeddings, latents, queries, query offsets,
+    qk temperatures), with 0.
+    """
+    head = {id(p) for p in model.conf_head.parameters()} if model.conf_head is not None else set()
+    linear = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)} - head
+    groups = {"decay": [], "head": [], "no_decay": []}
+    for p in model.parameters():
+        groups["head" if id(p) in head else "decay" if id(p) in linear else "no_decay"].append(p)
+    decay = {"decay": weight_decay, "head": head_wd, "no_decay": 0.0}
+    return [{"name": n, "params": ps, "weight_decay": decay[n]} for n, ps in groups.items() if ps]

@@ -1,0 +1,55 @@
+"""Predict wireframes: `python -m s23dr.predict CHECKPOINT DATA_URI --out submission.json`.
+
+The baseline's `script.py` in command form: one `{order_id, wf_vertices, wf_edges}`
+record per scene, vertices in metres. The model's params come from the checkpoint.
+"""
+
+import argparse
+import json
+import sys
+
+import torch
+
+from . import checkpoint
+from .data import open_dataset
+from .inference import predict, wireframes
+from .model import Perceiver
+
+
+def load_model(path, device):
+    """The model of a checkpoint and the params it was trained with."""
+    state = checkpoint.load(path)
+    model = Perceiver(**state["params"]["model"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state["params"]
+
+
+def submission(model, params, scenes, device):
+    """Submission records for `scenes`."""
+    segments, conf, _ = predict(model, scenes, params, device)
+    return [{"order_id": scene["order_id"], "wf_vertices": v.tolist(), "wf_edges": e.tolist()}
+            for scene, (v, e) in zip(scenes, wireframes(scenes, segments, conf, params))]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m s23dr.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("data", help="dataset URI, e.g. hf://usm3d/s23dr-2026-sampled_4096_v2:validation")
+    parser.add_argument("--out", default="submission.json")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    try:
+        model, params = load_model(args.checkpoint, torch.device(args.device))
+        scenes = open_dataset(args.data)
+        records = submission(model, params, [scenes[i] for i in range(len(scenes))], torch.device(args.device))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with open(args.out, "w") as f:
+        json.dump(records, f)
+    print(f"{len(records)} scenes -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

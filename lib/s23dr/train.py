@@ -1,0 +1,85 @@
+"""Train one stage or ablation: `python -m s23dr.train params/stage2.yaml --profile cpu`.
+
+Runs live in `<runs>/<profile>/<stage>`; a stage with `init_from` starts from its
+upstream stage's checkpoint at its own start step, found in the same runs directory.
+An ablation with `sweep_lr` trains one run per LR in `<stage>/lr<LR>`.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from . import checkpoint
+from .config import ParamsError, load_params
+from .trainer import train, upstream_checkpoint
+
+
+def stage_runs(params, runs_dir):
+    """(params, run directory) of each run of a stage: one, or one per LR of `sweep_lr`."""
+    run_dir = Path(runs_dir) / params["profile"] / params["stage"]
+    if not params["sweep_lr"]:
+        return [(params, run_dir)]
+    runs = []
+    for lr in params["sweep_lr"]:
+        variant = {**params, "schedule": {**params["schedule"], "lr": float(lr)}}
+        runs.append((variant, run_dir / f"lr{lr:g}"))
+    return runs
+
+
+def is_current(params, run_dir, init):
+    """Whether `run_dir` already holds this run's final checkpoint, made from the same inputs."""
+    final = checkpoint.path_for(run_dir, params["schedule"]["end_step"])
+    if not final.is_file():
+        return False
+    init_state = checkpoint.load(init) if init is not None else None
+    stored = checkpoint.load(final)["inputs"]
+    return not checkpoint.differences(stored, checkpoint.inputs_of(params, init_state))
+
+
+def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, restart=False, progress=True):
+    """Train every run of a stage unless it is current; returns their final checkpoints.
+
+    With `restart`, a run directory made from other params or code is removed and the
+    run trained anew (the notebooks' behaviour); without it, training resumes there.
+    """
+    finals = []
+    for variant, run_dir in stage_runs(params, runs_dir):
+        start = init
+        if start is None and variant["init_from"]:
+            start = upstream_checkpoint(variant, Path(runs_dir) / variant["profile"])
+        if is_current(variant, run_dir, start):
+            finals.append(checkpoint.path_for(run_dir, variant["schedule"]["end_step"]))
+            continue
+        if restart and run_dir.exists():
+            print(f"{run_dir}: made from other params, code or upstream run; training anew")
+            shutil.rmtree(run_dir)
+        finals.append(train(variant, run_dir, init=start, resume=resume, device=device, progress=progress))
+    return finals
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m s23dr.train", description=__doc__.splitlines()[0])
+    parser.add_argument("params", help="a stage or ablation file in params/")
+    parser.add_argument("--profile", default="full", help="full, cpu or smoke (params/profiles.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a params key, e.g. --set train.batch_size=16")
+    parser.add_argument("--runs", default="runs", help="root of the run directories (default: runs)")
+    parser.add_argument("--init", help="start from this checkpoint instead of the init_from stage's")
+    parser.add_argument("--resume", help="resume from this checkpoint (default: the run's newest)")
+    parser.add_argument("--restart", action="store_true",
+                        help="retrain a run whose directory was made from other params or code")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params, args.profile, args.set)
+        for final in run_stage(params, args.runs, args.device, args.init, args.resume, args.restart):
+            print(final)
+    except (ParamsError, FileNotFoundError, ValueError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

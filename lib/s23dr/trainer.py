@@ -1,0 +1,262 @@
+"""One training loop for every stage: params in, checkpoints and a metrics log out.
+
+The loop counts a global step that continues across stages (stage 2 starts at
+stage 1's last step), so the LR schedule, the checkpoint names and the metrics of all
+stages share one axis. The data order and the augmentation are functions of
+(seed, stage-local step), and the checkpoint holds the RNG states, so an interrupted
+run resumes exactly where it stopped.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .data import SceneDataset, collate, open_dataset, to_device
+from .inference import autocast, evaluate
+from .losses import Criterion
+from .model import Perceiver, param_groups
+
+
+def lr_at(step, schedule):
+    """LR of the update that produces global step `step` (1-based): warmup, constant, cooldown."""
+    lr = schedule["lr"]
+    if schedule["warmup"] and step < schedule["warmup"]:
+        lr *= step / schedule["warmup"]
+    start = schedule["cooldown_start"]
+    if start is not None and step > start:
+        lr *= max(0.0, 1.0 - (step - start) / schedule["cooldown_steps"])
+    return lr
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """Batches of one epoch in a (seed, epoch) permutation, from batch `start` on.
+
+    Each of `world` ranks takes its own slice of every global batch, so the global
+    batches, and so the training, do not depend on the number of processes.
+    """
+
+    def __init__(self, n, batch_size, seed, epoch, start=0, rank=0, world=1):
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        per_rank = batch_size // world
+        self.batches = [order[b * batch_size:(b + 1) * batch_size][rank * per_rank:(rank + 1) * per_rank].tolist()
+                        for b in range(start, n // batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def data_uri(params, split):
+    return params["data"][split].format(points=params["data"]["points"])
+
+
+def _distributed():
+    """(rank, world) under torchrun, initialising the process group once; (0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def _device(requested, rank):
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    return torch.device("cpu")
+
+
+def _set_deterministic(on):
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=False)
+    torch.backends.cudnn.benchmark = not on
+
+
+def _rng_state():
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class MetricsLog:
+    """Append-only JSONL of training and evaluation rows; on resume, rows past the step are dropped."""
+
+    def __init__(self, path, resume_step=None, enabled=True):
+        self.path, self.enabled = Path(path), enabled
+        if enabled and resume_step is not None and self.path.exists():
+            rows = [r for r in self.read(self.path) if r["step"] <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def write(self, row):
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    @staticmethod
+    def read(path):
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def upstream_checkpoint(params, runs_dir):
+    """The checkpoint a stage starts from: its `init_from` stage's step at our start step."""
+    path = checkpoint.path_for(Path(runs_dir) / params["init_from"], params["schedule"]["start_step"])
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"stage {params['stage']} starts from {path}, which does not exist: "
+            f"run stage {params['init_from']} first (same profile and runs directory)")
+    return path
+
+
+def train(params, run_dir, init=None, resume=None, device=None, progress=True):
+    """Run one stage to `schedule.end_step`, resuming from `resume` or the newest checkpoint in `run_dir`.
+
+    `init` is the checkpoint a fresh run starts from (the upstream stage's last one);
+    it gives the weights, the global step and, with `train.keep_optimizer`, the AdamW
+    moments; data order and RNG start anew. A resumed run restores everything and must
+    have the same params but for `checkpoint.RESUMABLE` (a later end step, say).
+    Returns the final checkpoint's path.
+    """
+    rank, world = _distributed()
+    device = _device(device, rank)
+    cfg, sched = params["train"], params["schedule"]
+    run_dir = Path(run_dir)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    _set_deterministic(cfg["deterministic"])
+    if cfg["batch_size"] % world:
+        raise ValueError(f"train.batch_size {cfg['batch_size']} is not divisible by {world} processes")
+
+    torch.manual_seed(cfg["seed"])
+    model = Perceiver(**params["model"]).to(device)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, params["optim"]["weight_decay"], params["loss"]["conf"]["head_wd"]),
+        lr=sched["lr"], betas=tuple(params["optim"]["betas"]),
+        fused=device.type == "cuda")
+    criterion = Criterion(**params["loss"])
+
+    step = sched["start_step"]
+    resume = resume or checkpoint.latest(run_dir)
+    init_state = checkpoint.load(init, params) if init is not None and resume is None else None
+    inputs = checkpoint.inputs_of(params, init_state)
+    if resume is not None:
+        state = checkpoint.load(resume, params)
+        changed = checkpoint.differences(state["inputs"]["params"], params, checkpoint.RESUMABLE)
+        if changed:
+            raise ValueError(f"{resume}: cannot resume with other params ({', '.join(changed)}); "
+                             f"use another run directory")
+        inputs["upstream"] = state["inputs"]["upstream"]
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        step = state["step"]
+    elif init_state is not None:
+        model.load_state_dict(init_state["model"])
+        if cfg["keep_optimizer"]:
+            optimizer.load_state_dict(init_state["optimizer"])
+        if init_state["step"] != step:
+            raise ValueError(f"{init} is at step {init_state['step']}, but schedule.start_step is {step}")
+    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step if resume else None, enabled=rank == 0)
+    if resume is None and rank == 0:
+        log.path.unlink(missing_ok=True)
+
+    train_scenes = open_dataset(data_uri(params, "train"), bad_samples=params["data"]["bad_samples"])
+    val_scenes = open_dataset(data_uri(params, "val"))
+    dataset = SceneDataset(train_scenes, params["data"]["points"], params["data"]["augment"], cfg["seed"])
+    steps_per_epoch = len(train_scenes) // cfg["batch_size"]
+    if steps_per_epoch == 0:
+        raise ValueError(f"{data_uri(params, 'train')}: {len(train_scenes)} scenes, fewer than one "
+                         f"batch of {cfg['batch_size']}")
+
+    def batches(local_step):
+        """Global batches from stage-local step `local_step` on, epoch after epoch."""
+        epoch, start = divmod(local_step, steps_per_epoch)
+        while True:
+            dataset.set_epoch(epoch)
+            sampler = EpochBatches(len(dataset), cfg["batch_size"], cfg["seed"], epoch, start, rank, world)
+            yield from torch.utils.data.DataLoader(
+                dataset, batch_sampler=sampler, collate_fn=collate,
+                num_workers=params["data"]["num_workers"], pin_memory=device.type == "cuda",
+                generator=torch.Generator().manual_seed(cfg["seed"] + epoch))
+            epoch, start = epoch + 1, 0
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg["compile"] and not cfg["deterministic"]:
+        net = torch.compile(net)
+
+    def save(at_step):
+        if rank == 0:
+            checkpoint.save({"step": at_step, "stage": params["stage"], "params": params,
+                             "code_version": inputs["code"], "inputs": inputs, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "rng": _rng_state()},
+                            checkpoint.path_for(run_dir, at_step))
+
+    def run_eval(at_step):
+        if rank == 0:
+            row = evaluate(model, val_scenes, params, device, criterion, train_scenes=train_scenes)
+            log.write({"step": at_step, "kind": "eval", **row})
+            model.train()
+            return row
+
+    bar = tqdm(total=sched["end_step"], initial=step, disable=not progress or rank != 0,
+               desc=params["stage"] or "train", dynamic_ncols=True)
+    model.train()
+    data = batches(step - sched["start_step"])
+    running, seen, t0 = {}, 0, time.perf_counter()
+    while step < sched["end_step"]:
+        batch = to_device(next(data), device)
+        lr = lr_at(step + 1, sched)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(params, device):
+            outputs = net(batch)
+        losses = criterion(outputs, batch)
+        loss = losses["total"]
+        if not torch.isfinite(loss):
+            last = checkpoint.latest(run_dir)
+            raise FloatingPointError(
+                f"non-finite loss ({loss.item()}) at step {step + 1} of stage {params['stage']}; "
+                f"the last good checkpoint is {last or 'none (no checkpoint written yet)'}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if params["optim"]["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), params["optim"]["grad_clip"])
+        optimizer.step()
+        step += 1
+        bar.update(1)
+
+        for key, value in losses.items():
+            running[key] = running.get(key, 0.0) + value.item()
+        seen += 1
+        if step % cfg["log_every"] == 0 or step == sched["end_step"]:
+            rate = seen * cfg["batch_size"] / (time.perf_counter() - t0)
+            row = {k: v / seen for k, v in running.items()}
+            log.write({"step": step, "kind": "train", "lr": lr, "samples_per_s": rate, **row})
+            bar.set_postfix(loss=f"{row['total']:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
+            running, seen, t0 = {}, 0, time.perf_counter()
+        if step % cfg["ckpt_every"] == 0 or step == sched["end_step"]:
+            save(step)
+        if step % cfg["eval_every"] == 0 or step == sched["end_step"]:
+            run_eval(step)
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    return checkpoint.path_for(run_dir, step)

@@ -1,0 +1,71 @@
+"""Params: inheritance, profiles, overrides, and the errors for bad ones."""
+
+from pathlib import Path
+
+import pytest
+
+from s23dr.config import ParamsError, load_params
+
+PARAMS = Path(__file__).resolve().parents[1] / "params"
+STAGES = ["stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("profile", ["full", "cpu", "smoke"])
+def test_every_stage_loads_at_every_profile(stage, profile):
+    params = load_params(PARAMS / f"{stage}.yaml", profile)
+    assert params["stage"] == stage and params["profile"] == profile
+    sched = params["schedule"]
+    assert 0 <= sched["start_step"] < sched["end_step"]
+
+
+def test_full_profile_is_the_seed_recipe():
+    s1, s2, s3 = (load_params(PARAMS / f"stage{i}.yaml") for i in (1, 2, 3))
+    assert (s1["data"]["points"], s2["data"]["points"], s3["data"]["points"]) == (2048, 4096, 4096)
+    assert (s1["train"]["batch_size"], s2["train"]["batch_size"]) == (32, 64)
+    assert s1["schedule"]["end_step"] == s2["schedule"]["start_step"]
+    assert s2["schedule"]["end_step"] == s3["schedule"]["start_step"]
+    assert s3["schedule"]["cooldown_start"] + s3["schedule"]["cooldown_steps"] == s3["schedule"]["end_step"]
+    assert s3["loss"]["endpoint"]["weight"] > 0 == s1["loss"]["endpoint"]["weight"] == s2["loss"]["endpoint"]["weight"]
+    assert (s2["init_from"], s3["init_from"]) == ("stage1", "stage2")
+
+
+@pytest.mark.parametrize("profile", ["cpu", "smoke"])
+def test_profiles_keep_the_recipe_shape(profile):
+    s1, s2, s3 = (load_params(PARAMS / f"stage{i}.yaml", profile) for i in (1, 2, 3))
+    assert s2["data"]["points"] == 2 * s1["data"]["points"]
+    assert s1["schedule"]["end_step"] == s2["schedule"]["start_step"]
+    assert s2["schedule"]["end_step"] == s3["schedule"]["start_step"]
+    assert s3["schedule"]["cooldown_start"] + s3["schedule"]["cooldown_steps"] == s3["schedule"]["end_step"]
+
+
+def test_override_sets_a_nested_key():
+    params = load_params(PARAMS / "stage1.yaml", "smoke", ["train.batch_size=3", "schedule.lr=1e-3"])
+    assert params["train"]["batch_size"] == 3 and params["schedule"]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("override, message", [
+    ("schedule.lrr=1", "unknown key schedule.lrr; did you mean schedule.lr"),
+    ("train.batch_size=abc", "train.batch_size should be int"),
+    ("model.qk_norm=3", "model.qk_norm should be bool"),
+    ("model=3", "model should be a mapping"),
+    ("nokey", "expected key=value"),
+])
+def test_bad_override_names_the_key(override, message):
+    with pytest.raises(ParamsError, match=message):
+        load_params(PARAMS / "stage1.yaml", "smoke", [override])
+
+
+def test_missing_file_and_profile(tmp_path):
+    with pytest.raises(ParamsError, match="params file not found: .*nope.yaml"):
+        load_params(tmp_path / "nope.yaml")
+    with pytest.raises(ParamsError, match="unknown profile 'gpu'"):
+        load_params(PARAMS / "stage1.yaml", "gpu")
+
+
+def test_stage_file_with_unknown_key_names_file(tmp_path):
+    for name in ("base.yaml", "profiles.yaml"):
+        (tmp_path / name).write_text((PARAMS / name).read_text())
+    (tmp_path / "bad.yaml").write_text("inherit: base.yaml\ntrain: {batchsize: 4}\n")
+    with pytest.raises(ParamsError, match=r"bad.yaml: unknown key train.batchsize; did you mean train.batch_size"):
+        load_params(tmp_path / "bad.yaml")

@@ -1,0 +1,192 @@
+"""The trainer: LR schedule, checkpoints, exact resume, determinism, stage chaining, failures."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from s23dr import checkpoint, trainer
+from s23dr.config import load_params
+from s23dr.train import run_stage
+from s23dr.trainer import EpochBatches, lr_at, train
+
+PARAMS = Path(__file__).resolve().parents[1] / "params"
+
+
+def smoke(stage, data_root, *overrides):
+    return load_params(PARAMS / f"{stage}.yaml", "smoke", [
+        f"data.train={data_root}/sampled_{{points}}:train",
+        f"data.val={data_root}/sampled_{{points}}:validation", *overrides])
+
+
+def weights(path):
+    return checkpoint.load(path)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+# --- schedule -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage, step, expected", [
+    ("stage1", 1, 3e-4 / 10_000), ("stage1", 5_000, 1.5e-4), ("stage1", 10_000, 3e-4),
+    ("stage1", 125_000, 3e-4),
+    ("stage2", 125_001, 3e-5), ("stage2", 135_000, 3e-5),
+    ("stage3", 135_001, 3e-5), ("stage3", 150_000, 3e-5), ("stage3", 160_000, 1.5e-5),
+    ("stage3", 169_999, 3e-5 / 20_000), ("stage3", 170_000, 0.0),
+])
+def test_lr_at_the_seed_boundaries(stage, step, expected):
+    assert lr_at(step, load_params(PARAMS / f"{stage}.yaml")["schedule"]) == pytest.approx(expected, abs=1e-15)
+
+
+def test_epoch_batches_split_one_global_batch_across_ranks():
+    whole = EpochBatches(40, 8, seed=1, epoch=2).batches
+    halves = [EpochBatches(40, 8, seed=1, epoch=2, rank=r, world=2).batches for r in (0, 1)]
+    assert [a + b for a, b in zip(*halves)] == whole
+    assert EpochBatches(40, 8, seed=1, epoch=2, start=3).batches == whole[3:]
+    assert EpochBatches(40, 8, seed=1, epoch=3).batches != whole
+
+
+# --- checkpoints ----------------------------------------------------------------------
+
+def test_checkpoint_save_is_atomic_and_latest_is_highest_step(tmp_path):
+    for step in (5, 120, 40):
+        checkpoint.save({"step": step, "model": {}, "params": {}}, checkpoint.path_for(tmp_path, step))
+    assert checkpoint.latest(tmp_path).name == "step000120.pt"
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_checkpoint_that_is_not_one(tmp_path):
+    (tmp_path / "junk.pt").write_text("hello")
+    with pytest.raises(ValueError, match="junk.pt: not a checkpoint"):
+        checkpoint.load(tmp_path / "junk.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt: not an s23dr checkpoint"):
+        checkpoint.load(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_checkpoint_with_other_architecture_names_the_keys(tmp_path):
+    params = load_params(PARAMS / "stage1.yaml", "smoke")
+    other = load_params(PARAMS / "stage1.yaml", "smoke", ["model.hidden=48", "model.latent_layers=2"])
+    checkpoint.save({"step": 0, "model": {}, "params": other}, tmp_path / "step000000.pt")
+    with pytest.raises(ValueError, match=r"other architecture params \(hidden: checkpoint 48 vs params 32, "
+                                         r"latent_layers: checkpoint 2 vs params 3\)"):
+        checkpoint.load(tmp_path / "step000000.pt", params)
+
+
+# --- training runs on the synthetic smoke data ----------------------------------------
+
+def test_smoke_stage_writes_checkpoints_and_metrics(synthetic_root, tmp_path):
+    params = smoke("stage1", synthetic_root)
+    final = train(params, tmp_path / "run", progress=False)
+    end = params["schedule"]["end_step"]
+    assert final == checkpoint.path_for(tmp_path / "run", end) and final.is_file()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [r["step"] for r in train_rows] == list(range(1, end + 1))
+    assert evals[-1]["step"] == end
+    for key in ("val_loss", "train_loss", "ratio", "hss", "f1", "iou"):
+        assert all(key in r and r[key] == r[key] for r in evals), key
+    state = checkpoint.load(final)
+    assert state["code_version"] == checkpoint.code_version() and state["params"] == params
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(synthetic_root, tmp_path):
+    det = ("train.deterministic=true", "train.ckpt_every=3")
+    straight = train(smoke("stage1", synthetic_root, *det, "schedule.end_step=8"), tmp_path / "a", progress=False)
+    train(smoke("stage1", synthetic_root, *det, "schedule.end_step=4"), tmp_path / "b", progress=False)
+    (tmp_path / "b" / "step000003.pt").unlink()  # resume from the newest, step 4
+    resumed = train(smoke("stage1", synthetic_root, *det, "schedule.end_step=8"), tmp_path / "b", progress=False)
+    assert_same_weights(weights(straight), weights(resumed))
+    a, b = checkpoint.load(straight)["optimizer"], checkpoint.load(resumed)["optimizer"]
+    for key in a["state"]:
+        assert torch.equal(a["state"][key]["exp_avg_sq"], b["state"][key]["exp_avg_sq"])
+
+
+def test_deterministic_runs_are_bit_identical(synthetic_root, tmp_path):
+    params = smoke("stage1", synthetic_root, "train.deterministic=true", "schedule.end_step=5")
+    assert_same_weights(weights(train(params, tmp_path / "a", progress=False)),
+                        weights(train(params, tmp_path / "b", progress=False)))
+
+
+def test_resume_with_other_params_is_refused(synthetic_root, tmp_path):
+    train(smoke("stage1", synthetic_root, "schedule.end_step=2"), tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="cannot resume with other params \\(schedule.lr\\)"):
+        train(smoke("stage1", synthetic_root, "schedule.end_step=4", "schedule.lr=0.01"),
+              tmp_path / "r", progress=False)
+
+
+def test_stages_chain_through_the_runs_directory(synthetic_root, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(FileNotFoundError, match="run stage stage1 first"):
+        run_stage(smoke("stage2", synthetic_root), runs, progress=False)
+    (s1,) = run_stage(smoke("stage1", synthetic_root), runs, progress=False)
+    (s2,) = run_stage(smoke("stage2", synthetic_root), runs, progress=False)
+    assert checkpoint.load(s2)["step"] == smoke("stage2", synthetic_root)["schedule"]["end_step"]
+    mtime = s2.stat().st_mtime_ns
+    assert run_stage(smoke("stage2", synthetic_root), runs, progress=False) == [s2]
+    assert s2.stat().st_mtime_ns == mtime, "a current run must not be retrained"
+    sweep = run_stage(smoke("ablation_high_lr", synthetic_root), runs, progress=False)
+    assert [p.parent.name for p in sweep] == ["lr0.0003", "lr0.001"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
+    real = trainer.Criterion
+
+    class Exploding(real):
+        calls = 0
+
+        def forward(self, outputs, batch):
+            losses = super().forward(outputs, batch)
+            Exploding.calls += 1
+            if Exploding.calls > 3:
+                losses["total"] = losses["total"] * float("nan")
+            return losses
+
+    monkeypatch.setattr(trainer, "Criterion", Exploding)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss .* at step 4 .*step000002.pt"):
+        train(smoke("stage1", synthetic_root, "train.ckpt_every=2", "train.eval_every=100"),
+              tmp_path / "n", progress=False)
+    assert checkpoint.latest(tmp_path / "n").name == "step000002.pt"
+
+
+def test_two_process_ddp_matches_one_process(synthetic_root, tmp_path):
+    """torchrun with 2 gloo processes, each half the batch, trains like one process."""
+    sets = ["--set", f"data.train={synthetic_root}/sampled_{{points}}:train",
+            "--set", f"data.val={synthetic_root}/sampled_{{points}}:validation",
+            "--set", "model.dropout=0.0", "--set", "schedule.end_step=3", "--set", "train.eval_every=100"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "s23dr.train", str(PARAMS / "stage1.yaml"), "--profile", "smoke",
+           "--runs", str(tmp_path / "ddp"), *sets]
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
+    single = [sys.executable, "-m", "s23dr.train", str(PARAMS / "stage1.yaml"), "--profile", "smoke",
+              "--runs", str(tmp_path / "one"), *sets]
+    subprocess.run(single, check=True, env=env, capture_output=True, timeout=300)
+    a = weights(tmp_path / "ddp/smoke/stage1/step000003.pt")
+    b = weights(tmp_path / "one/smoke/stage1/step000003.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["params/nope.yaml"], "error: params file not found: params/nope.yaml"),
+    (["params/stage1.yaml", "--profile", "smoke", "--set", "train.bach_size=2"],
+     "error: --set train.bach_size=2: unknown key train.bach_size; did you mean train.batch_size?"),
+])
+def test_train_command_errors_are_one_line(args, message):
+    root = PARAMS.parent
+    done = subprocess.run([sys.executable, "-m", "s23dr.train", *args], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == message
