@@ -92,11 +92,14 @@ def parse_override(text):
 
 
 def apply_scale(params, scale):
-    """Scale the recipe's step counts, point count and batch size by a profile's factors."""
+    """Scale the recipe's step counts, learning rates, point count and batch size by a profile's factors."""
     schedule = params["schedule"]
     for key in STEP_KEYS:
         if schedule[key] is not None:
             schedule[key] = int(round(schedule[key] * scale["steps"]))
+    schedule["lr"] *= scale["lr"]
+    if params["sweep_lr"]:
+        params["sweep_lr"] = [lr * scale["lr"] for lr in params["sweep_lr"]]
     params["data"]["points"] = int(round(params["data"]["points"] * scale["points"]))
     params["train"]["batch_size"] = max(1, int(round(params["train"]["batch_size"] * scale["batch"])))
     return params

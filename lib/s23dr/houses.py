@@ -13,7 +13,7 @@ pieces of one class joined back into one edge.
 
 Footprints: rect, L, T, U (side wings on the main wing's long sides). Roofs: gable, hip,
 pyramid, flat, shed on rectangles; cross_gable, cross_hip, flat on L/T/U. Extras: a chimney
-(flashing and step flashing around its base), a lean-to against a gable wall (flashing
+(flashing and step flashing around its base), a lean-to against an end wall (flashing
 where it meets the wall), a detached garage.
 """
 
@@ -26,7 +26,7 @@ from .schema import EDGE_CLASS, MAX_GT_EDGES, POINT_CLASS
 FOOTPRINTS = ("rect", "L", "T", "U")
 RECT_ROOFS = ("gable", "hip", "pyramid", "flat", "shed")
 WING_ROOFS = ("cross_gable", "cross_hip", "flat")
-ROOFS = RECT_ROOFS + WING_ROOFS[:2]
+ROOFS = RECT_ROOFS + WING_ROOFS[:2]  # every roof kind
 
 #: Endpoints closer than this (metres) are one vertex.
 TOLERANCE = 1e-6
@@ -72,7 +72,10 @@ def wing_roof(wing, x, z):
 
 
 def roof_height(wings, xz):
-    """Roof height at plan points xz [M, 2]: (height [M] (-inf off the roof), slope [M, 2] (dy/dx, dy/dz), wing [M] (-1 off))."""
+    """Roof height at plan points xz [M, 2].
+
+    Returns height [M] (-inf off the roof), slope [M, 2] (dy/dx, dy/dz) and wing [M] (-1 off).
+    """
     x, z = np.ascontiguousarray(xz[:, 0]), np.ascontiguousarray(xz[:, 1])
     height = np.full(len(x), -np.inf)
     slope = np.zeros((len(x), 2))
@@ -147,8 +150,7 @@ def _join_collinear(vertices, edges, classes):
         changed = False
         degree = np.bincount(np.ravel(edges), minlength=len(vertices))
         for v in np.flatnonzero(degree == 2):
-            pair = [i for i, e in enumerate(edges) if v in e]
-            (i, j) = pair
+            i, j = (k for k, e in enumerate(edges) if v in e)
             if classes[i] != classes[j]:
                 continue
             u, w = (e[0] if e[1] == v else e[1] for e in (edges[i], edges[j]))
@@ -333,9 +335,9 @@ def _chimney(rng, wings, W, L):
 
 def _lean_to(rng, L, W, H, end):
     """A mono-pitch roof against the main wing's end wall (x = end * L/2), or nothing if too low."""
-    top = rng.uniform(2.7, H - 0.3) if H > 3.0 else None
-    if top is None:
+    if H <= 3.0:
         return [], []
+    top = rng.uniform(2.7, H - 0.3)
     depth = rng.uniform(1.8, 4.0)
     t = np.tan(np.radians(rng.uniform(8, 20)))
     low = top - depth * t
@@ -351,6 +353,18 @@ def _lean_to(rng, L, W, H, end):
     segments = [((x_wall, top, z0), (x_wall, top, z1), "flashing"), ((x_out, low, z0), (x_out, low, z1), "eave"),
                 ((x_wall, top, z0), (x_out, low, z0), "rake"), ((x_wall, top, z1), (x_out, low, z1), "rake")]
     return [wing], segments
+
+
+def _garage(rng, L, W, end):
+    """A small detached building beyond the main wing's end x = end * L/2."""
+    width = rng.uniform(3.0, 6.0)
+    length = max(rng.uniform(4.0, 8.0), width + 0.5)
+    roof = str(rng.choice(("gable", "hip", "flat", "shed")))
+    t = np.tan(np.radians(rng.uniform(8, 20) if roof == "shed" else rng.uniform(15, 40)))
+    wings, segments = _rect_roof(roof, length, width, rng.uniform(2.4, 3.0), t)
+    swap = bool(rng.random() < 0.5)
+    half = (width if swap else length) / 2
+    return _placed(wings, segments, end * (L / 2 + rng.uniform(2.0, 5.0) + half), rng.uniform(-0.5, 0.5) * W, swap)
 
 
 def _placed(wings, segments, dx, dz, swap):
@@ -374,7 +388,12 @@ def _placed(wings, segments, dx, dz, swap):
 
 
 def random_house(rng, footprint=None, roof=None):
-    """A random house; footprint and roof are drawn unless given (roof must suit the footprint)."""
+    """A random house; footprint and roof are drawn unless given (roof must suit the footprint).
+
+    Sizes in metres: main wing 5.5-11 wide and up to 25 long, 1-2 storeys (flat: 1-3),
+    pitch 18-45 degrees (shed 6-20, pyramid 20-40). Extras: a chimney (35%), a lean-to on a
+    gable or flat roof (20%), a detached garage (15%).
+    """
     footprint = footprint or str(rng.choice(FOOTPRINTS, p=(0.4, 0.2, 0.2, 0.2)))
     if footprint not in FOOTPRINTS:
         raise ValueError(f"unknown footprint {footprint!r}; expected one of {FOOTPRINTS}")
@@ -389,8 +408,8 @@ def random_house(rng, footprint=None, roof=None):
     L = min(W * rng.uniform(1.0, 1.35), 25.0) if roof == "pyramid" else min(W + rng.uniform(1.0, 14.0), 25.0)
     if footprint == "U":
         L = max(L, min(25.0, 2.0 * W + 1.0))
-    H = rng.integers(1, 3, endpoint=True) * rng.uniform(2.6, 3.2) if roof == "flat" else \
-        rng.integers(1, 2, endpoint=True) * rng.uniform(2.6, 3.2)
+    storeys = rng.integers(1, 4 if roof == "flat" else 3)
+    H = storeys * rng.uniform(2.6, 3.2)  # eave height
     pitch = {"shed": (6, 20), "flat": (0, 0), "pyramid": (20, 40)}.get(roof, (18, 45))
     t = np.tan(np.radians(rng.uniform(*pitch)))
     if footprint == "rect":
@@ -407,16 +426,8 @@ def random_house(rng, footprint=None, roof=None):
         lean_wings, lean_segments = _lean_to(rng, L, W, H, end)
         wings, segments = wings + lean_wings, segments + lean_segments
     if rng.random() < 0.15:
-        gl, gw = rng.uniform(4.0, 8.0), rng.uniform(3.0, 6.0)
-        g_roof = str(rng.choice(("gable", "hip", "flat", "shed")))
-        g_t = np.tan(np.radians(rng.uniform(8, 20) if g_roof == "shed" else rng.uniform(15, 40)))
-        g_wings, g_segments = _rect_roof(g_roof, max(gl, gw + 0.5), gw, rng.uniform(2.4, 3.0), g_t)
-        swap = bool(rng.random() < 0.5)
-        half = (gw if swap else max(gl, gw + 0.5)) / 2
-        dx = -end * (L / 2 + rng.uniform(2.0, 5.0) + half)
-        dz = rng.uniform(-0.5, 0.5) * W
-        g_wings, g_segments = _placed(g_wings, g_segments, dx, dz, swap)
-        wings, segments = wings + g_wings, segments + g_segments
+        garage_wings, garage_segments = _garage(rng, L, W, -end)
+        wings, segments = wings + garage_wings, segments + garage_segments
 
     vertices, edges, classes, kinds = wireframe(segments)
     if not 1 <= len(edges) <= MAX_GT_EDGES:

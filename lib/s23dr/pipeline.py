@@ -5,31 +5,55 @@ profile trains on, executes the notebooks with papermill into `book/executed/`, 
 builds the Jupyter Book into `_build/html` with warnings as errors. A notebook is
 executed again only when its inputs changed: its source, the params, the library or an
 upstream notebook. Training inside the notebooks has its own cache (`train.run_stage`).
+The second half of the module is what the notebooks call: their params, training,
+metrics and evaluation in one line each.
 """
 
 import argparse
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
+import time
+import warnings
+from importlib.resources import files
 from pathlib import Path
 
-from .checkpoint import code_version
-from .config import load_params
+import pandas as pd
+import torch
 
-ROOT = Path.cwd()
+# In a Jupyter kernel without ipywidgets, tqdm.auto warns and falls back to text bars: fine here.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from . import checkpoint
+from .config import load_params
+from .data import open_dataset
+from .inference import first, predict, wireframes
+from .metrics import evaluate
+from .predict import load_model
+from .train import run_stage, stage_runs
+from .trainer import MetricsLog, data_uri
+
 EXECUTED = Path("book/executed")
+PLOTLY_JS = Path("book/_static/plotly.min.js")
 
 #: The notebooks in execution order, each with the notebooks whose results it reads.
+#: (ablation_high_lr trains from stage 1's checkpoint and is compared with stage 2.)
 NOTEBOOKS = {
     "data": [],
+    "reproducibility": [],
     "stage1": [],
     "stage2": ["stage1"],
     "stage3": ["stage2"],
     "ablation_4096_scratch": ["stage1"],
     "ablation_high_lr": ["stage2"],
-    "results": ["stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr"],
+    "results": ["reproducibility", "stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr"],
 }
+
+#: The notebooks that train `params/<name>.yaml`, in an order where each upstream stage comes first.
+STAGES = ("stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr")
 
 
 def synthetic_points(profile):
@@ -39,34 +63,39 @@ def synthetic_points(profile):
 
 
 def build_data(profile):
-    """Generate the synthetic dataset of a profile unless it is there already."""
+    """Generate the synthetic dataset of a profile unless it is there already (or the
+    profile trains on other data, as `full` does on the hub); return its root or None."""
     from .synthetic import build_dataset
 
-    syn = load_params("params/stage1.yaml", profile)["data"]["synthetic"]
+    params = load_params("params/stage1.yaml", profile)
+    syn = params["data"]["synthetic"]
     root = Path(syn["root"])
+    if not Path(params["data"]["train"]).is_relative_to(root):
+        return None
     wanted = [p for p in synthetic_points(profile) if not (root / f"sampled_{p}" / "dataset_dict.json").is_file()]
     if wanted:
         build_dataset(root, syn["train"], syn["val"], points=tuple(wanted), seed=syn["seed"])
     return root
 
 
-def inputs_hash(name, profile, done):
+def inputs_hash(name, profile, runs, done):
     """What an executed notebook depends on; it is executed again when this changes."""
     digest = hashlib.sha256()
-    for path in [Path(f"notebooks/{name}.ipynb"), *sorted(Path("params").glob("*.yaml"))]:
+    for path in [Path(f"notebooks/{name}.ipynb"), *sorted(Path("params").glob("*.yaml")),
+                 *sorted(Path("lib/s23dr").glob("*.py"))]:
         digest.update(path.read_bytes())
-    digest.update(json.dumps([profile, code_version(), [done[d] for d in NOTEBOOKS[name]]]).encode())
+    digest.update(json.dumps([profile, str(runs), [done[d] for d in NOTEBOOKS[name]]]).encode())
     return digest.hexdigest()
 
 
-def execute_notebooks(profile, only=None):
+def execute_notebooks(profile, runs="runs", only=None):
     """Execute the notebooks with papermill in dependency order, skipping current ones."""
     import papermill
 
     EXECUTED.mkdir(parents=True, exist_ok=True)
     done = {}
     for name in NOTEBOOKS:
-        done[name] = inputs_hash(name, profile, done)
+        done[name] = inputs_hash(name, profile, runs, done)
         out, stamp = EXECUTED / f"{name}.ipynb", EXECUTED / f"{name}.inputs"
         if only and name not in only:
             continue
@@ -75,26 +104,144 @@ def execute_notebooks(profile, only=None):
             continue
         print(f"{name}: executing")
         stamp.unlink(missing_ok=True)
-        papermill.execute_notebook(f"notebooks/{name}.ipynb", str(out), parameters={"profile": profile},
-                                   cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+        papermill.execute_notebook(f"notebooks/{name}.ipynb", str(out), parameters={"profile": profile, "runs": str(runs)},
+                                   cwd=str(Path.cwd()), progress_bar=False, kernel_name="python3")
         stamp.write_text(done[name])
 
 
 def build_book():
-    """Sphinx build of the book from the executed notebooks; any warning fails it."""
-    subprocess.run([sys.executable, "-m", "jupyter_book", "build", ".", "--warningiserror",
-                    "--path-output", "."], check=True)
+    """Sphinx build of the book from the executed notebooks into `_build/html`; any warning fails it.
+
+    The plotly figures are HTML without plotly.js; the book loads the plotly package's
+    own copy from `book/_static/` (_config.yml: html_js_files), so pages work offline.
+    """
+    import re
+
+    PLOTLY_JS.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(files("plotly") / "package_data" / "plotly.min.js", PLOTLY_JS)
+    # jupyter_book has no __main__ module, so call its command line's entry point. --all:
+    # numbers pasted from other pages (glue `notebook::key`) are no Sphinx dependency, so an
+    # incremental build could keep stale ones. --keep-going: report every warning, then fail.
+    cli = "from jupyter_book.cli.main import main; main()"
+    subprocess.run([sys.executable, "-c", cli, "build", ".", "--all", "--warningiserror", "--keep-going"], check=True)
+    # Offline means no page loads a script, style or image from the network (MathJax from a CDN, say).
+    remote = re.compile(r'<(?:script|link|img)\b[^>]*\b(?:src|href)="(?:https?:)?//')
+    online = sorted(str(p) for p in Path("_build/html").rglob("*.html") if remote.search(p.read_text(errors="replace")))
+    if online:
+        raise RuntimeError(f"these pages load remote assets, but the book must read offline: {', '.join(online)}")
+
+
+# ---------------------------------------------------------------------------------------
+# What the notebooks call
+
+
+def chdir_root(start=None):
+    """Change to the project root and return it: the nearest folder at or above `start`
+    (default: the working directory) holding params/base.yaml, else the project this
+    package was installed from (editable), so a notebook runs from any cwd."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
+        if (folder / "params" / "base.yaml").is_file():
+            os.chdir(folder)
+            return folder
+    raise FileNotFoundError(f"no params/base.yaml in {here} or any folder above it, nor beside "
+                            f"the installed package: run the notebook inside the project")
+
+
+def notebook_params(path, profile, data=None, seed=None):
+    """A params file as a notebook's parameters ask: `data` a dataset URI prefix (the profile's
+    own data when None) to which `:train` and `:validation` are appended, `seed` the training seed."""
+    overrides = [f"data.train={data}:train", f"data.val={data}:validation"] if data else []
+    if seed is not None:
+        overrides.append(f"train.seed={int(seed)}")
+    return load_params(path, profile, overrides)
+
+
+def recipe_table(params):
+    """The keys that tell the stages apart, one row per run (one per LR of `sweep_lr`)."""
+    rows = []
+    for run, run_dir in stage_runs(params, "."):
+        sched = run["schedule"]
+        rows.append({"run": run_dir.name, "init_from": run["init_from"] or "scratch",
+                     "points": run["data"]["points"], "batch": run["train"]["batch_size"],
+                     "steps": f"{sched['start_step']} -> {sched['end_step']}", "lr": f"{sched['lr']:g}",
+                     "warmup": sched["warmup"], "cooldown": "none" if sched["cooldown_start"] is None
+                     else f"{sched['cooldown_start']} +{sched['cooldown_steps']}",
+                     "endpoint": run["loss"]["endpoint"]["weight"], "train data": data_uri(run, "train")})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def train_stage(params, runs="runs", device=None, init=None):
+    """Train every run of a stage unless current (`train.run_stage`, retraining a stale run).
+
+    Returns the final checkpoints and the wall-clock minutes spent training now (None
+    when every run was current and nothing was trained).
+    """
+    start = time.time()
+    finals = run_stage(params, runs, device, init=init, restart=True, progress=False)
+    trained = any(path.stat().st_mtime >= start for path in finals)
+    return finals, (time.time() - start) / 60 if trained else None
+
+
+def run_metrics(params, runs="runs", label=None):
+    """{label: metrics rows} of each run of a stage; a run not trained yet is left out.
+
+    The label is the stage's name, or `label`, with the LR for each run of a sweep.
+    """
+    out = {}
+    for run, run_dir in stage_runs(params, runs):
+        log = run_dir / "metrics.jsonl"
+        if log.is_file():
+            name = label or params["stage"]
+            out[f"{name} lr={run['schedule']['lr']:g}" if params["sweep_lr"] else name] = MetricsLog.read(log)
+    return out
+
+
+def summary(rows, params, minutes=None):
+    """A run's headline numbers: the last evaluation's HSS, F1, IoU and train/val loss ratio,
+    its final global step, and `minutes` of training (when None: the training loop's time
+    read from the log's throughput, evaluations not counted)."""
+    last = [r for r in rows if r["kind"] == "eval"][-1]
+    if minutes is None:
+        step, seconds = params["schedule"]["start_step"], 0.0
+        for row in (r for r in rows if r["kind"] == "train"):
+            seconds += (row["step"] - step) * params["train"]["batch_size"] / row["samples_per_s"]
+            step = row["step"]
+        minutes = seconds / 60
+    return {"hss": last["hss"], "f1": last["f1"], "iou": last["iou"], "ratio": last["ratio"],
+            "steps": last["step"], "minutes": minutes}
+
+
+def evaluate_checkpoint(path, device=None, n=None):
+    """(scenes, predicted wireframes, per-scene scores) of a checkpoint on the first `n`
+    (default `eval.max_scenes`) validation scenes of the params it was trained with."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, params = load_model(path, device)
+    scenes = first(open_dataset(data_uri(params, "val")), n or params["eval"]["max_scenes"])
+    segments, conf, _ = predict(model, scenes, params, device)
+    frames = wireframes(scenes, segments, conf, params)
+    scores = evaluate(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
+                      vert_thresh=params["eval"]["vert_thresh"], edge_thresh=params["eval"]["edge_thresh"])
+    return scenes, frames, scores
+
+
+def prepare_runs(profile, runs="runs"):
+    """The data and every stage's runs of a profile, trained in dependency order (the test suite's setup)."""
+    build_data(profile)
+    for name in STAGES:
+        train_stage(load_params(f"params/{name}.yaml", profile), runs)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["data", "notebooks", "book"])
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--runs", default="runs", help="root of the run directories (default: runs)")
     parser.add_argument("--only", nargs="*", help="execute only these notebooks")
     args = parser.parse_args(argv)
     build_data(args.profile)
     if args.what in ("notebooks", "book"):
-        execute_notebooks(args.profile, args.only)
+        execute_notebooks(args.profile, args.runs, args.only)
     if args.what == "book":
         build_book()
     return 0

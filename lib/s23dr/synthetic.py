@@ -4,18 +4,23 @@ multi-view fused point cloud, sampled into the schema of REFERENCE §2 (`schema.
 This is the project's default data when the hub is out of reach. One scene, top to bottom:
 
 1. `houses.random_house`: footprint, roof, wireframe (metres, Y up, house-local frame).
-2. Surroundings: ground, trees and bushes (occluders) and 3-8 cameras on an arc that may
-   leave a side of the house unseen.
-3. Candidate surface points: a *sparse* pool (COLMAP-like: dense on roof edges and corners)
-   and a *depth* pool (uniform on surfaces). A point survives if enough cameras see it
-   (facing, in the frustum, not behind a tree): 2 views for sparse, 1 for depth.
+2. Surroundings: ground, trees and bushes (occluders) and 3-8 cameras, street level or
+   raised, on an arc that may leave a side of the house unseen.
+3. Candidate surface points: a *sparse* pool (COLMAP-like: clumped along the roof lines,
+   piled up at corners) and a *depth* pool (uniform on surfaces, thinned where the best
+   view is grazing). A point survives if enough cameras see it (facing, in the field of
+   view, not behind a tree, bush or the house): 2 views for sparse, 1 for depth.
 4. Labels: the true 13-class label from the distance to GT vertices and edges (the edge
-   class decides the point class), then per-view votes with label noise give `class_id`,
-   `n_views_voted` and `vote_frac`; `behind` and `visible_src`/`visible_id` likewise.
-5. Noise: a few cm to tens of cm on sparse points (more with fewer views), per-view depth
-   bias on depth points, outliers, flying pixels, holes. Then a random yaw and position.
-6. `center`/`scale` from the depth points (median, MAD filter k=2.5, 2.5..97.5 percentile
-   box; scale = its diagonal).
+   class decides the point class), with stretches and corners the simulated segmentation
+   misses; per-view votes with label noise give `class_id`, `n_views_voted` and
+   `vote_frac`. `behind` is an independent vote on a 28-id gestalt label set (vegetation:
+   the house part behind it); `visible_src`/`visible_id` say whether the views saw the
+   point's own gestalt label (1) or an occluder (2: tree, bush, ground; 0 for outliers).
+5. Noise: a few cm to tens of cm on sparse points (more with fewer views, heavy-tailed),
+   per-view depth-scale bias on depth points, outliers, flying pixels, holes. Then a random
+   yaw about Y and a position.
+6. `center`/`scale` from all depth points of the cloud (median, MAD filter k=2.5, 2.5..97.5
+   percentile box; scale = its diagonal), so every S shares one normalisation.
 
 `sample_scene` then draws S points by the priority tiers with the 3:1 sparse:depth quota.
 Its random order within a tier does not depend on S, so a larger S takes a superset of the
@@ -23,22 +28,27 @@ points of a smaller one, and `structural_coverage` can only grow with S.
 
 Structural coverage (our definition): the fraction of GT edge length (metres) lying within
 `radius` (0.5 m, the metric's threshold) of a valid sampled point whose class is a vertex
-or roof-edge class (tiers 0 and 1).
+or roof-edge class (tiers 0 and 1). A fused cloud holds several thousand such points, many
+piled at corners or in dense clumps, so 2048 points (1536 sparse) cover clearly less than
+4096: about 67% against 74% (512: 48%, 1024: 58%; the seed reports 66% and 74% for the
+real data). `benchmarks/synthetic_speed.py` measures these and the generation speed.
 
 Command line: ``python -m s23dr.synthetic --out data/synthetic --train 4000 --val 256
 --points 512 1024 2048 4096 --seed 0``.
 """
 
 import argparse
+import ctypes
 import multiprocessing
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from scipy.spatial import cKDTree
 
 from . import houses
-from .schema import (ARRAY_FIELDS, EDGE_CLASS, EDGE_CLASSES, NUM_BEHIND_CLASSES, POINT_CLASS,
+from .schema import (ARRAY_FIELDS, EDGE_CLASSES, NUM_BEHIND_CLASSES, POINT_CLASS,
                      POINT_CLASSES, SOURCE_DEPTH, SOURCE_SPARSE, hf_features)
 
 #: Our simulated gestalt label set (the ids of `behind` and of `visible_id` when `visible_src` is 1).
@@ -71,7 +81,8 @@ EDGE_POINT_CLASS = np.array([POINT_CLASS[{"cornice_return": "eave", "cornice_str
                              for name in EDGE_CLASSES], dtype=np.int64)
 
 #: Gestalt id of each point class (a wall point's own id is its material, window or door).
-CLASS_GESTALT = np.array([GESTALT[name] for name in POINT_CLASSES[:11] + ("other_wall", "unclassified")], dtype=np.int64)
+CLASS_GESTALT = np.array([GESTALT[name] for name in POINT_CLASSES[:11] + ("other_wall", "unclassified")],
+                         dtype=np.int64)
 
 # Surface kinds of candidate points.
 ROOF, EDGE, CORNER, WALL, CHIMNEY, GROUND, TREE, BUSH = range(8)
@@ -99,11 +110,28 @@ def _unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
+def _pick(rng, weights, n):
+    """n indices drawn with probability proportional to weights (rng.choice with p, faster)."""
+    cdf = np.cumsum(weights)
+    return np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(cdf) - 1)
+
+
+def _dots(u, p):
+    """u @ p.T for u [K, 3] and p [M, 3]: [K, M], without BLAS.
+
+    For products this thin, BLAS costs many times the arithmetic (and its threads stall
+    whenever the other core is busy); three broadcast multiply-adds over the rows of p.T
+    do not, and numpy's inner loops then run over the long point axis.
+    """
+    pt = np.ascontiguousarray(p.T)
+    return u[:, :1] * pt[0] + u[:, 1:2] * pt[1] + u[:, 2:] * pt[2]
+
+
 def _roof_points(rng, house, n):
     """n plan-uniform points on the roof (fewer where wings overlap or a chimney stands)."""
     boxes = np.array([w.box for w in house.wings])
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    wing = rng.choice(len(boxes), n, p=area / area.sum())
+    wing = _pick(rng, area, n)
     xz = boxes[wing, :2] + rng.random((n, 2)) * (boxes[wing, 2:] - boxes[wing, :2])
     height, slope, owner = houses.roof_height(house.wings, xz)
     keep = owner == wing
@@ -131,7 +159,7 @@ def _wall_points(rng, house, n):
                 sides.append((w, a, b, normal))
     owner, a, b, normal = (np.array(v) for v in zip(*sides))
     length = np.linalg.norm(b - a, axis=1)
-    side = rng.choice(len(sides), n, p=length / length.sum())
+    side = _pick(rng, length, n)
     u = rng.random(n)
     x = a[side, 0] + u * (b[side, 0] - a[side, 0])
     z = a[side, 1] + u * (b[side, 1] - a[side, 1])
@@ -167,22 +195,25 @@ def _chimney_points(rng, house, n):
 
 def _edge_points(rng, house, n):
     """n points on the GT edges, clumped like image features: each edge gets a random texture
-    level and three texture spots, so some stretches are dense and others nearly empty."""
+    level and three texture spots, so some stretches are dense and others nearly empty.
+
+    Returns xyz [n, 3], each point's edge [n] and its parameter t in [0, 1] along it.
+    """
     a, b = house.vertices[house.edges[:, 0]], house.vertices[house.edges[:, 1]]
     length = np.linalg.norm(b - a, axis=1)
     weight = length * rng.lognormal(0, 2.0, len(length))
-    edge = rng.choice(len(length), n, p=weight / weight.sum())
+    edge = _pick(rng, weight, n)
     spots = rng.random((len(length), 3))
     spread = rng.uniform(0.1, 0.6, (len(length), 3)) / length[:, None]
     spot = rng.integers(0, 3, n)
     t = spots[edge, spot] + rng.normal(size=n) * spread[edge, spot]
     t = np.where(rng.random(n) < 0.05, rng.random(n), np.clip(t, 0, 1))
-    return a[edge] + t[:, None] * (b[edge] - a[edge])
+    return a[edge] + t[:, None] * (b[edge] - a[edge]), edge, t
 
 
 def _sphere_points(rng, centers, radii, n, roughness):
     """n points on spheres (area-weighted), radially jittered like foliage."""
-    which = rng.choice(len(radii), n, p=radii ** 2 / (radii ** 2).sum())
+    which = _pick(rng, radii ** 2, n)
     normal = _unit(rng.normal(size=(n, 3)))
     r = radii[which] * (1 + roughness * (rng.random(n) - 0.5))
     return centers[which] + normal * r[:, None], normal, which
@@ -218,16 +249,17 @@ def _surroundings(rng, house):
     tree_xz = around(n_trees, tree_r + rng.uniform(-0.5, 4.0, n_trees))
     trees = np.column_stack([tree_xz[:, 0], tree_r + rng.uniform(0.5, 5.0, n_trees), tree_xz[:, 1]])
     n_bushes = rng.integers(0, 4)
-    bush_r = rng.uniform(0.4, 1.2, n_bushes)
+    bush_r = rng.uniform(0.4, 0.9, n_bushes)
     bush_xz = around(n_bushes, bush_r * rng.uniform(0.8, 1.5, n_bushes))
     bushes = np.column_stack([bush_xz[:, 0], bush_r * 0.7, bush_xz[:, 1]])
 
     n_views = rng.integers(3, 9)
     span = rng.uniform(np.radians(100), 2 * np.pi)
-    steps = (np.arange(n_views) + rng.uniform(-0.3, 0.3, n_views)) / (n_views if span > 6 else n_views - 1)
+    full_circle = span > np.radians(340)  # else the arc's two ends both get a camera
+    steps = (np.arange(n_views) + rng.uniform(-0.3, 0.3, n_views)) / (n_views if full_circle else n_views - 1)
     azimuth = rng.uniform(0, 2 * np.pi) + span * steps
     distance = np.linalg.norm(half) * rng.uniform(1.3, 2.4, n_views) + rng.uniform(3.0, 8.0, n_views)
-    height = np.where(rng.random(n_views) < 0.3, rng.uniform(5, 15, n_views), rng.uniform(1.5, 2.5, n_views))
+    height = np.where(rng.random(n_views) < 0.3, rng.uniform(5, 15, n_views), rng.uniform(1.6, 2.5, n_views))
     cams = np.column_stack([centre[0] + distance * np.cos(azimuth), height, centre[1] + distance * np.sin(azimuth)])
     target = np.array([centre[0], top * 0.5, centre[1]]) + rng.normal(0, 1.0, (n_views, 3))
     return {
@@ -241,37 +273,38 @@ def _surroundings(rng, house):
 
 
 def _candidates(rng, house, env, n_sparse, n_depth):
-    """Candidate points of both pools: dict of xyz [M,3], normal, kind, source, window flags and
-    depth below the roof (walls; 0 elsewhere).
+    """Candidate points of both pools: dict of xyz [M,3], normal, kind, source, window flags,
+    depth below the roof (walls; 0 elsewhere) and, for points drawn on a GT edge, that edge
+    and the parameter t along it (edge -1 elsewhere).
 
     The sparse pool follows COLMAP, which finds corners and roof lines far more than plain
-    surfaces; the depth pool is uniform on roof, walls, ground and vegetation. Both pools
-    draw each surface's points together, then split them between the sources at random.
+    surfaces; the depth pool is uniform on roof, walls and, thinner, ground and vegetation
+    (rarely sampled: they come last in the priority tiers). Each surface's points are drawn
+    once for both pools and split between the sources at random.
     """
     centers, radii = env["spheres"]
-    sparse_share = {"roof": 0.2, "wall": 0.12, "ground": 0.05, "tree": 0.07}
-    depth_share = {"roof": 0.25, "wall": 0.35, "ground": 0.2, "tree": 0.2}
-    count = {part: n_sparse * sparse_share[part] + n_depth * depth_share[part] for part in sparse_share}
+    sparse_share = {"roof": 0.2, "wall": 0.12, "ground": 0.04, "tree": 0.06}
+    depth_share = {"roof": 0.25, "wall": 0.35, "ground": 0.12, "tree": 0.13}
+    count = {part: int(n_sparse * sparse_share[part] + n_depth * depth_share[part]) for part in sparse_share}
     xyz, normal, kind, window, below_roof = {}, {}, {}, {}, {}
-    xyz["roof"], normal["roof"] = _roof_points(rng, house, int(count["roof"]))
-    xyz["wall"], normal["wall"], window["wall"], below_roof["wall"] = _wall_points(rng, house, int(count["wall"]))
-    if house.chimney is not None:
-        xyz["chimney"], normal["chimney"] = _chimney_points(rng, house, int(count["roof"]) // 50)
-        kind["chimney"] = CHIMNEY
+    xyz["roof"], normal["roof"] = _roof_points(rng, house, count["roof"])
+    xyz["wall"], normal["wall"], window["wall"], below_roof["wall"] = _wall_points(rng, house, count["wall"])
     g0, g1 = env["ground"]
-    xz = g0 + rng.random((int(count["ground"]), 2)) * (g1 - g0)
+    xz = g0 + rng.random((count["ground"], 2)) * (g1 - g0)
     xz = xz[np.isinf(houses.roof_height(house.wings, xz)[0])]  # not under the house
     xyz["ground"] = np.column_stack([xz[:, 0], rng.normal(0, 0.03, len(xz)), xz[:, 1]])
     normal["ground"] = np.tile(UP, (len(xz), 1))
-    if len(radii):
-        xyz["tree"], normal["tree"], which = _sphere_points(rng, centers, radii, int(count["tree"]), 0.3)
-        kind["tree"] = np.where(which < env["n_trees"], TREE, BUSH)
     kind.update(roof=ROOF, wall=WALL, ground=GROUND)
-    share = {part: n_sparse * sparse_share.get(part, 0.2) / count.get(part, count["roof"]) for part in xyz}
-    source = {part: np.where(rng.random(len(xyz[part])) < share[part], SOURCE_SPARSE, SOURCE_DEPTH)
-              for part in xyz}
+    if len(radii):
+        xyz["tree"], normal["tree"], which = _sphere_points(rng, centers, radii, count["tree"], 0.3)
+        kind["tree"] = np.where(which < env["n_trees"], TREE, BUSH)
+    if house.chimney is not None:  # split like the roof
+        xyz["chimney"], normal["chimney"] = _chimney_points(rng, house, count["roof"] // 50)
+        kind["chimney"], sparse_share["chimney"], count["chimney"] = CHIMNEY, sparse_share["roof"], count["roof"]
+    source = {part: np.where(rng.random(len(xyz[part])) < n_sparse * sparse_share[part] / count[part],
+                             SOURCE_SPARSE, SOURCE_DEPTH) for part in xyz}
     # sparse only: points on the roof lines and at the corners
-    edge_xyz = _edge_points(rng, house, int(n_sparse * rng.uniform(0.35, 0.55)))
+    edge_xyz, on_edge, along = _edge_points(rng, house, int(n_sparse * rng.uniform(0.35, 0.55)))
     corner = house.vertices[rng.integers(0, len(house.vertices), int(n_sparse * rng.uniform(0.08, 0.15)))]
     corner = corner + rng.normal(0, 0.1, corner.shape)
     for part, points, k in (("edge", edge_xyz, EDGE), ("corner", corner, CORNER)):
@@ -285,6 +318,8 @@ def _candidates(rng, house, env, n_sparse, n_depth):
         "source": np.concatenate([source[p] for p in parts]),
         "window": np.concatenate([window.get(p, np.zeros(len(xyz[p]), bool)) for p in parts]),
         "below_roof": np.concatenate([below_roof.get(p, np.zeros(len(xyz[p]))) for p in parts]),
+        "edge": np.concatenate([on_edge if p == "edge" else np.full(len(xyz[p]), -1) for p in parts]),
+        "t": np.concatenate([along if p == "edge" else np.zeros(len(xyz[p])) for p in parts]),
     }
 
 
@@ -300,20 +335,23 @@ def _visibility(cand, env, house):
     f32 = np.float32
     p, normal = cand["xyz"].astype(f32), cand["normal"].astype(f32)
     cams, axis = env["cams"].astype(f32), env["axis"].astype(f32)
-    cam_p = cams @ p.T  # [V, M]
+    cam_p = _dots(cams, p)  # [V, M]
     q = np.einsum("mk,mk->m", p, p) - cam_p  # (p - cam) . p
     dist2 = np.maximum(q - cam_p + np.einsum("vk,vk->v", cams, cams)[:, None], f32(1e-6))
     dist = np.sqrt(dist2)
-    cos_incidence = (cams @ normal.T - np.einsum("mk,mk->m", normal, p)) / dist
-    in_view = axis @ p.T - np.einsum("vk,vk->v", cams, axis)[:, None] > env["cos_fov"].astype(f32)[:, None] * dist
+    cos_incidence = (_dots(cams, normal) - np.einsum("mk,mk->m", normal, p)) / dist
+    in_view = _dots(axis, p) - np.einsum("vk,vk->v", cams, axis)[:, None] > env["cos_fov"].astype(f32)[:, None] * dist
     looked_at = (cos_incidence > 0.05) & in_view
     hidden = np.zeros_like(looked_at)
     # a sphere (c, r) hides p from a camera if, with A = (c - p) . (cam - p), 0 < A < |cam - p|^2
-    # and the ray passes within r of c: |c - p|^2 - A^2 / |cam - p|^2 < r^2
+    # and the ray passes within r of c: |c - p|^2 - A^2 / |cam - p|^2 < r^2. When every
+    # camera is above the sphere's top, only points below its top can be behind it (bushes).
     for c, r in zip(*(x.astype(f32) for x in env["spheres"])):
-        a = q + ((cams @ c)[:, None] - p @ c)
-        off_ray = (np.einsum("mk,mk->m", p - c, p - c) - r * r) * dist2
-        hidden |= (a > 0) & (a < dist2) & (a * a > off_ray)
+        top = c[1] + r
+        cols = np.flatnonzero(p[:, 1] < top) if (cams[:, 1] > top).all() else slice(None)
+        a = q[:, cols] + (_dots(cams, c[None]) - _dots(c[None], p[cols]))
+        off_ray = (np.einsum("mk,mk->m", p[cols] - c, p[cols] - c) - r * r) * dist2[:, cols]
+        hidden[:, cols] |= (a > 0) & (a < dist2[:, cols]) & (a * a > off_ray)
     # ground, trees and bushes behind the house's main box are hidden by it (slab test)
     outside = np.flatnonzero(~np.isin(cand["kind"], HOUSE_KINDS))
     if len(outside):
@@ -322,10 +360,10 @@ def _visibility(cand, env, house):
         enter = np.full((len(cams), len(outside)), -np.inf, f32)
         leave = np.full((len(cams), len(outside)), np.inf, f32)
         for k in range(3):
-            q = p[outside, k]
-            step = cams[:, k, None] - q
+            x = p[outside, k]
+            step = cams[:, k, None] - x
             step[np.abs(step) < 1e-6] = 1e-6
-            t0, t1 = (f32(lo[k]) - q) / step, (f32(hi[k]) - q) / step  # ray parameter, 0 at the point, 1 at the camera
+            t0, t1 = (f32(lo[k]) - x) / step, (f32(hi[k]) - x) / step  # ray parameter, 0 at the point, 1 at the camera
             enter, leave = np.maximum(enter, np.minimum(t0, t1)), np.minimum(leave, np.maximum(t0, t1))
         hidden[:, outside] |= (enter < leave) & (leave > 0) & (enter < 1)
     seen = looked_at & ~hidden
@@ -337,42 +375,49 @@ def _segment_distances(points, a, b):
     parameters t in [0, 1] [E, M], by dot products (see `_visibility`)."""
     d = b - a
     dd = np.maximum(np.einsum("ek,ek->e", d, d), 1e-12)[:, None]
-    pd = d @ points.T - np.einsum("ek,ek->e", a, d)[:, None]
+    pd = _dots(d, points) - np.einsum("ek,ek->e", a, d)[:, None]
     t = np.clip(pd / dd, 0, 1)
-    pa = np.einsum("mk,mk->m", points, points) - 2 * a @ points.T + np.einsum("ek,ek->e", a, a)[:, None]
+    pa = np.einsum("mk,mk->m", points, points) - 2 * _dots(a, points) + np.einsum("ek,ek->e", a, a)[:, None]
     return np.sqrt(np.maximum(pa - 2 * t * pd + t * t * dd, 0)), t
 
 
-def _true_labels(rng, house, xyz, kind, below_roof, wall_gestalt, r_vertex, r_edge):
+def _true_labels(rng, house, cand, wall_gestalt, r_vertex, r_edge):
     """True point class, an alternative class (the likely confusion) and a fine gestalt id.
 
     A house point within r_vertex of a GT vertex takes the vertex's kind, else within r_edge
     of a GT edge the edge's point class, as the gestalt masks would paint them, except where
     the segmentation missed the corner or a stretch of the line (the label falls back to roof
-    or wall there).
+    or wall there). Points drawn on a GT edge know their edge and need no search.
     """
-    n = len(xyz)
+    kind = cand["kind"]
+    n = len(kind)
     cls = np.full(n, POINT_CLASS["non_house"])
     gestalt = np.full(n, GESTALT["unclassified"])
     house_pt = np.isin(kind, HOUSE_KINDS)
     cls[house_pt] = POINT_CLASS["other_house"]
     gestalt[house_pt] = wall_gestalt[house_pt]
-    cls[np.isin(kind, (ROOF, EDGE, CORNER))] = POINT_CLASS["roof"]
-    alt = np.where(house_pt, POINT_CLASS["roof"], POINT_CLASS["other_house"])
-    vertices, edges = house.vertices, house.edges
+    on_roof = np.isin(kind, (ROOF, EDGE, CORNER))
+    cls[on_roof] = POINT_CLASS["roof"]
+    # the likely confusion: roof <-> wall near the eaves, wall <-> ground and vegetation lower down
+    alt = np.select([on_roof, house_pt & (cand["below_roof"] < 1.0), house_pt],
+                    [POINT_CLASS["other_house"], POINT_CLASS["roof"], POINT_CLASS["non_house"]],
+                    POINT_CLASS["other_house"])
+    vertices, edges = house.vertices.astype(np.float32), house.edges
     length = np.linalg.norm(vertices[edges[:, 1]] - vertices[edges[:, 0]], axis=1)
     line_painted = rng.random((len(edges), int(np.ceil(length.max() / STRETCH)))) < rng.uniform(0.6, 0.95)
     corner_painted = rng.random(len(vertices)) < rng.uniform(0.6, 0.95)
-    idx = np.flatnonzero(house_pt & (below_roof < r_vertex + 0.1))  # only these can be near the wireframe
+    idx = np.flatnonzero(house_pt & (cand["below_roof"] < r_vertex + 0.1))  # only these can be near the wireframe
     if len(idx):
-        q, columns, v32 = xyz[idx].astype(np.float32), np.arange(len(idx)), vertices.astype(np.float32)
-        dv = np.sqrt(np.maximum(np.einsum("mk,mk->m", q, q) - 2 * v32 @ q.T
-                                + np.einsum("nk,nk->n", v32, v32)[:, None], 0))  # [N, M]
-        de, t = _segment_distances(q, v32[edges[:, 0]], v32[edges[:, 1]])  # [E, M]
-        nearest_edge, nearest_vertex = de.argmin(0), dv.argmin(0)
-        d_edge = de[nearest_edge, columns]
-        stretch = np.minimum((t[nearest_edge, columns] * length[nearest_edge] / STRETCH).astype(int),
-                             line_painted.shape[1] - 1)
+        q, columns = cand["xyz"][idx].astype(np.float32), np.arange(len(idx))
+        dv = np.sqrt(np.maximum(np.einsum("mk,mk->m", q, q) - 2 * _dots(vertices, q)
+                                + np.einsum("nk,nk->n", vertices, vertices)[:, None], 0))  # [N, M]
+        nearest_vertex = dv.argmin(0)
+        nearest_edge, t, d_edge = cand["edge"][idx], cand["t"][idx], np.zeros(len(idx), np.float32)
+        search = np.flatnonzero(nearest_edge < 0)
+        de, te = _segment_distances(q[search], vertices[edges[:, 0]], vertices[edges[:, 1]])  # [E, searched]
+        found, searched = de.argmin(0), np.arange(len(search))
+        nearest_edge[search], d_edge[search], t[search] = found, de[found, searched], te[found, searched]
+        stretch = np.minimum((t * length[nearest_edge] / STRETCH).astype(int), line_painted.shape[1] - 1)
         at_edge = (d_edge < r_edge) & line_painted[nearest_edge, stretch]
         at_vertex = (dv[nearest_vertex, columns] < r_vertex) & corner_painted[nearest_vertex]
         edge_cls = EDGE_POINT_CLASS[house.edge_classes[nearest_edge]]
@@ -381,7 +426,6 @@ def _true_labels(rng, house, xyz, kind, below_roof, wall_gestalt, r_vertex, r_ed
         a = np.where(~at_edge & (d_edge < 3 * r_edge), edge_cls, a)  # roof points near a line
         cls[idx], alt[idx] = c, a
         gestalt[idx] = np.where(c <= POINT_CLASS["roof"], CLASS_GESTALT[c], gestalt[idx])
-    alt = np.where(cls == POINT_CLASS["non_house"], POINT_CLASS["other_house"], alt)
     return cls, alt, gestalt
 
 
@@ -389,16 +433,14 @@ def _vote(rng, true, alt, n_views, p_right):
     """Per-view votes: right with p_right, else half the time the alternative, else a stray class.
 
     Returns (winning class, fraction of votes for it)."""
-    u = rng.random((int(n_views.max()), len(true)))  # [views, points]
+    u = rng.random((int(n_views.max()), len(true)), dtype=np.float32)  # [views, points]
     counted = np.arange(len(u))[:, None] < n_views
     right = ((u < p_right) & counted).sum(0)
-    wrong = ((u >= p_right) & (u < p_right + (1 - p_right) * 0.5) & counted).sum(0)
-    random_class = rng.choice(len(POINT_CLASSES), len(true), p=STRAY_VOTE)
-    winner = np.where(right >= wrong, true, alt)
+    wrong = ((u >= p_right) & (u < (1 + p_right) / 2) & counted).sum(0)
+    stray = _pick(rng, STRAY_VOTE, len(true))  # wins only if every vote strayed
     top = np.maximum(right, wrong)
-    winner = np.where(top == 0, random_class, winner)
-    frac = np.maximum(top, 1) / n_views
-    return winner, frac.astype(np.float32)
+    winner = np.where(top == 0, stray, np.where(right >= wrong, true, alt))
+    return winner, (np.maximum(top, 1) / n_views).astype(np.float32)
 
 
 def generate_scene(seed, index, split):
@@ -420,12 +462,11 @@ def generate_scene(seed, index, split):
     # thinned by the incidence of their most frontal view
     n_sparse = np.exp(rng.uniform(np.log(5000), np.log(25000)))  # the feature yield varies by scene
     cand = _candidates(rng, house, env, int(n_sparse), int(rng.uniform(5000, 9000)))
-    kept = ~_holes(rng, cand["xyz"], cand["source"], house)
-    cand = {k: v[kept] for k, v in cand.items()}
     seen, n_hidden, frontal = _visibility(cand, env, house)
     n_seen = seen.sum(0)
     keep = np.where(cand["source"] == SOURCE_SPARSE, n_seen >= 2, rng.random(len(n_seen)) < frontal)
-    cand = {k: v[keep] for k, v in cand.items()}
+    keep &= ~_holes(rng, cand["xyz"], cand["source"], house)
+    cand = {k: v[keep] for k, v in cand.items() if k != "normal"}
     fields = _labels(rng, house, env, cand, n_seen[keep], n_hidden[keep])
 
     xyz = _add_noise(rng, cand["xyz"], cand["source"], seen[:, keep], n_seen[keep], env)
@@ -436,11 +477,12 @@ def generate_scene(seed, index, split):
     c, s = np.cos(yaw), np.sin(yaw)
     rotation = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
     offset = np.array([rng.uniform(-30, 30), rng.uniform(-3, 3), rng.uniform(-30, 30)])
-    xyz = xyz @ rotation.T + offset
+    xyz = _dots(rotation, xyz).T + offset
     center, scale = normalisation(xyz[fields["source"] == SOURCE_DEPTH])
     scene = {
         "order_id": f"syn-{split}-{index:06d}", "footprint": house.footprint, "roof": house.roof, "xyz": xyz,
-        "center": center, "scale": scale, "gt_vertices": (house.vertices @ rotation.T + offset).astype(np.float32),
+        "center": center, "scale": scale,
+        "gt_vertices": (_dots(rotation, house.vertices).T + offset).astype(np.float32),
         "gt_edges": house.edges, "gt_edge_classes": house.edge_classes, "gt_vertex_kinds": house.vertex_kinds,
     }
     scene.update({name: value.astype(ARRAY_FIELDS[name][0]) for name, value in fields.items()})
@@ -454,7 +496,7 @@ def _holes(rng, xyz, source, house):
     centres = centres + rng.normal(0, 2.0, centres.shape)
     radius = rng.uniform(0.8, 2.5, n_holes.sum())
     pool = np.repeat([SOURCE_DEPTH, SOURCE_SPARSE], n_holes)
-    d2 = np.einsum("mk,mk->m", xyz, xyz) - 2 * centres @ xyz.T + np.einsum("hk,hk->h", centres, centres)[:, None]
+    d2 = np.einsum("mk,mk->m", xyz, xyz) - 2 * _dots(centres, xyz) + np.einsum("hk,hk->h", centres, centres)[:, None]
     return ((d2 < radius[:, None] ** 2) & (pool[:, None] == source)).any(0)
 
 
@@ -468,9 +510,9 @@ def _labels(rng, house, env, cand, n_seen, n_hidden):
     kind = cand["kind"]
     material = GESTALT[WALL_MATERIALS[rng.integers(len(WALL_MATERIALS))]]
     wall_gestalt = np.where(cand["window"], GESTALT["window"], np.where(kind == CHIMNEY, GESTALT["brick"], material))
-    true, alt, gestalt = _true_labels(rng, house, cand["xyz"], kind, cand["below_roof"], wall_gestalt,
+    true, alt, gestalt = _true_labels(rng, house, cand, wall_gestalt,
                                       r_vertex=rng.uniform(0.25, 0.5), r_edge=rng.uniform(0.12, 0.3))
-    p_right = np.full(len(kind), rng.uniform(0.45, 0.8))
+    p_right = np.full(len(kind), rng.uniform(0.45, 0.8), np.float32)
     p_right[true <= POINT_CLASS["flashing_end_point"]] *= 0.85
     class_id, vote_frac = _vote(rng, true, alt, n_seen, p_right)
     behind_cls, _ = _vote(rng, true, alt, n_seen, p_right)
@@ -506,21 +548,19 @@ def _behind_occluder(xyz, env, house, material):
 
 
 def _add_noise(rng, xyz, source, seen, n_seen, env):
-    """Sparse: isotropic plus along-ray noise, larger with fewer views and a heavy tail.
-    Depth: a per-view depth-scale bias along the ray plus isotropic noise; a few flying pixels."""
+    """Sparse: isotropic noise plus as much again along the ray, larger with fewer views, with
+    a heavy tail. Depth: a per-view depth-scale bias along the ray plus isotropic noise, and
+    a few flying pixels slid toward their camera."""
     n = len(xyz)
-    view = (seen * rng.random(seen.shape)).argmax(0)  # one of the views that see the point
+    view = (seen * rng.random(seen.shape, dtype=np.float32)).argmax(0)  # one of the views that see the point
     to_cam = env["cams"][view] - xyz
-    out = xyz.copy()
-    sparse = np.flatnonzero(source == SOURCE_SPARSE)
-    sigma = np.exp(rng.uniform(np.log(0.03), np.log(0.25)))
-    sigma = sigma * (1 + 1.5 / n_seen[sparse]) * np.where(rng.random(len(sparse)) < 0.07, 3.0, 1.0)
-    along = rng.normal(size=len(sparse)) * sigma / np.linalg.norm(to_cam[sparse], axis=1)
-    out[sparse] += rng.normal(size=(len(sparse), 3)) * sigma[:, None] + to_cam[sparse] * along[:, None]
-    depth = np.flatnonzero(source == SOURCE_DEPTH)
-    bias = rng.normal(0, rng.uniform(0.01, 0.04), len(env["cams"]))[view[depth]]
-    out[depth] += rng.normal(0, rng.uniform(0.03, 0.15), (len(depth), 3)) - to_cam[depth] * bias[:, None]
-    flying = depth[rng.random(len(depth)) < rng.uniform(0.005, 0.03)]  # slid toward their camera
+    sparse = source == SOURCE_SPARSE
+    sigma = np.exp(rng.uniform(np.log(0.03), np.log(0.25))) * (1 + 1.5 / n_seen) * np.where(rng.random(n) < 0.07, 3, 1)
+    depth_bias = rng.normal(0, rng.uniform(0.01, 0.04), len(env["cams"]))[view]
+    isotropic = np.where(sparse, sigma, rng.uniform(0.03, 0.15))
+    along = np.where(sparse, rng.normal(size=n) * sigma / np.linalg.norm(to_cam, axis=1), -depth_bias)
+    out = xyz + rng.normal(size=(n, 3)) * isotropic[:, None] + to_cam * along[:, None]
+    flying = np.flatnonzero(~sparse & (rng.random(n) < rng.uniform(0.005, 0.03)))
     out[flying] += (env["cams"][view[flying]] - out[flying]) * rng.uniform(0.02, 0.25, (len(flying), 1))
     return out
 
@@ -567,28 +607,38 @@ def sample_scene(scene, n_points, seed):
     the one at a smaller n_points. A source that runs short is filled from the other.
     Fewer points than n_points: padded by repeating the last valid index, mask False.
     """
+    return _sample(scene, n_points, seed, _priority_order(scene, seed))
+
+
+def _priority_order(scene, seed):
+    """Indices of the sparse and of the depth points, each in sampling order."""
+    key = np.random.default_rng([int(seed), zlib.crc32(scene["order_id"].encode())]).random(len(scene["source"]))
+    order = np.argsort(TIER[scene["class_id"]] + key)  # by tier, then by key (< 1)
+    sparse = scene["source"][order] == SOURCE_SPARSE
+    return order[sparse], order[~sparse]
+
+
+def _sample(scene, n_points, seed, order):
     if not (isinstance(n_points, (int, np.integer)) and n_points > 0):
         raise ValueError(f"n_points must be a positive int, got {n_points!r}")
-    rng = np.random.default_rng([int(seed), zlib.crc32(scene["order_id"].encode())])
-    key = rng.random(len(scene["source"]))
-    order = np.lexsort((key, TIER[scene["class_id"]]))
-    sparse = order[scene["source"][order] == SOURCE_SPARSE]
-    depth = order[scene["source"][order] == SOURCE_DEPTH]
+    sparse, depth = order
     n_sparse = min(len(sparse), max(n_points * 3 // 4, n_points - len(depth)))
     n_depth = min(len(depth), n_points - n_sparse)
-    chosen = rng.permutation(np.concatenate([sparse[:n_sparse], depth[:n_depth]]))
+    chosen = np.concatenate([sparse[:n_sparse], depth[:n_depth]])
     if len(chosen) == 0:
         raise ValueError(f"scene {scene['order_id']}: no points to sample")
+    shuffle = np.random.default_rng([int(seed), zlib.crc32(scene["order_id"].encode()), int(n_points)])
+    chosen = shuffle.permutation(chosen)  # so that the order within a row tells nothing
     take = np.concatenate([chosen, np.full(n_points - len(chosen), chosen[-1])])
     center, scale = scene["center"], scene["scale"]
-    row = {"order_id": scene["order_id"]}
-    row["xyz_norm"] = ((scene["xyz"][take] - center) / scale).astype(np.float32)
+    row = {"order_id": scene["order_id"], "xyz_norm": ((scene["xyz"][take] - center) / scale).astype(np.float32)}
     for name in ("class_id", "source", "behind", "visible_src", "visible_id", "n_views_voted", "vote_frac"):
         row[name] = scene[name][take]
     row["mask"] = np.arange(n_points) < len(chosen)
     row["center"], row["scale"] = center, scale
     row["gt_vertices"], row["gt_edges"] = scene["gt_vertices"], scene["gt_edges"]
-    row["gt_segments"] = ((scene["gt_vertices"].astype(np.float64)[scene["gt_edges"]] - center) / scale).astype(np.float32)
+    vertices = scene["gt_vertices"].astype(np.float64)
+    row["gt_segments"] = ((vertices[scene["gt_edges"]] - center) / scale).astype(np.float32)
     row["gt_edge_classes"] = scene["gt_edge_classes"]
     return row
 
@@ -624,7 +674,42 @@ def scene_rows(task):
     """(seed, split, index, points) -> {S: row}: one fused cloud sampled at every S."""
     seed, split, index, points = task
     scene = generate_scene(seed, index, split)
-    return {s: sample_scene(scene, s, seed) for s in points}
+    order = _priority_order(scene, seed)
+    return {s: _sample(scene, s, seed, order) for s in points}
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed memory instead of returning it to the OS.
+
+    The generator allocates many large numpy temporaries; on our VMs the fresh page faults
+    of returned-and-remapped memory cost about a tenth of the run time. No-op without glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
+    libc.mallopt(m_mmap_threshold, 256 << 20)
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
+def generate_rows(tasks, workers=2, progress=False):
+    """Yield scene_rows(task) for each task in order, computed in `workers` processes."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(tasks), disable=not progress, desc="synthetic scenes", unit="scene") as bar:
+        if workers <= 1:
+            keep_freed_memory()
+            for task in tasks:
+                yield scene_rows(task)
+                bar.update()
+            return
+        with multiprocessing.get_context("fork").Pool(workers, initializer=keep_freed_memory) as pool:
+            for rows in pool.imap(scene_rows, tasks, chunksize=8):
+                yield rows
+                bar.update()
+            pool.close()
+            pool.join()
 
 
 def build_dataset(out_dir, n_train, n_val, points=(2048, 4096), seed=0, workers=2, progress=False):
@@ -633,31 +718,50 @@ def build_dataset(out_dir, n_train, n_val, points=(2048, 4096), seed=0, workers=
     Each scene's fused cloud is generated once (in `workers` processes) and sampled at all S.
     """
     import datasets
-    from tqdm.auto import tqdm
 
     points = tuple(int(s) for s in points)
     if not points or min(points) <= 0:
         raise ValueError(f"points must be positive point counts, got {points!r}")
     if n_train < 0 or n_val < 0 or n_train + n_val == 0:
-        raise ValueError(f"need a non-negative n_train and n_val, not both 0; got {n_train}, {n_val}")
+        raise ValueError(f"n_train and n_val must be non-negative and not both 0, got {n_train}, {n_val}")
     splits = {"train": n_train, "validation": n_val}
     tasks = [(seed, split, i, points) for split, n in splits.items() for i in range(n)]
     rows = {s: {split: [] for split in splits} for s in points}
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        results = pool.imap(scene_rows, tasks, chunksize=16)
-        for (_, split, _, _), by_size in tqdm(zip(tasks, results), total=len(tasks), disable=not progress,
-                                              desc="synthetic scenes", unit="scene"):
-            for s, row in by_size.items():
-                rows[s][split].append(row)
-    features = hf_features()
+    for (_, split, _, _), by_size in zip(tasks, generate_rows(tasks, workers, progress)):
+        for s, row in by_size.items():
+            rows[s][split].append(row)
+    schema = hf_features().arrow_schema
     paths = {}
     for s in points:
-        dataset = datasets.DatasetDict({
-            split: datasets.Dataset.from_dict({k: [r[k] for r in split_rows] for k in features}, features=features)
-            for split, split_rows in rows[s].items()})
+        dataset = datasets.DatasetDict({split: datasets.Dataset(_arrow_table(split_rows, schema))
+                                        for split, split_rows in rows[s].items()})
         paths[s] = Path(out_dir) / f"sampled_{s}"
         dataset.save_to_disk(str(paths[s]))
     return paths
+
+
+def _arrow_table(rows, schema):
+    """Rows as the arrow table `Dataset.from_dict(..., features=hf_features())` would build,
+    made directly from the numpy arrays (about ten times faster)."""
+    if not rows:
+        return schema.empty_table()
+    columns = []
+    for field in schema:
+        values = [row[field.name] for row in rows]
+        storage = getattr(field.type, "storage_type", field.type)  # Array2D/3D: nested lists inside
+        if not pa.types.is_list(storage):
+            columns.append(pa.array(values, type=field.type))
+            continue
+        leaf = storage
+        while pa.types.is_list(leaf):
+            leaf = leaf.value_type
+        nested = pa.array(np.concatenate([np.ravel(v) for v in values]), type=leaf)
+        for size in reversed(np.shape(values[0])[1:]):  # fixed trailing axes, innermost first
+            nested = pa.ListArray.from_arrays(pa.array(np.arange(0, len(nested) + 1, size, dtype=np.int32)), nested)
+        offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
+        nested = pa.ListArray.from_arrays(pa.array(offsets), nested)
+        columns.append(nested if storage is field.type else pa.ExtensionArray.from_storage(field.type, nested))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def main(argv=None):

@@ -1,0 +1,137 @@
+"""Training throughput: `python -m s23dr.bench [--profile full] [--device cuda] [--out FILE.json]`.
+
+For each stage's point count and batch size (stage 1 and stage 2 of the profile) it
+measures training samples/s of the full step (forward, Sinkhorn loss, backward, AdamW),
+counts the model's FLOPs per sample with `torch.utils.flop_counter`, and relates the
+achieved FLOP/s to the device's measured dense-matmul peak. Prints a table; `--out`
+also writes the rows as JSON for the book's reproducibility chapter.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import load_params
+from .data import SceneDataset, collate, to_device
+from .inference import autocast
+from .losses import Criterion
+from .model import Perceiver, param_groups
+from .synthetic import generate_scene, sample_scene
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device, dtype, n=4096, repeats=10):
+    """Measured FLOP/s of a square matmul: the device's practical dense peak for `dtype`."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
+
+
+def synthetic_batch(points, batch_size, device):
+    """A batch of real-looking scenes (the synthetic generator), repeated to `batch_size`."""
+    scenes = [sample_scene(generate_scene(0, i, "train"), points, seed=0) for i in range(min(8, batch_size))]
+    dataset = SceneDataset(scenes, points, {"rotate": True, "flip": True}, seed=0)
+    return to_device(collate([dataset[i % len(scenes)] for i in range(batch_size)]), device)
+
+
+def measure(params, device, steps, warmup):
+    """Samples/s, FLOPs per sample and peak memory of training steps at these params."""
+    torch.manual_seed(0)
+    model = Perceiver(**params["model"]).to(device).train()
+    criterion = Criterion(**params["loss"])
+    optimizer = torch.optim.AdamW(param_groups(model, 0.01, 0.1), lr=1e-4, fused=device.type == "cuda")
+    net = torch.compile(model) if params["train"]["compile"] else model
+    batch_size = params["train"]["batch_size"]
+    batch = synthetic_batch(params["data"]["points"], batch_size, device)
+
+    def step():
+        with autocast(params, device):
+            out = net(batch)
+        loss = criterion(out, batch)["total"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    with FlopCounterMode(display=False) as counter:
+        with autocast(params, device):
+            out = model(batch)
+        criterion(out, batch)["total"].backward()
+    flops = counter.get_total_flops() / batch_size
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    seconds = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"samples_per_s": steps * batch_size / seconds, "train_gflop_per_sample": flops / 1e9,
+            "achieved_tflops": flops * batch_size * steps / seconds / 1e12, "peak_memory_gib": peak / 2 ** 30}
+
+
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m s23dr.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="full")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 20 on CUDA, 3 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5 / 1)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    steps = args.steps or (20 if cuda else 3)
+    warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
+    rows = []
+    for stage in ("stage1", "stage2"):
+        params = load_params(Path(__file__).resolve().parents[2] / "params" / f"{stage}.yaml",
+                             args.profile, args.set)
+        if not cuda:
+            params["train"]["compile"] = False
+        bf16 = params["train"]["bf16"] if cuda else params["train"]["bf16_cpu"]
+        peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32, n=4096 if cuda else 2048)
+        row = {"device": device_name(device), "profile": args.profile, "stage": stage,
+               "points": params["data"]["points"], "batch_size": params["train"]["batch_size"],
+               "precision": "bf16" if bf16 else "fp32", "compile": params["train"]["compile"],
+               **measure(params, device, steps, warmup), "matmul_peak_tflops": peak / 1e12}
+        row["fraction_of_peak"] = row["achieved_tflops"] / row["matmul_peak_tflops"]
+        rows.append(row)
+        print(f"{row['device']} | {stage} {row['points']} pts x {row['batch_size']} | {row['precision']}"
+              f"{' compiled' if row['compile'] else ''} | {row['samples_per_s']:.1f} samples/s | "
+              f"{row['train_gflop_per_sample']:.2f} GFLOP/sample (fwd+bwd) | {row['achieved_tflops']:.3f} TFLOP/s = "
+              f"{100 * row['fraction_of_peak']:.1f}% of {row['matmul_peak_tflops']:.2f} matmul peak | "
+              f"peak memory {row['peak_memory_gib']:.2f} GiB", flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

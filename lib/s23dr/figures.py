@@ -1,0 +1,159 @@
+"""The notebooks' figures: curves and histograms (matplotlib), 3D wireframes (plotly).
+
+Curves take runs as `{label: rows}`, the rows of a run's `metrics.jsonl`
+(`trainer.MetricsLog.read`), so a stage can be drawn on the global-step axis next to
+the stages it started from. 3D views take scenes in the schema of `schema.py` and
+wireframes as `(vertices [N,3] in metres, edges [E,2])`.
+
+The book is read from disk with no network: `offline(fig)` shows a plotly figure as
+HTML that expects plotly.js on the page (the book loads `_static/plotly.min.js`, which
+`pipeline.build_book` copies there from the plotly package), and as plotly's own mime
+type for JupyterLab.
+"""
+
+import json
+
+import matplotlib.pyplot as plt
+from matplotlib.colors import to_hex
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .schema import POINT_CLASSES
+
+#: Panel titles of the metrics-log keys.
+TITLES = {
+    "total": "training loss", "sinkhorn": "Sinkhorn loss", "conf": "confidence loss",
+    "endpoint": "endpoint loss", "lr": "learning rate", "samples_per_s": "samples / s",
+    "val_loss": "val loss", "train_loss": "train loss (eval mode)", "ratio": "val / train loss",
+    "hss": "val HSS", "f1": "val corner F1", "iou": "val edge IoU",
+}
+
+#: Point colours: the 10 vertex and edge classes in strong colours, surfaces in greys and green.
+CLASS_COLORS = [to_hex(plt.get_cmap("tab10")(i)) for i in range(10)] + ["#9aa5b1", "#cfcfcf", "#a9d18e"]
+GT_COLOR, PRED_COLOR = "black", "#e6007e"
+REFERENCE_STYLES = (":", "--", "-.")
+
+
+def curves(runs, keys, kind="eval", references=None):
+    """One panel per metrics-log key against the global step, one line per run.
+
+    runs: {label: rows}; kind: which rows to draw, "train" or "eval".
+    references: {key: {label: value}}, drawn as grey horizontal lines (the seed's figures).
+    """
+    fig, axes = plt.subplots(1, len(keys), figsize=(min(10.5, 1 + 3.6 * len(keys)), 3.3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for i, (label, rows) in enumerate(runs.items()):
+            points = [(r["step"], r[key]) for r in rows if r["kind"] == kind and r.get(key) is not None]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, color=f"C{i}", label=label, lw=1.2,
+                        marker="o" if kind == "eval" else None, markersize=3)
+        refs = [(name, v) for name, v in (references or {}).get(key, {}).items() if v is not None]
+        for (name, value), style in zip(refs, REFERENCE_STYLES):
+            ax.axhline(value, color="0.45", ls=style, lw=1, label=name)
+        ax.set_title(TITLES.get(key, key))
+        ax.set_xlabel("global step")
+        ax.grid(alpha=0.3)
+        if key == "lr":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def data_overview(samples):
+    """Class and source shares of the valid points at each sampling; GT vertices and edges
+    per scene (the GT does not depend on the sampling: each scene counts once).
+
+    samples: {label: scenes}, e.g. the validation scenes at each point count.
+    """
+    fig, axes = plt.subplots(2, 2, figsize=(10.5, 6.5))
+    width = 0.8 / len(samples)
+    for i, (label, scenes) in enumerate(samples.items()):
+        classes = np.concatenate([s["class_id"][s["mask"]] for s in scenes])
+        sources = np.concatenate([s["source"][s["mask"]] for s in scenes])
+        offset = (i - (len(samples) - 1) / 2) * width
+        for ax, values, n in ((axes[0, 0], classes, len(POINT_CLASSES)), (axes[0, 1], sources, 2)):
+            ax.bar(np.arange(n) + offset, np.bincount(values, minlength=n) / len(values),
+                   width, color=f"C{i}", label=label)
+        axes[0, 0].legend(fontsize=8)
+        axes[0, 1].legend(fontsize=8)
+    unique = {s["order_id"]: s for scenes in samples.values() for s in scenes}.values()
+    for ax, field in ((axes[1, 0], "gt_vertices"), (axes[1, 1], "gt_edges")):
+        counts = [len(s[field]) for s in unique]
+        ax.hist(counts, bins=np.arange(max(counts) + 2) - 0.5, color="0.45")
+        ax.set_xlabel(f"count ({len(counts)} scenes)")
+    axes[0, 0].set_xticks(range(len(POINT_CLASSES)), POINT_CLASSES, rotation=45, ha="right", fontsize=8)
+    axes[0, 1].set_xticks([0, 1], ["sparse (COLMAP)", "depth"])
+    for ax, title in zip(axes.flat, ("point class (share of valid points)", "point source (share)",
+                                     "GT vertices per scene", "GT edges per scene")):
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _lines(vertices, edges, name, color, legend, rank):
+    """One Scatter3d of a wireframe: each edge a segment, None between segments."""
+    vertices = np.asarray(vertices, np.float64).reshape(-1, 3)
+    edges = np.asarray(edges, np.int64).reshape(-1, 2)
+    xyz = [[c for i, j in edges for c in (vertices[i][axis], vertices[j][axis], None)] for axis in range(3)]
+    return go.Scatter3d(x=xyz[0], y=xyz[1], z=xyz[2], mode="lines+markers", name=name, legendrank=rank,
+                        legendgroup=name, showlegend=legend, line=dict(color=color, width=5),
+                        marker=dict(color=color, size=2.5))
+
+
+def scene_traces(scene, frame=None, legend=True):
+    """The traces of one scene: its valid points (metres) by class, the GT and the predicted wireframe."""
+    mask = scene["mask"]
+    xyz = scene["xyz_norm"][mask].astype(np.float64) * float(scene["scale"]) + scene["center"]
+    classes = scene["class_id"][mask]
+    traces = []
+    for c in np.unique(classes):
+        p = xyz[classes == c]
+        traces.append(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name=POINT_CLASSES[c],
+                                   legendgroup=POINT_CLASSES[c], showlegend=legend, legendrank=10 + int(c),
+                                   marker=dict(size=1.8, color=CLASS_COLORS[c], opacity=0.7)))
+    traces.append(_lines(scene["gt_vertices"], scene["gt_edges"], "GT wireframe", GT_COLOR, legend, 1))
+    if frame is not None:
+        traces.append(_lines(*frame, "predicted wireframe", PRED_COLOR, legend, 2))
+    return traces
+
+
+def wireframes(scenes, frames=None, titles=None, cols=3, height=420):
+    """3D views of scenes side by side (Y up): points by class, GT in black, predictions in magenta.
+
+    frames: one (vertices, edges) per scene, or None for the GT alone.
+    """
+    if not scenes:
+        raise ValueError("wireframes: no scenes to draw")
+    cols = min(cols, len(scenes))
+    rows = -(-len(scenes) // cols)
+    fig = make_subplots(rows=rows, cols=cols, specs=[[{"type": "scene"}] * cols] * rows,
+                        subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.05)
+    shown = set()
+    for i, scene in enumerate(scenes):
+        for trace in scene_traces(scene, None if frames is None else frames[i]):
+            trace.showlegend = trace.name not in shown
+            shown.add(trace.name)
+            fig.add_trace(trace, row=i // cols + 1, col=i % cols + 1)
+    fig.update_scenes(aspectmode="data", camera=dict(up=dict(x=0, y=1, z=0), eye=dict(x=1.6, y=1.2, z=1.6)),
+                      xaxis_title="x (m)", yaxis_title="y (m, up)", zaxis_title="z (m)")
+    fig.update_annotations(font_size=12)  # the subplot titles
+    fig.update_layout(height=height * rows, margin=dict(l=0, r=0, t=50, b=0),
+                      legend=dict(orientation="h", itemsizing="constant", font=dict(size=10)))
+    return fig
+
+
+class offline:
+    """A plotly figure for display and `myst_nb.glue`: HTML that draws with the page's plotly.js
+    (the book's `_static/plotly.min.js`; no network) and plotly's mime type for JupyterLab."""
+
+    def __init__(self, figure):
+        self.figure = figure
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {"text/html": self.figure.to_html(include_plotlyjs=False, full_html=False),
+                "application/vnd.plotly.v1+json": json.loads(self.figure.to_json()),
+                "text/plain": f"<3D figure: {len(self.figure.data)} traces>"}

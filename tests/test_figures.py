@@ -1,0 +1,103 @@
+"""The figures the notebooks and the book rely on: curves with one line per run, 3D views
+with the points, the GT and the predicted wireframe of every scene, HTML that works offline."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from s23dr import figures
+from s23dr.schema import POINT_CLASSES
+
+ROWS = [
+    {"step": 1, "kind": "train", "lr": 1e-4, "total": 0.5},
+    {"step": 2, "kind": "train", "lr": 2e-4, "total": 0.4},
+    {"step": 2, "kind": "eval", "hss": 0.1, "f1": 0.2, "iou": 0.05, "ratio": 1.1},
+    {"step": 4, "kind": "eval", "hss": 0.2, "f1": 0.3, "iou": 0.15, "ratio": 1.2},
+]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def lines(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_curves_draw_a_line_per_run_on_the_global_step_axis_and_the_references():
+    later = [dict(r, step=r["step"] + 10) for r in ROWS]
+    fig = figures.curves({"stage1": ROWS, "stage2": later}, ("hss", "ratio"),
+                         references={"hss": {"seed": 0.38, "missing": None}})
+    hss, ratio = fig.axes
+    assert list(lines(hss)) == ["stage1", "stage2", "seed"]
+    assert list(lines(ratio)) == ["stage1", "stage2"]
+    assert list(lines(hss)["stage2"].get_xdata()) == [12, 14]
+    assert list(lines(ratio)["stage1"].get_ydata()) == [1.1, 1.2]
+    assert list(lines(hss)["seed"].get_ydata()) == [0.38, 0.38]
+
+
+def test_curves_keep_a_runs_colour_when_another_run_has_no_rows():
+    fig = figures.curves({"empty": [], "stage2": ROWS}, ("total", "lr"), kind="train")
+    loss, lr = fig.axes
+    assert list(lines(loss)) == ["stage2"]
+    assert lines(loss)["stage2"].get_color() == lines(lr)["stage2"].get_color() == "C1"
+    assert list(lines(lr)["stage2"].get_ydata()) == [1e-4, 2e-4]
+
+
+def test_data_overview_has_class_and_source_bars_per_sampling(make_scene):
+    scenes = [make_scene("a", seed=0), make_scene("b", seed=1, n_edges=3)]
+    fig = figures.data_overview({"128 points": scenes, "256 points": scenes})
+    classes, sources, vertices, edges = fig.axes
+    assert len(classes.patches) == 2 * len(POINT_CLASSES)
+    assert len(sources.patches) == 2 * 2
+    counts = classes.patches[:len(POINT_CLASSES)]
+    assert sum(p.get_height() for p in counts) == pytest.approx(1.0)
+    assert sum(p.get_height() for p in edges.patches) == 2  # each scene counted once
+
+
+def test_wireframes_show_points_gt_and_prediction_of_every_scene(make_scene):
+    scenes = [make_scene("a", seed=0), make_scene("b", seed=1, n_edges=3)]
+    frames = [(np.array([[0.0, 0, 0], [1, 1, 1], [2, 0, 2]]), np.array([[0, 1], [1, 2]])),
+              (np.zeros((0, 3)), np.zeros((0, 2), np.int64))]
+    fig = figures.wireframes(scenes, frames, titles=["a", "b"], cols=2)
+    for scene, frame, subplot in zip(scenes, frames, ("scene", "scene2")):
+        traces = {t.name: t for t in fig.data if t.scene == subplot}
+        mask = scene["mask"]
+        present = [POINT_CLASSES[c] for c in np.unique(scene["class_id"][mask])]
+        assert set(traces) == set(present) | {"GT wireframe", "predicted wireframe"}
+        assert sum(len(traces[name].x) for name in present) == mask.sum()
+        gt = traces["GT wireframe"]
+        assert len(gt.x) == 3 * len(scene["gt_edges"])  # two endpoints and a gap per edge
+        first = scene["gt_vertices"][scene["gt_edges"][0, 0]]
+        assert (gt.x[0], gt.y[0], gt.z[0]) == pytest.approx(tuple(first))
+        assert len(traces["predicted wireframe"].x) == 3 * len(frame[1])
+    gt_traces = [t for t in fig.data if t.name == "GT wireframe"]
+    assert [t.showlegend for t in gt_traces] == [True, False]  # one legend entry per name
+    assert fig.layout.scene.camera.up.y == 1  # Y is up
+
+
+def test_wireframes_points_are_in_metres(make_scene):
+    scene = make_scene("a", seed=2)
+    fig = figures.wireframes([scene])
+    xyz = np.concatenate([np.stack([t.x, t.y, t.z], 1) for t in fig.data if t.name in POINT_CLASSES])
+    metres = scene["xyz_norm"][scene["mask"]] * scene["scale"] + scene["center"]
+    assert np.sort(xyz[:, 0]) == pytest.approx(np.sort(metres[:, 0]), abs=1e-4)
+
+
+def test_wireframes_without_scenes_is_an_error():
+    with pytest.raises(ValueError, match="no scenes"):
+        figures.wireframes([])
+
+
+def test_offline_html_leaves_plotly_js_to_the_page(make_scene):
+    bundle = figures.offline(figures.wireframes([make_scene("a")]))._repr_mimebundle_()
+    html = bundle["text/html"]
+    assert "Plotly.newPlot" in html
+    assert "<script src=" not in html and len(html) < 200_000  # neither a CDN link nor the 4.8 MB library
+    assert len(bundle["application/vnd.plotly.v1+json"]["data"]) > 0
