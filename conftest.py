@@ -4,6 +4,10 @@ The notebooks run at the smoke profile unless S23DR_PROFILE names another. Befor
 first notebook cell runs, the profile's data and every stage's runs are prepared once,
 in dependency order, so each notebook finds its upstream checkpoints whatever order the
 notebooks are collected in, and its own training call finds its run current.
+
+The smoke runs use one CPU thread (OMP_NUM_THREADS, unless set): their models are tiny,
+and on a small machine shared with other jobs two OpenMP threads per process can make a
+training step tens of times slower.
 """
 
 import functools
@@ -16,14 +20,19 @@ ROOT = Path(__file__).resolve().parent
 
 @functools.cache
 def prepare(profile):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the kernels started from now on
+    import torch
+
     from s23dr import pipeline
 
-    cwd = Path.cwd()
+    threads, cwd = torch.get_num_threads(), Path.cwd()
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     os.chdir(ROOT)
     try:
         pipeline.prepare_runs(profile)
     finally:
         os.chdir(cwd)
+        torch.set_num_threads(threads)
 
 
 def pytest_runtest_setup(item):

@@ -30,6 +30,10 @@ def lines(ax):
     return {line.get_label(): line for line in ax.get_lines()}
 
 
+def legend_labels(fig):
+    return [text.get_text() for text in fig.legends[0].get_texts()]
+
+
 def test_curves_draw_a_line_per_run_on_the_global_step_axis_and_the_references():
     later = [dict(r, step=r["step"] + 10) for r in ROWS]
     fig = figures.curves({"stage1": ROWS, "stage2": later}, ("hss", "ratio"),
@@ -40,6 +44,7 @@ def test_curves_draw_a_line_per_run_on_the_global_step_axis_and_the_references()
     assert list(lines(hss)["stage2"].get_xdata()) == [12, 14]
     assert list(lines(ratio)["stage1"].get_ydata()) == [1.1, 1.2]
     assert list(lines(hss)["seed"].get_ydata()) == [0.38, 0.38]
+    assert legend_labels(fig) == ["stage1", "stage2", "seed"]
 
 
 def test_curves_keep_a_runs_colour_when_another_run_has_no_rows():

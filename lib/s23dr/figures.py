@@ -36,7 +36,7 @@ REFERENCE_STYLES = (":", "--", "-.")
 
 
 def curves(runs, keys, kind="eval", references=None):
-    """One panel per metrics-log key against the global step, one line per run.
+    """One panel per metrics-log key against the global step, one line per run, one legend.
 
     runs: {label: rows}; kind: which rows to draw, "train" or "eval".
     references: {key: {label: value}}, drawn as grey horizontal lines (the seed's figures).
@@ -57,8 +57,12 @@ def curves(runs, keys, kind="eval", references=None):
         ax.grid(alpha=0.3)
         if key == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        ax.legend(fontsize=7)
+    legend = {}  # one legend beside the panels: each run and reference once
+    for ax in axes[0]:
+        legend.update({label: handle for handle, label in zip(*ax.get_legend_handles_labels())})
     fig.tight_layout()
+    if legend:
+        fig.legend(legend.values(), legend.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     return fig
 
 
@@ -138,7 +142,7 @@ def wireframes(scenes, frames=None, titles=None, cols=3, height=420):
             trace.showlegend = trace.name not in shown
             shown.add(trace.name)
             fig.add_trace(trace, row=i // cols + 1, col=i % cols + 1)
-    fig.update_scenes(aspectmode="data", camera=dict(up=dict(x=0, y=1, z=0), eye=dict(x=1.6, y=1.2, z=1.6)),
+    fig.update_scenes(aspectmode="data", camera=dict(up=dict(x=0, y=1, z=0), eye=dict(x=1.35, y=1.0, z=1.35)),
                       xaxis_title="x (m)", yaxis_title="y (m, up)", zaxis_title="z (m)")
     fig.update_annotations(font_size=12)  # the subplot titles
     fig.update_layout(height=height * rows, margin=dict(l=0, r=0, t=50, b=0),

@@ -104,8 +104,9 @@ def execute_notebooks(profile, runs="runs", only=None):
             continue
         print(f"{name}: executing")
         stamp.unlink(missing_ok=True)
-        papermill.execute_notebook(f"notebooks/{name}.ipynb", str(out), parameters={"profile": profile, "runs": str(runs)},
-                                   cwd=str(Path.cwd()), progress_bar=False, kernel_name="python3")
+        papermill.execute_notebook(f"notebooks/{name}.ipynb", str(out), cwd=str(Path.cwd()),
+                                   parameters={"profile": profile, "runs": str(runs)},
+                                   progress_bar=False, kernel_name="python3")
         stamp.write_text(done[name])
 
 

@@ -30,7 +30,7 @@ Structural coverage (our definition): the fraction of GT edge length (metres) ly
 `radius` (0.5 m, the metric's threshold) of a valid sampled point whose class is a vertex
 or roof-edge class (tiers 0 and 1). A fused cloud holds several thousand such points, many
 piled at corners or in dense clumps, so 2048 points (1536 sparse) cover clearly less than
-4096: about 67% against 74% (512: 48%, 1024: 58%; the seed reports 66% and 74% for the
+4096: about 65% against 72% (512: 46%, 1024: 56%; the seed reports 66% and 74% for the
 real data). `benchmarks/synthetic_speed.py` measures these and the generation speed.
 
 Command line: ``python -m s23dr.synthetic --out data/synthetic --train 4000 --val 256
@@ -62,7 +62,7 @@ GESTALT = {name: i for i, name in enumerate(GESTALT_CLASSES)}
 assert len(GESTALT_CLASSES) == NUM_BEHIND_CLASSES
 
 #: Occluder labels (the ids of `visible_id` when `visible_src` is 2).
-OCCLUDERS = ("tree", "bush", "grass", "road", "car", "fence")
+OCCLUDERS = ("tree", "bush", "grass", "road")
 OCCLUDER = {name: i for i, name in enumerate(OCCLUDERS)}
 
 #: `visible_src` values: 0 = nothing labelled (outliers), 1 = a gestalt class, 2 = an occluder.
@@ -80,7 +80,7 @@ EDGE_POINT_CLASS = np.array([POINT_CLASS[{"cornice_return": "eave", "cornice_str
                                           "transition_line": "roof"}.get(name, name)]
                              for name in EDGE_CLASSES], dtype=np.int64)
 
-#: Gestalt id of each point class (a wall point's own id is its material, window or door).
+#: Gestalt id of each point class (a wall point's own id is its material or a window).
 CLASS_GESTALT = np.array([GESTALT[name] for name in POINT_CLASSES[:11] + ("other_wall", "unclassified")],
                          dtype=np.int64)
 
@@ -91,6 +91,9 @@ HOUSE_KINDS = (ROOF, EDGE, CORNER, WALL, CHIMNEY)
 WALL_MATERIALS = ("horizontal_siding", "vertical_siding", "brick", "concrete", "other_wall")
 
 UP = np.array([0.0, 1.0, 0.0])
+
+#: Points on roof lines share the visibility of a probe every this many metres along their edge.
+PROBE_SPACING = 0.25
 
 #: Length (m) of the stretches of a GT edge that the simulated segmentation paints or misses as a whole.
 STRETCH = 1.5
@@ -227,6 +230,19 @@ def _outward(house, xyz):
     return _unit(away / (np.linalg.norm(away, axis=1, keepdims=True) + 1.0) * 1.2 + UP)
 
 
+def _line_probes(house):
+    """Probes whose visibility the points on roof lines share: the centres of PROBE_SPACING
+    long bins along every GT edge, then the vertices. Returns xyz [P, 3], normal [P, 3],
+    and each edge's first probe and number of bins."""
+    a, b = house.vertices[house.edges[:, 0]], house.vertices[house.edges[:, 1]]
+    bins = np.maximum(np.ceil(np.linalg.norm(b - a, axis=1) / PROBE_SPACING).astype(int), 1)
+    first = np.cumsum(bins) - bins
+    edge = np.repeat(np.arange(len(bins)), bins)
+    t = (np.arange(bins.sum()) - first[edge] + 0.5) / bins[edge]
+    xyz = np.vstack([a[edge] + t[:, None] * (b - a)[edge], house.vertices])
+    return {"xyz": xyz, "normal": _outward(house, xyz), "first": first, "bins": bins}
+
+
 # ---------------------------------------------------------------------------------------
 # The scene
 
@@ -273,9 +289,11 @@ def _surroundings(rng, house):
 
 
 def _candidates(rng, house, env, n_sparse, n_depth):
-    """Candidate points of both pools: dict of xyz [M,3], normal, kind, source, window flags,
-    depth below the roof (walls; 0 elsewhere) and, for points drawn on a GT edge, that edge
-    and the parameter t along it (edge -1 elsewhere).
+    """Candidate points of both pools, and the line probes (`_line_probes`).
+
+    The candidates: a dict of xyz [M,3], normal, kind, source, window flags, depth below the
+    roof (walls; 0 elsewhere), for points drawn on a GT edge that edge and the parameter t
+    along it (edge -1 elsewhere), and for points on roof lines their probe (-1 elsewhere).
 
     The sparse pool follows COLMAP, which finds corners and roof lines far more than plain
     surfaces; the depth pool is uniform on roof, walls and, thinner, ground and vegetation
@@ -283,8 +301,8 @@ def _candidates(rng, house, env, n_sparse, n_depth):
     once for both pools and split between the sources at random.
     """
     centers, radii = env["spheres"]
-    sparse_share = {"roof": 0.2, "wall": 0.12, "ground": 0.04, "tree": 0.06}
-    depth_share = {"roof": 0.25, "wall": 0.35, "ground": 0.12, "tree": 0.13}
+    sparse_share = {"roof": 0.13, "wall": 0.08, "ground": 0.02, "tree": 0.03}
+    depth_share = {"roof": 0.22, "wall": 0.28, "ground": 0.07, "tree": 0.07}
     count = {part: int(n_sparse * sparse_share[part] + n_depth * depth_share[part]) for part in sparse_share}
     xyz, normal, kind, window, below_roof = {}, {}, {}, {}, {}
     xyz["roof"], normal["roof"] = _roof_points(rng, house, count["roof"])
@@ -303,12 +321,16 @@ def _candidates(rng, house, env, n_sparse, n_depth):
         kind["chimney"], sparse_share["chimney"], count["chimney"] = CHIMNEY, sparse_share["roof"], count["roof"]
     source = {part: np.where(rng.random(len(xyz[part])) < n_sparse * sparse_share[part] / count[part],
                              SOURCE_SPARSE, SOURCE_DEPTH) for part in xyz}
-    # sparse only: points on the roof lines and at the corners
+    # sparse only: points on the roof lines and at the corners, seen as their probes are
+    probes = _line_probes(house)
     edge_xyz, on_edge, along = _edge_points(rng, house, int(n_sparse * rng.uniform(0.35, 0.55)))
-    corner = house.vertices[rng.integers(0, len(house.vertices), int(n_sparse * rng.uniform(0.08, 0.15)))]
-    corner = corner + rng.normal(0, 0.1, corner.shape)
+    bins = probes["bins"][on_edge]
+    probe = {"edge": probes["first"][on_edge] + np.minimum((along * bins).astype(int), bins - 1)}
+    vertex = rng.integers(0, len(house.vertices), int(n_sparse * rng.uniform(0.08, 0.15)))
+    probe["corner"] = probes["bins"].sum() + vertex
+    corner = house.vertices[vertex] + rng.normal(0, 0.1, (len(vertex), 3))
     for part, points, k in (("edge", edge_xyz, EDGE), ("corner", corner, CORNER)):
-        xyz[part], normal[part], kind[part] = points, _outward(house, points), k
+        xyz[part], normal[part], kind[part] = points, probes["normal"][probe[part]], k
         source[part] = np.full(len(points), SOURCE_SPARSE)
     parts = list(xyz)
     return {
@@ -320,12 +342,25 @@ def _candidates(rng, house, env, n_sparse, n_depth):
         "below_roof": np.concatenate([below_roof.get(p, np.zeros(len(xyz[p]))) for p in parts]),
         "edge": np.concatenate([on_edge if p == "edge" else np.full(len(xyz[p]), -1) for p in parts]),
         "t": np.concatenate([along if p == "edge" else np.zeros(len(xyz[p])) for p in parts]),
-    }
+        "probe": np.concatenate([probe.get(p, np.full(len(xyz[p]), -1)) for p in parts]),
+    }, probes
 
 
-def _visibility(cand, env, house):
-    """Which views see each candidate: seen [V, M], in how many views a tree or bush hides it [M],
-    and the cosine of its most frontal view's incidence [M] (grazing views sample a surface thinly).
+def _views(cand, probes, env, house):
+    """`_visibility` of every candidate (with the number of views that see it instead of which);
+    points on roof lines take their probe's, computed once."""
+    surface = cand["probe"] < 0
+    xyz, normal = (np.concatenate([cand[name][surface], probes[name]]) for name in ("xyz", "normal"))
+    kind = np.concatenate([cand["kind"][surface], np.full(len(probes["xyz"]), EDGE)])
+    seen, n_hidden, frontal, best = _visibility(xyz, normal, kind, env, house)
+    index = np.where(surface, np.cumsum(surface) - 1, surface.sum() + cand["probe"])
+    return seen.sum(0)[index], n_hidden[index], frontal[index], best[index]
+
+
+def _visibility(xyz, normal, kind, env, house):
+    """Which views see each point: seen [V, M], in how many views a tree or bush hides it [M],
+    the cosine of its most frontal view's incidence [M] (grazing views sample a surface
+    thinly) and that view [M] (a depth point's depth map; the ray of a sparse point's noise).
 
     Seen = facing the camera, inside its field of view, not behind a tree or bush sphere,
     and for ground and vegetation not behind the house's main box. This is the hot loop, in
@@ -333,7 +368,7 @@ def _visibility(cand, env, house):
     so numpy's inner loops run over the long point axis), never a [V, M, 3] array.
     """
     f32 = np.float32
-    p, normal = cand["xyz"].astype(f32), cand["normal"].astype(f32)
+    p, normal = xyz.astype(f32), normal.astype(f32)
     cams, axis = env["cams"].astype(f32), env["axis"].astype(f32)
     cam_p = _dots(cams, p)  # [V, M]
     q = np.einsum("mk,mk->m", p, p) - cam_p  # (p - cam) . p
@@ -353,7 +388,7 @@ def _visibility(cand, env, house):
         off_ray = (np.einsum("mk,mk->m", p[cols] - c, p[cols] - c) - r * r) * dist2[:, cols]
         hidden[:, cols] |= (a > 0) & (a < dist2[:, cols]) & (a * a > off_ray)
     # ground, trees and bushes behind the house's main box are hidden by it (slab test)
-    outside = np.flatnonzero(~np.isin(cand["kind"], HOUSE_KINDS))
+    outside = np.flatnonzero(~np.isin(kind, HOUSE_KINDS))
     if len(outside):
         lo = (env["lo"][0], 0.0, env["lo"][1])
         hi = (env["hi"][0], house.vertices[:, 1].min(), env["hi"][1])
@@ -367,7 +402,9 @@ def _visibility(cand, env, house):
             enter, leave = np.maximum(enter, np.minimum(t0, t1)), np.minimum(leave, np.maximum(t0, t1))
         hidden[:, outside] |= (enter < leave) & (leave > 0) & (enter < 1)
     seen = looked_at & ~hidden
-    return seen, (looked_at & hidden).sum(0), (cos_incidence * seen).max(0)
+    frontal = cos_incidence * seen
+    best = frontal.argmax(0)
+    return seen, (looked_at & hidden).sum(0), frontal[best, np.arange(len(best))], best
 
 
 def _segment_distances(points, a, b):
@@ -461,15 +498,14 @@ def generate_scene(seed, index, split):
     # what the cameras see: sparse points need two views (triangulation), depth points one,
     # thinned by the incidence of their most frontal view
     n_sparse = np.exp(rng.uniform(np.log(5000), np.log(25000)))  # the feature yield varies by scene
-    cand = _candidates(rng, house, env, int(n_sparse), int(rng.uniform(5000, 9000)))
-    seen, n_hidden, frontal = _visibility(cand, env, house)
-    n_seen = seen.sum(0)
+    cand, probes = _candidates(rng, house, env, int(n_sparse), int(rng.uniform(6000, 10000)))
+    n_seen, n_hidden, frontal, view = _views(cand, probes, env, house)
     keep = np.where(cand["source"] == SOURCE_SPARSE, n_seen >= 2, rng.random(len(n_seen)) < frontal)
     keep &= ~_holes(rng, cand["xyz"], cand["source"], house)
-    cand = {k: v[keep] for k, v in cand.items() if k != "normal"}
+    cand = {k: v[keep] for k, v in cand.items() if k not in ("normal", "probe")}
     fields = _labels(rng, house, env, cand, n_seen[keep], n_hidden[keep])
 
-    xyz = _add_noise(rng, cand["xyz"], cand["source"], seen[:, keep], n_seen[keep], env)
+    xyz = _add_noise(rng, cand["xyz"], cand["source"], view[keep], n_seen[keep], env)
     xyz, fields = _add_outliers(rng, xyz, fields, env)
 
     # world frame: a yaw about Y and a position
@@ -511,7 +547,7 @@ def _labels(rng, house, env, cand, n_seen, n_hidden):
     material = GESTALT[WALL_MATERIALS[rng.integers(len(WALL_MATERIALS))]]
     wall_gestalt = np.where(cand["window"], GESTALT["window"], np.where(kind == CHIMNEY, GESTALT["brick"], material))
     true, alt, gestalt = _true_labels(rng, house, cand, wall_gestalt,
-                                      r_vertex=rng.uniform(0.25, 0.5), r_edge=rng.uniform(0.12, 0.3))
+                                      r_vertex=rng.uniform(0.25, 0.5), r_edge=rng.uniform(0.15, 0.35))
     p_right = np.full(len(kind), rng.uniform(0.45, 0.8), np.float32)
     p_right[true <= POINT_CLASS["flashing_end_point"]] *= 0.85
     class_id, vote_frac = _vote(rng, true, alt, n_seen, p_right)
@@ -547,12 +583,11 @@ def _behind_occluder(xyz, env, house, material):
     return np.where(hit, np.where(y > house.vertices[:, 1].min(), GESTALT["roof"], material), GESTALT["unclassified"])
 
 
-def _add_noise(rng, xyz, source, seen, n_seen, env):
+def _add_noise(rng, xyz, source, view, n_seen, env):
     """Sparse: isotropic noise plus as much again along the ray, larger with fewer views, with
     a heavy tail. Depth: a per-view depth-scale bias along the ray plus isotropic noise, and
     a few flying pixels slid toward their camera."""
     n = len(xyz)
-    view = (seen * rng.random(seen.shape, dtype=np.float32)).argmax(0)  # one of the views that see the point
     to_cam = env["cams"][view] - xyz
     sparse = source == SOURCE_SPARSE
     sigma = np.exp(rng.uniform(np.log(0.03), np.log(0.25))) * (1 + 1.5 / n_seen) * np.where(rng.random(n) < 0.07, 3, 1)
@@ -699,7 +734,6 @@ def generate_rows(tasks, workers=2, progress=False):
 
     with tqdm(total=len(tasks), disable=not progress, desc="synthetic scenes", unit="scene") as bar:
         if workers <= 1:
-            keep_freed_memory()
             for task in tasks:
                 yield scene_rows(task)
                 bar.update()
