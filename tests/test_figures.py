@@ -47,6 +47,15 @@ def test_curves_draw_a_line_per_run_on_the_global_step_axis_and_the_references()
     assert legend_labels(fig) == ["stage1", "stage2", "seed"]
 
 
+def test_curves_give_a_reference_the_same_style_in_every_panel():
+    fig = figures.curves({"stage1": ROWS}, ("hss", "f1", "iou"),
+                         references={"hss": {"seed: stage 2": 0.35, "seed: stage 3": 0.38},
+                                     "iou": {"seed: stage 3": 0.37}})
+    hss, _, iou = fig.axes
+    assert lines(hss)["seed: stage 3"].get_linestyle() == lines(iou)["seed: stage 3"].get_linestyle()
+    assert lines(hss)["seed: stage 2"].get_linestyle() != lines(hss)["seed: stage 3"].get_linestyle()
+
+
 def test_curves_keep_a_runs_colour_when_another_run_has_no_rows():
     fig = figures.curves({"empty": [], "stage2": ROWS}, ("total", "lr"), kind="train")
     loss, lr = fig.axes

@@ -6,9 +6,9 @@ the stages it started from. 3D views take scenes in the schema of `schema.py` an
 wireframes as `(vertices [N,3] in metres, edges [E,2])`.
 
 The book is read from disk with no network: `offline(fig)` shows a plotly figure as
-HTML that expects plotly.js on the page (the book loads `_static/plotly.min.js`, which
-`pipeline.build_book` copies there from the plotly package), and as plotly's own mime
-type for JupyterLab.
+HTML that expects plotly.js on the page (the book loads `book/_static/plotly.min.js`,
+which `pipeline.build_book` copies there from the plotly package), and as plotly's own
+mime type for JupyterLab.
 """
 
 import json
@@ -39,8 +39,13 @@ def curves(runs, keys, kind="eval", references=None):
     """One panel per metrics-log key against the global step, one line per run, one legend.
 
     runs: {label: rows}; kind: which rows to draw, "train" or "eval".
-    references: {key: {label: value}}, drawn as grey horizontal lines (the seed's figures).
+    references: {key: {label: value}}, drawn as grey horizontal lines (the seed's figures),
+    one line style per label; a None value is left out.
     """
+    references = {key: {name: v for name, v in refs.items() if v is not None}
+                  for key, refs in (references or {}).items()}
+    names = dict.fromkeys(name for refs in references.values() for name in refs)
+    styles = {name: REFERENCE_STYLES[i % len(REFERENCE_STYLES)] for i, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(keys), figsize=(min(10.5, 1 + 3.6 * len(keys)), 3.3), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for i, (label, rows) in enumerate(runs.items()):
@@ -49,9 +54,8 @@ def curves(runs, keys, kind="eval", references=None):
                 steps, values = zip(*points)
                 ax.plot(steps, values, color=f"C{i}", label=label, lw=1.2,
                         marker="o" if kind == "eval" else None, markersize=3)
-        refs = [(name, v) for name, v in (references or {}).get(key, {}).items() if v is not None]
-        for (name, value), style in zip(refs, REFERENCE_STYLES):
-            ax.axhline(value, color="0.45", ls=style, lw=1, label=name)
+        for name, value in references.get(key, {}).items():
+            ax.axhline(value, color="0.45", ls=styles[name], lw=1, label=name)
         ax.set_title(TITLES.get(key, key))
         ax.set_xlabel("global step")
         ax.grid(alpha=0.3)
@@ -118,7 +122,7 @@ def scene_traces(scene, frame=None, legend=True):
         p = xyz[classes == c]
         traces.append(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name=POINT_CLASSES[c],
                                    legendgroup=POINT_CLASSES[c], showlegend=legend, legendrank=10 + int(c),
-                                   marker=dict(size=1.8, color=CLASS_COLORS[c], opacity=0.7)))
+                                   marker=dict(size=2.5, color=CLASS_COLORS[c], opacity=0.7)))
     traces.append(_lines(scene["gt_vertices"], scene["gt_edges"], "GT wireframe", GT_COLOR, legend, 1))
     if frame is not None:
         traces.append(_lines(*frame, "predicted wireframe", PRED_COLOR, legend, 2))

@@ -163,11 +163,12 @@ def recipe_table(params):
     rows = []
     for run, run_dir in stage_runs(params, "."):
         sched = run["schedule"]
+        cooldown = sched["cooldown_start"]
         rows.append({"run": run_dir.name, "init_from": run["init_from"] or "scratch",
                      "points": run["data"]["points"], "batch": run["train"]["batch_size"],
                      "steps": f"{sched['start_step']} -> {sched['end_step']}", "lr": f"{sched['lr']:g}",
-                     "warmup": sched["warmup"], "cooldown": "none" if sched["cooldown_start"] is None
-                     else f"{sched['cooldown_start']} +{sched['cooldown_steps']}",
+                     "warmup": sched["warmup"],
+                     "cooldown": "none" if cooldown is None else f"{cooldown} +{sched['cooldown_steps']}",
                      "endpoint": run["loss"]["endpoint"]["weight"], "train data": data_uri(run, "train")})
     return pd.DataFrame(rows).set_index("run")
 
@@ -184,17 +185,17 @@ def train_stage(params, runs="runs", device=None, init=None):
     return finals, (time.time() - start) / 60 if trained else None
 
 
-def run_metrics(params, runs="runs", label=None):
+def run_metrics(params, runs="runs"):
     """{label: metrics rows} of each run of a stage; a run not trained yet is left out.
 
-    The label is the stage's name, or `label`, with the LR for each run of a sweep.
+    The label is the stage's name, and for each run of a sweep `<stage> lr=<its LR>`.
     """
     out = {}
     for run, run_dir in stage_runs(params, runs):
         log = run_dir / "metrics.jsonl"
         if log.is_file():
-            name = label or params["stage"]
-            out[f"{name} lr={run['schedule']['lr']:g}" if params["sweep_lr"] else name] = MetricsLog.read(log)
+            label = f"{params['stage']} lr={run['schedule']['lr']:g}" if params["sweep_lr"] else params["stage"]
+            out[label] = MetricsLog.read(log)
     return out
 
 
