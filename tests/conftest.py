@@ -50,3 +50,11 @@ def synthetic_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     build_dataset(root, n_train=32, n_val=8, points=(128, 256), seed=0, workers=1)
     return root
+
+
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same global torch RNG state, so none depends on test order."""
+    import torch
+
+    torch.manual_seed(0)
