@@ -63,8 +63,9 @@ def synthetic_points(profile):
 
 
 def build_data(profile):
-    """Generate the synthetic dataset of a profile unless it is there already (or the
-    profile trains on other data, as `full` does on the hub); return its root or None."""
+    """Generate the synthetic dataset of a profile unless it is there already, made by the
+    same generator with the same sizes (or the profile trains on other data, as `full`
+    does on the hub); return its root or None."""
     from .synthetic import build_dataset
 
     params = load_params("params/stage1.yaml", profile)
@@ -72,9 +73,15 @@ def build_data(profile):
     root = Path(syn["root"])
     if not Path(params["data"]["train"]).is_relative_to(root):
         return None
-    wanted = [p for p in synthetic_points(profile) if not (root / f"sampled_{p}" / "dataset_dict.json").is_file()]
+    source = b"".join((Path(__file__).parent / name).read_bytes() for name in ("synthetic.py", "houses.py"))
+    stamp = json.dumps({**syn, "generator": hashlib.sha256(source).hexdigest()[:16]}, sort_keys=True)
+    wanted = [p for p in synthetic_points(profile)
+              if not (root / f"sampled_{p}" / "dataset_dict.json").is_file()
+              or not (root / f"sampled_{p}" / "synthetic.json").is_file()
+              or (root / f"sampled_{p}" / "synthetic.json").read_text() != stamp]
     if wanted:
-        build_dataset(root, syn["train"], syn["val"], points=tuple(wanted), seed=syn["seed"])
+        for path in build_dataset(root, syn["train"], syn["val"], points=tuple(wanted), seed=syn["seed"]).values():
+            (Path(path) / "synthetic.json").write_text(stamp)
     return root
 
 
