@@ -62,20 +62,26 @@ def first(scenes, n):
     return [scenes[i] for i in range(len(scenes) if n is None else min(n, len(scenes)))]
 
 
+def score(model, scenes, params, device, criterion=None):
+    """(wireframes, official scores per scene and mean, mean loss or None) of a model on `scenes`."""
+    ev = params["eval"]
+    segments, conf, loss = predict(model, scenes, params, device, criterion)
+    frames = wireframes(scenes, segments, conf, params)
+    scores = score_wireframes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
+                              vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"])
+    return frames, scores, loss
+
+
 def evaluate(model, val_scenes, params, device, criterion, train_scenes=None):
     """Val loss, HSS / F1 / IoU, and with `train_scenes` the train/val loss ratio.
 
     The ratio (val loss over train loss, both without dropout or augmentation on the
     first `eval.max_scenes` scenes of each split) is the seed's overfitting measure.
     """
-    ev = params["eval"]
-    scenes = first(val_scenes, ev["max_scenes"])
-    segments, conf, val_loss = predict(model, scenes, params, device, criterion)
-    scores = score_wireframes(wireframes(scenes, segments, conf, params),
-                              [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
-                              vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"])
+    n = params["eval"]["max_scenes"]
+    _, scores, val_loss = score(model, first(val_scenes, n), params, device, criterion)
     row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou}
     if train_scenes is not None:
-        _, _, train_loss = predict(model, first(train_scenes, ev["max_scenes"]), params, device, criterion)
+        _, _, train_loss = predict(model, first(train_scenes, n), params, device, criterion)
         row.update(train_loss=train_loss, ratio=val_loss / max(train_loss, 1e-12))
     return row

@@ -30,8 +30,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from . import checkpoint
 from .config import load_params
 from .data import open_dataset
-from .inference import first, predict, wireframes
-from .metrics import evaluate
+from .inference import first, score
 from .predict import load_model
 from .train import run_stage, stage_runs
 from .trainer import MetricsLog, data_uri
@@ -227,10 +226,7 @@ def evaluate_checkpoint(path, device=None, n=None):
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, params = load_model(path, device)
     scenes = first(open_dataset(data_uri(params, "val")), n or params["eval"]["max_scenes"])
-    segments, conf, _ = predict(model, scenes, params, device)
-    frames = wireframes(scenes, segments, conf, params)
-    scores = evaluate(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
-                      vert_thresh=params["eval"]["vert_thresh"], edge_thresh=params["eval"]["edge_thresh"])
+    frames, scores, _ = score(model, scenes, params, device)
     return scenes, frames, scores
 
 
