@@ -56,14 +56,16 @@ def measure(params, device, steps, warmup):
     model = Perceiver(**params["model"]).to(device).train()
     criterion = Criterion(**params["loss"])
     optimizer = torch.optim.AdamW(param_groups(model, 0.01, 0.1), lr=1e-4, fused=device.type == "cuda")
-    net = torch.compile(model) if params["train"]["compile"] else model
+    net, loss_fn = model, criterion
+    if params["train"]["compile"]:  # as the trainer does
+        net, loss_fn = torch.compile(model, mode=params["train"]["compile_mode"]), torch.compile(criterion)
     batch_size = params["train"]["batch_size"]
     batch = synthetic_batch(params["data"]["points"], batch_size, device)
 
     def step():
         with autocast(params, device):
             out = net(batch)
-        loss = criterion(out, batch)["total"]
+        loss = loss_fn(out, batch)["total"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -119,11 +121,12 @@ def main(argv=None):
         row = {"device": device_name(device), "profile": args.profile, "stage": stage,
                "points": params["data"]["points"], "batch_size": params["train"]["batch_size"],
                "precision": "bf16" if bf16 else "fp32", "compile": params["train"]["compile"],
+               "compile_mode": params["train"]["compile_mode"],
                **measure(params, device, steps, warmup), "matmul_peak_tflops": peak / 1e12}
         row["fraction_of_peak"] = row["achieved_tflops"] / row["matmul_peak_tflops"]
         rows.append(row)
         print(f"{row['device']} | {stage} {row['points']} pts x {row['batch_size']} | {row['precision']}"
-              f"{' compiled' if row['compile'] else ''} | {row['samples_per_s']:.1f} samples/s | "
+              f"{' compiled (' + row['compile_mode'] + ')' if row['compile'] else ''} | {row['samples_per_s']:.1f} samples/s | "
               f"{row['train_gflop_per_sample']:.2f} GFLOP/sample (fwd+bwd) | {row['achieved_tflops']:.3f} TFLOP/s = "
               f"{100 * row['fraction_of_peak']:.1f}% of {row['matmul_peak_tflops']:.2f} matmul peak | "
               f"peak memory {row['peak_memory_gib']:.2f} GiB", flush=True)

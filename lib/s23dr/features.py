@@ -53,7 +53,7 @@ class PointTokenizer(nn.Module):
         self.fields |= {"n_views_voted", "vote_frac"} if vote_features else set()
 
     def forward(self, batch: dict) -> torch.Tensor:
-        missing = self.fields - batch.keys()
+        missing = [name for name in self.fields if name not in batch]  # set - dict_keys breaks torch.compile's graph
         if missing:
             raise ValueError(f"batch lacks field(s) {sorted(missing)} that the tokenizer needs")
         xyz = batch["xyz_norm"].float()

@@ -767,8 +767,11 @@ def build_dataset(out_dir, n_train, n_val, points=(2048, 4096), seed=0, workers=
     schema = hf_features().arrow_schema
     paths = {}
     for s in points:
-        dataset = datasets.DatasetDict({split: datasets.Dataset(_arrow_table(split_rows, schema))
-                                        for split, split_rows in rows[s].items()})
+        # An explicit fingerprint: `datasets` would otherwise hash the whole table by pickling it.
+        dataset = datasets.DatasetDict({
+            split: datasets.Dataset(_arrow_table(split_rows, schema),
+                                    fingerprint=f"s23dr-synthetic-{seed}-{split}-{len(split_rows)}-{s}")
+            for split, split_rows in rows[s].items()})
         paths[s] = Path(out_dir) / f"sampled_{s}"
         dataset.save_to_disk(str(paths[s]))
     return paths

@@ -8,6 +8,7 @@ run resumes exactly where it stopped.
 """
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -196,11 +197,11 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
                 generator=torch.Generator().manual_seed(cfg["seed"] + epoch))
             epoch, start = epoch + 1, 0
 
-    net = model
+    net, loss_fn = model, criterion
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg["compile"] and not cfg["deterministic"]:
-        net = torch.compile(net)
+        net, loss_fn = torch.compile(net, mode=cfg["compile_mode"]), torch.compile(criterion)
 
     def save(at_step):
         if rank == 0:
@@ -228,27 +229,31 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
             group["lr"] = lr
         with autocast(params, device):
             outputs = net(batch)
-        losses = criterion(outputs, batch)
-        loss = losses["total"]
-        if not torch.isfinite(loss):
-            last = checkpoint.latest(run_dir)
-            raise FloatingPointError(
-                f"non-finite loss ({loss.item()}) at step {step + 1} of stage {params['stage']}; "
-                f"the last good checkpoint is {last or 'none (no checkpoint written yet)'}")
+        losses = loss_fn(outputs, batch)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses["total"].backward()
         if params["optim"]["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), params["optim"]["grad_clip"])
         optimizer.step()
         step += 1
         bar.update(1)
 
+        # The sums stay on the device: reading a loss every step would make the CPU wait for
+        # the GPU. They are read, and checked, before anything is logged or saved.
         for key, value in losses.items():
-            running[key] = running.get(key, 0.0) + value.item()
+            running[key] = running.get(key, 0.0) + value.detach()
         seen += 1
-        if step % cfg["log_every"] == 0 or step == sched["end_step"]:
+        log_now = step % cfg["log_every"] == 0 or step == sched["end_step"]
+        if log_now or step % cfg["ckpt_every"] == 0:
+            total = running["total"].item()
+            if not math.isfinite(total):
+                raise FloatingPointError(
+                    f"non-finite loss ({total}) within steps {step - seen + 1}..{step} of stage "
+                    f"{params['stage']}; the last good checkpoint is "
+                    f"{checkpoint.latest(run_dir) or 'none (no checkpoint written yet)'}")
+        if log_now:
             rate = seen * cfg["batch_size"] / (time.perf_counter() - t0)
-            row = {k: v / seen for k, v in running.items()}
+            row = {k: v.item() / seen for k, v in running.items()}
             log.write({"step": step, "kind": "train", "lr": lr, "samples_per_s": rate, **row})
             bar.set_postfix(loss=f"{row['total']:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
             running, seen, t0 = {}, 0, time.perf_counter()

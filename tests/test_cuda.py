@@ -1,0 +1,76 @@
+"""The CUDA paths: bf16 autocast, torch.compile, fused AdamW and deterministic training.
+
+Skipped where no GPU is present (CI); run them on a GPU machine with `pytest tests/test_cuda.py`.
+"""
+
+import os
+
+import pytest
+import torch
+
+from s23dr import checkpoint
+from s23dr.config import load_params
+from s23dr.data import SceneDataset, collate, to_device
+from s23dr.inference import autocast
+from s23dr.losses import Criterion
+from s23dr.model import Perceiver
+from s23dr.synthetic import generate_scene, sample_scene
+from s23dr.trainer import MetricsLog, train
+
+from test_trainer import PARAMS, assert_same_weights, smoke, weights
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before cuBLAS starts, for determinism
+CUDA = torch.device("cuda")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """The cpu profile's model and a batch of 8 synthetic scenes, on the GPU."""
+    params = load_params(PARAMS / "stage1.yaml", "cpu")
+    points = params["data"]["points"]
+    scenes = [sample_scene(generate_scene(0, i, "train"), points, seed=0) for i in range(8)]
+    dataset = SceneDataset(scenes, points, {"rotate": False, "flip": False}, seed=0)
+    batch = to_device(collate([dataset[i] for i in range(8)]), CUDA)
+    model = Perceiver(**params["model"]).to(CUDA).eval()
+    return params, model, batch, Criterion(**params["loss"])
+
+
+def test_bf16_autocast_stays_close_to_fp32_and_the_loss_stays_fp32(setup):
+    params, model, batch, criterion = setup
+    with torch.no_grad():
+        exact = criterion(model(batch), batch)
+        params = {**params, "train": {**params["train"], "bf16": True}}
+        with autocast(params, CUDA):
+            out = model(batch)
+        fast = criterion(out, batch)
+    assert fast["total"].dtype == torch.float32
+    assert fast["total"].item() == pytest.approx(exact["total"].item(), rel=0.02)
+
+
+def test_compiled_model_matches_eager(setup):
+    _, model, batch, _ = setup
+    with torch.no_grad():
+        eager = model(batch)
+        compiled = torch.compile(model)(batch)
+    for key in ("segments", "conf_logits"):
+        torch.testing.assert_close(compiled[key].float(), eager[key].float(), atol=1e-4, rtol=1e-4)
+
+
+def test_deterministic_cuda_runs_are_bit_identical(synthetic_root, tmp_path):
+    params = smoke("stage1", synthetic_root, "train.deterministic=true", "schedule.end_step=5")
+    assert_same_weights(weights(train(params, tmp_path / "a", device="cuda", progress=False)),
+                        weights(train(params, tmp_path / "b", device="cuda", progress=False)))
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_bf16_fused_training_runs_and_its_checkpoint_loads_on_cpu(synthetic_root, tmp_path, mode):
+    params = smoke("stage1", synthetic_root, "train.compile=true", f"train.compile_mode={mode}",
+                   "train.bf16=true", "schedule.end_step=6")
+    final = train(params, tmp_path / "run", device="cuda", progress=False)
+    state = checkpoint.load(final)
+    assert state["step"] == 6
+    assert all(t.device.type == "cpu" and torch.isfinite(t).all() for t in state["model"].values())
+    rows = MetricsLog.read(tmp_path / "run" / "metrics.jsonl")
+    losses = torch.tensor([row["total"] for row in rows if row["kind"] == "train"])
+    assert len(losses) and torch.isfinite(losses).all()
