@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from importlib.resources import files
@@ -37,6 +38,7 @@ from .trainer import MetricsLog, data_uri
 
 EXECUTED = Path("book/executed")
 PLOTLY_JS = Path("book/_static/plotly.min.js")
+CHECK = "# NBVAL_CHECK_OUTPUT"  # marks a cell whose output nbval compares
 
 #: The notebooks in execution order, each with the notebooks whose results it reads.
 #: (ablation_high_lr trains from stage 1's checkpoint and is compared with stage 2.)
@@ -114,6 +116,33 @@ def execute_notebooks(profile, runs="runs", only=None):
                                    parameters={"profile": profile, "runs": str(runs)},
                                    progress_bar=False, kernel_name="python3")
         stamp.write_text(done[name])
+
+
+def record_checks(profile="smoke", runs="runs"):
+    """Store in `notebooks/` the outputs that nbval compares (the cells marked
+    `# NBVAL_CHECK_OUTPUT`): each notebook is executed at `profile` on one thread, as
+    conftest.py runs them, and its check cells' outputs are copied into the template.
+    Run it after a change that is meant to move those numbers, and review the diff."""
+    import nbformat
+    import papermill
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # the kernels started below, and this process
+    torch.set_num_threads(1)
+    prepare_runs(profile, runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in NOTEBOOKS:
+            template, out = Path(f"notebooks/{name}.ipynb"), Path(tmp) / f"{name}.ipynb"
+            papermill.execute_notebook(str(template), str(out), cwd=str(Path.cwd()),
+                                       parameters={"profile": profile, "runs": str(runs)},
+                                       progress_bar=False, kernel_name="python3")
+            executed = {c.source: c for c in nbformat.read(out, 4).cells if CHECK in c.source}
+            notebook = nbformat.read(template, 4)
+            for cell in notebook.cells:
+                if CHECK in cell.source:  # nbval skips a reference cell without an execution count
+                    cell.outputs = executed[cell.source].outputs
+                    cell.execution_count = executed[cell.source].execution_count
+            nbformat.write(notebook, template)
+            print(f"{template}: {sum(CHECK in c.source for c in notebook.cells)} check cells recorded")
 
 
 def build_book():
@@ -220,6 +249,14 @@ def summary(rows, params, minutes=None):
             "steps": last["step"], "minutes": minutes}
 
 
+def final_val_losses(metrics):
+    """One line per run, '<run>: val loss 0.123', from its last evaluation: the stage notebooks'
+    regression check. Three decimals: a change in the library's numbers shows (the Sinkhorn's
+    eps, say), a difference in the last bits of a float does not."""
+    return "\n".join(f"{label}: val loss {[r for r in rows if r['kind'] == 'eval'][-1]['val_loss']:.3f}"
+                      for label, rows in metrics.items())
+
+
 def evaluate_checkpoint(path, device=None, n=None):
     """(scenes, predicted wireframes, per-scene scores) of a checkpoint on the first `n`
     (default `eval.max_scenes`) validation scenes of the params it was trained with."""
@@ -239,12 +276,16 @@ def prepare_runs(profile, runs="runs"):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["data", "notebooks", "book"])
-    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("what", choices=["data", "notebooks", "book", "checks"],
+                        help="checks: record the outputs that nbval compares, at the smoke profile by default")
+    parser.add_argument("--profile", default=None, help="default: cpu (checks: smoke)")
     parser.add_argument("--runs", default="runs", help="root of the run directories (default: runs)")
     parser.add_argument("--only", nargs="*", help="execute only these notebooks")
     args = parser.parse_args(argv)
+    args.profile = args.profile or ("smoke" if args.what == "checks" else "cpu")
     build_data(args.profile)
+    if args.what == "checks":
+        record_checks(args.profile, args.runs)
     if args.what in ("notebooks", "book"):
         execute_notebooks(args.profile, args.runs, args.only)
     if args.what == "book":
