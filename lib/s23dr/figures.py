@@ -70,6 +70,25 @@ def curves(runs, keys, kind="eval", references=None):
     return fig
 
 
+def threshold_sweep(sweeps, confidences, threshold):
+    """Left: mean HSS against the confidence threshold, one line per run (sweeps: {label: table
+    from pipeline.threshold_sweep}). Right: histogram of every query's confidence per run
+    (confidences: {label: array}). The grey line is the threshold the params evaluate at."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.3))
+    bins = np.linspace(0, 1, 41)
+    for i, (label, table) in enumerate(sweeps.items()):
+        left.plot(table.index, table["hss"], color=f"C{i}", marker="o", markersize=3, lw=1.2, label=label)
+        right.hist(np.ravel(confidences[label]), bins=bins, color=f"C{i}", histtype="step", lw=1.2)
+    for ax in (left, right):
+        ax.axvline(threshold, color="0.45", ls="--", lw=1)
+        ax.grid(alpha=0.3)
+    left.set(title="val HSS against the confidence threshold", xlabel="confidence threshold")
+    right.set(title="confidence of every query", xlabel="confidence", ylabel="queries", yscale="log")
+    fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def data_overview(samples):
     """Class and source shares of the valid points at each sampling; GT vertices and edges
     per scene (the GT does not depend on the sampling: each scene counts once).

@@ -31,7 +31,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from . import checkpoint
 from .config import load_params
 from .data import open_dataset
-from .inference import first, score
+from .inference import first, predict, score, wireframes
+from .metrics import evaluate as score_wireframes
 from .predict import load_model
 from .train import run_stage, stage_runs
 from .trainer import MetricsLog, data_uri
@@ -265,6 +266,24 @@ def evaluate_checkpoint(path, device=None, n=None):
     scenes = first(open_dataset(data_uri(params, "val")), n or params["eval"]["max_scenes"])
     frames, scores, _ = score(model, scenes, params, device)
     return scenes, frames, scores
+
+
+def threshold_sweep(path, thresholds, device=None, n=None):
+    """(a table of mean HSS / F1 / IoU at each confidence threshold, every query's confidence)
+    of a checkpoint on the first `n` (default `eval.max_scenes`) validation scenes: how much
+    the scores owe to `eval.conf_threshold`, and whether any confidence reaches it."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, params = load_model(path, device)
+    scenes = first(open_dataset(data_uri(params, "val")), n or params["eval"]["max_scenes"])
+    segments, conf, _ = predict(model, scenes, params, device)
+    gts = [(s["gt_vertices"], s["gt_edges"]) for s in scenes]
+    rows = []
+    for threshold in thresholds:
+        at = {**params, "eval": {**params["eval"], "conf_threshold": threshold}}
+        mean = score_wireframes(wireframes(scenes, segments, conf, at), gts,
+                                vert_thresh=at["eval"]["vert_thresh"], edge_thresh=at["eval"]["edge_thresh"]).mean
+        rows.append({"threshold": threshold, "hss": mean.hss, "f1": mean.f1, "iou": mean.iou})
+    return pd.DataFrame(rows).set_index("threshold"), conf
 
 
 def prepare_runs(profile, runs="runs"):
