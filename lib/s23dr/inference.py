@@ -62,14 +62,19 @@ def first(scenes, n):
     return [scenes[i] for i in range(len(scenes) if n is None else min(n, len(scenes)))]
 
 
-def score(model, scenes, params, device, criterion=None):
-    """(wireframes, official scores per scene and mean, mean loss or None) of a model on `scenes`."""
+def score_predictions(scenes, segments, conf, params):
+    """(wireframes, official scores per scene and mean) of predicted segments and confidences."""
     ev = params["eval"]
-    segments, conf, loss = predict(model, scenes, params, device, criterion)
     frames = wireframes(scenes, segments, conf, params)
     scores = score_wireframes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
                               vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"])
-    return frames, scores, loss
+    return frames, scores
+
+
+def score(model, scenes, params, device, criterion=None):
+    """(wireframes, official scores per scene and mean, mean loss or None) of a model on `scenes`."""
+    segments, conf, loss = predict(model, scenes, params, device, criterion)
+    return (*score_predictions(scenes, segments, conf, params), loss)
 
 
 def evaluate(model, val_scenes, params, device, criterion, train_scenes=None):

@@ -31,8 +31,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 from . import checkpoint
 from .config import load_params
 from .data import open_dataset
-from .inference import first, predict, score, wireframes
-from .metrics import evaluate as score_wireframes
+from .inference import first, predict, score, score_predictions
 from .predict import load_model
 from .train import run_stage, stage_runs
 from .trainer import MetricsLog, data_uri
@@ -258,12 +257,18 @@ def final_val_losses(metrics):
                       for label, rows in metrics.items())
 
 
+def _with_val_scenes(path, device=None, n=None):
+    """(model, params, device, the first `n` validation scenes, default `eval.max_scenes`)
+    of a checkpoint, on `device` (default: cuda if available, else cpu)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, params = load_model(path, device)
+    return model, params, device, first(open_dataset(data_uri(params, "val")), n or params["eval"]["max_scenes"])
+
+
 def evaluate_checkpoint(path, device=None, n=None):
     """(scenes, predicted wireframes, per-scene scores) of a checkpoint on the first `n`
     (default `eval.max_scenes`) validation scenes of the params it was trained with."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, params = load_model(path, device)
-    scenes = first(open_dataset(data_uri(params, "val")), n or params["eval"]["max_scenes"])
+    model, params, device, scenes = _with_val_scenes(path, device, n)
     frames, scores, _ = score(model, scenes, params, device)
     return scenes, frames, scores
 
@@ -272,16 +277,12 @@ def threshold_sweep(path, thresholds, device=None, n=None):
     """(a table of mean HSS / F1 / IoU at each confidence threshold, every query's confidence)
     of a checkpoint on the first `n` (default `eval.max_scenes`) validation scenes: how much
     the scores owe to `eval.conf_threshold`, and whether any confidence reaches it."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, params = load_model(path, device)
-    scenes = first(open_dataset(data_uri(params, "val")), n or params["eval"]["max_scenes"])
+    model, params, device, scenes = _with_val_scenes(path, device, n)
     segments, conf, _ = predict(model, scenes, params, device)
-    gts = [(s["gt_vertices"], s["gt_edges"]) for s in scenes]
     rows = []
     for threshold in thresholds:
         at = {**params, "eval": {**params["eval"], "conf_threshold": threshold}}
-        mean = score_wireframes(wireframes(scenes, segments, conf, at), gts,
-                                vert_thresh=at["eval"]["vert_thresh"], edge_thresh=at["eval"]["edge_thresh"]).mean
+        mean = score_predictions(scenes, segments, conf, at)[1].mean
         rows.append({"threshold": threshold, "hss": mean.hss, "f1": mean.f1, "iou": mean.iou})
     return pd.DataFrame(rows).set_index("threshold"), conf
 

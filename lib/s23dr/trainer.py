@@ -239,12 +239,13 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
         bar.update(1)
 
         # The sums stay on the device: reading a loss every step would make the CPU wait for
-        # the GPU. They are read, and checked, before anything is logged or saved.
+        # the GPU. They are read, and checked, before anything is logged, saved or evaluated.
         for key, value in losses.items():
             running[key] = running.get(key, 0.0) + value.detach()
         seen += 1
-        log_now = step % cfg["log_every"] == 0 or step == sched["end_step"]
-        if log_now or step % cfg["ckpt_every"] == 0:
+        last = step == sched["end_step"]
+        log_now, save_now, eval_now = (step % cfg[k] == 0 or last for k in ("log_every", "ckpt_every", "eval_every"))
+        if log_now or save_now or eval_now:
             total = running["total"].item()
             if not math.isfinite(total):
                 raise FloatingPointError(
@@ -257,9 +258,9 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
             log.write({"step": step, "kind": "train", "lr": lr, "samples_per_s": rate, **row})
             bar.set_postfix(loss=f"{row['total']:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
             running, seen, t0 = {}, 0, time.perf_counter()
-        if step % cfg["ckpt_every"] == 0 or step == sched["end_step"]:
+        if save_now:
             save(step)
-        if step % cfg["eval_every"] == 0 or step == sched["end_step"]:
+        if eval_now:
             run_eval(step)
     bar.close()
     if world > 1:
