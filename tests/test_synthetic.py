@@ -261,7 +261,7 @@ def test_line_labels_sit_on_gt_edges_of_their_class(scenes):
             probes = (v[edges[:, 0]] * (1 - t) + v[edges[:, 1]] * t).reshape(-1, 3)
             near += (cKDTree(probes).query(xyz)[0] < 0.75).sum()
             total += len(xyz)
-        assert total > 0 and near / total > 0.7, name
+        assert total > 0 and near / total > 0.75, name
 
 
 def test_the_sparse_cloud_is_denser_on_roof_lines(scenes):

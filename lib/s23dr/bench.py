@@ -23,6 +23,7 @@ from .inference import autocast
 from .losses import Criterion
 from .model import Perceiver, param_groups
 from .synthetic import generate_scene, sample_scene
+from .trainer import compiled
 
 
 def sync(device):
@@ -56,9 +57,7 @@ def measure(params, device, steps, warmup):
     model = Perceiver(**params["model"]).to(device).train()
     criterion = Criterion(**params["loss"])
     optimizer = torch.optim.AdamW(param_groups(model, 0.01, 0.1), lr=1e-4, fused=device.type == "cuda")
-    net, loss_fn = model, criterion
-    if params["train"]["compile"]:  # as the trainer does
-        net, loss_fn = torch.compile(model, mode=params["train"]["compile_mode"]), torch.compile(criterion)
+    net, loss_fn = compiled(model, criterion, params["train"])  # as the trainer runs them
     batch_size = params["train"]["batch_size"]
     batch = synthetic_batch(params["data"]["points"], batch_size, device)
 

@@ -125,6 +125,14 @@ def upstream_checkpoint(params, runs_dir):
     return path
 
 
+def compiled(net, criterion, cfg):
+    """(model, loss function) as a training step runs them: both `torch.compile`d when params
+    `train.compile` asks for it (never in deterministic mode), else as they are."""
+    if cfg["compile"] and not cfg["deterministic"]:
+        return torch.compile(net, mode=cfg["compile_mode"]), torch.compile(criterion)
+    return net, criterion
+
+
 def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     """Run one stage to `schedule.end_step`, resuming from `resume` or the newest checkpoint in `run_dir`.
 
@@ -197,11 +205,10 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
                 generator=torch.Generator().manual_seed(cfg["seed"] + epoch))
             epoch, start = epoch + 1, 0
 
-    net, loss_fn = model, criterion
+    net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg["compile"] and not cfg["deterministic"]:
-        net, loss_fn = torch.compile(net, mode=cfg["compile_mode"]), torch.compile(criterion)
+    net, loss_fn = compiled(net, criterion, cfg)
 
     def save(at_step):
         if rank == 0:
