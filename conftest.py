@@ -1,9 +1,11 @@
 """Notebook regression tests: `pytest --nbval-lax notebooks/`, part of `make test`.
 
-The notebooks run at the smoke profile unless S23DR_PROFILE names another. Before the
-first notebook cell runs, the profile's data and every stage's runs are prepared once,
-in dependency order, so each notebook finds its upstream checkpoints whatever order the
-notebooks are collected in, and its own training call finds its run current.
+The notebooks run at the smoke profile unless S23DR_PROFILE names another, with their runs
+under S23DR_RUNS (default `runs`; .ci/run points it at a fresh folder to train them again
+under other CPU kernels). Before the first notebook cell runs, the profile's data and every
+stage's runs are prepared once, in dependency order, so each notebook finds its upstream
+checkpoints whatever order the notebooks are collected in, and its own training call finds
+its run current.
 
 The smoke runs use one CPU thread (OMP_NUM_THREADS, unless set): their models are tiny,
 and on a small machine shared with other jobs two OpenMP threads per process can make a
@@ -19,7 +21,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 @functools.cache
-def prepare(profile):
+def prepare(profile, runs):
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the kernels started from now on
     import torch
 
@@ -29,7 +31,7 @@ def prepare(profile):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     os.chdir(ROOT)
     try:
-        pipeline.prepare_runs(profile)
+        pipeline.prepare_runs(profile, runs)
     finally:
         os.chdir(cwd)
         torch.set_num_threads(threads)
@@ -37,4 +39,4 @@ def prepare(profile):
 
 def pytest_runtest_setup(item):
     if item.path.suffix == ".ipynb":
-        prepare(os.environ["S23DR_PROFILE"])
+        prepare(os.environ["S23DR_PROFILE"], os.environ.get("S23DR_RUNS", "runs"))

@@ -30,8 +30,10 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 from . import checkpoint
 from .config import load_params
-from .data import open_dataset
+from .data import SceneDataset, collate, open_dataset
 from .inference import first, predict, score, score_predictions
+from .losses import Criterion
+from .model import Perceiver, param_groups
 from .predict import load_model
 from .train import run_stage, stage_runs
 from .trainer import MetricsLog, data_uri
@@ -249,12 +251,43 @@ def summary(rows, params, minutes=None):
             "steps": last["step"], "minutes": minutes}
 
 
-def final_val_losses(metrics):
-    """One line per run, '<run>: val loss 0.123', from its last evaluation: the stage notebooks'
-    regression check. Three decimals: a change in the library's numbers shows (the Sinkhorn's
-    eps, say), a difference in the last bits of a float does not."""
-    return "\n".join(f"{label}: val loss {[r for r in rows if r['kind'] == 'eval'][-1]['val_loss']:.3f}"
-                      for label, rows in metrics.items())
+def first_losses(params, steps=4):
+    """One line per run, '<run>: loss at init 0.1234 (its terms), after N steps 0.123': the
+    stage notebooks' regression check.
+
+    Each run's model is built from `train.seed` and takes `steps` AdamW updates at the run's
+    LR (`schedule.lr`) on its first training batch (its point count, augmentation and loss
+    terms), in eval mode so that no dropout draw enters. These numbers follow the library's
+    code and the params (the Sinkhorn's eps moves them in the second decimal) but hardly the
+    CPU's kernels, where the end of a trained trajectory (and stage 2 starts from the end of
+    stage 1's) does: between ATEN_CPU_CAPABILITY=default and avx2 the loss at init differs
+    by 3e-8 and after 4 steps by up to 1.3e-6, after 5 by 4e-5 and after 8 by 1.5e-3 (Adam
+    amplifies rounding). Hence 4 steps, printed to 3 decimals. At init every residual branch
+    is zero, so the points reach the loss only from the third update on.
+    """
+    lines = []
+    for run, _ in stage_runs(params, "."):
+        torch.manual_seed(run["train"]["seed"])
+        model = Perceiver(**run["model"]).eval()
+        optimizer = torch.optim.AdamW(
+            param_groups(model, run["optim"]["weight_decay"], run["loss"]["conf"]["head_wd"]),
+            lr=run["schedule"]["lr"], betas=tuple(run["optim"]["betas"]))
+        criterion = Criterion(**run["loss"])
+        scenes = first(open_dataset(data_uri(run, "train")), run["train"]["batch_size"])
+        items = SceneDataset(scenes, run["data"]["points"], run["data"]["augment"], run["train"]["seed"])
+        batch = collate([items[i] for i in range(len(items))])
+        at_init = criterion(model(batch), batch)
+        terms = at_init
+        for _ in range(steps):
+            optimizer.zero_grad()
+            terms["total"].backward()
+            optimizer.step()
+            terms = criterion(model(batch), batch)
+        parts = ", ".join(f"{k} {v.item():.4f}" for k, v in at_init.items() if k != "total")
+        label = f"{params['stage']} lr={run['schedule']['lr']:g}" if params["sweep_lr"] else params["stage"]
+        lines.append(f"{label}: loss at init {at_init['total'].item():.4f} ({parts}), "
+                     f"after {steps} steps {terms['total'].item():.3f}")
+    return "\n".join(lines)
 
 
 def _with_val_scenes(path, device=None, n=None):
