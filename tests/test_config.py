@@ -50,10 +50,34 @@ def test_override_sets_a_nested_key():
     ("model.qk_norm=3", "model.qk_norm should be bool"),
     ("model=3", "model should be a mapping"),
     ("nokey", "expected key=value"),
+    ("schedule.lr=null", "schedule.lr should be float, got None"),
+    ("train.log_every=0", "train.log_every should be an integer >= 1, got 0"),
+    ("train.batch_size=0", "train.batch_size should be an integer >= 1, got 0"),
+    ("schedule.lr=.nan", "schedule.lr should be a number >= 0.0, got nan"),
+    ("schedule.start_step=30", r"schedule.end_step \(25\) should be greater than schedule.start_step \(30\)"),
+    ("schedule.cooldown_start=3", "schedule.cooldown_steps should be >= 1 when schedule.cooldown_start is set"),
+    ("optim.betas=[0.9,", r"--set optim.betas=\[0.9,: '\[0.9,' is not a valid YAML value \(expected the node content"),
+    ("optim.betas=[0.9]", r"optim.betas should be two numbers in \[0, 1\), got \[0.9\]"),
+    ("sweep_lr=0.1", "sweep_lr should be null or a list of positive learning rates, got 0.1"),
+    ("data.bad_samples=3", "data.bad_samples should be null or a name, got 3"),
 ])
 def test_bad_override_names_the_key(override, message):
     with pytest.raises(ParamsError, match=message):
         load_params(PARAMS / "stage1.yaml", "smoke", [override])
+
+
+def test_base_yaml_itself_is_not_a_stage():
+    with pytest.raises(ParamsError, match=r"base.yaml: stage is not set \(null\); train a stage or ablation file"):
+        load_params(PARAMS / "base.yaml", "smoke")
+
+
+def test_invalid_yaml_file_is_one_line(tmp_path):
+    for name in ("base.yaml", "profiles.yaml"):
+        (tmp_path / name).write_text((PARAMS / name).read_text())
+    (tmp_path / "bad.yaml").write_text("inherit: base.yaml\ntrain: {batch_size: 4\n")
+    with pytest.raises(ParamsError, match=r"bad.yaml: not valid YAML \(.* at line 3, column 1\)$") as err:
+        load_params(tmp_path / "bad.yaml")
+    assert "\n" not in str(err.value)
 
 
 def test_missing_file_and_profile(tmp_path):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from s23dr.data import (SceneDataset, collate, open_dataset, read_bad_samples, split_uri, to_device, to_scene,
-                        validate_scene)
+from s23dr.data import (SceneDataset, check_scenes, collate, open_dataset, read_bad_samples, split_uri, to_device,
+                        to_scene, validate_scene)
 from s23dr.schema import ARRAY_FIELDS, MAX_GT_EDGES, hf_features
 
 
@@ -172,6 +172,38 @@ def test_a_folder_without_data_is_refused(tmp_path):
         open_dataset(tmp_path)
 
 
+def truncate(data):
+    return data[:len(data) // 2]
+
+
+def flip_a_byte_of_visible_id(data):
+    data = bytearray(data)
+    data[data.index(b"visible_id.npy") + 200] ^= 0xFF  # inside the member's compressed bytes
+    return bytes(data)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (truncate, r"not an \.npz file \(no zip archive"),
+    (flip_a_byte_of_visible_id, r"corrupt \.npz file \(BadZipFile: Bad CRC-32 for file 'visible_id.npy'\)"),
+    (lambda data: np.random.default_rng(0).bytes(len(data)), r"not an \.npz file"),
+])
+def test_a_damaged_npz_file_fails_when_opened_naming_it(tmp_path, splits, damage, message):
+    write_npz_files(tmp_path, splits["train"])
+    file = tmp_path / "train1.npz"
+    file.write_bytes(damage(file.read_bytes()))
+    with pytest.raises(ValueError, match=re.escape(str(file)) + ": " + message):
+        open_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("form", ["save_to_disk", "parquet_dirs"])
+def test_a_truncated_arrow_or_parquet_file_fails_naming_it(tmp_path, splits, form):
+    WRITERS[form](tmp_path, splits)
+    (file,) = tmp_path.glob("train/*.arrow") if form == "save_to_disk" else tmp_path.glob("train/*.parquet")
+    file.write_bytes(truncate(file.read_bytes()))
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path}:train: {file} is truncated or corrupt")):
+        open_dataset(f"{tmp_path}:train")
+
+
 # --------------------------------------------------------------------------- one row -> one scene
 
 
@@ -183,7 +215,8 @@ def test_missing_field_names_the_field_and_the_file(tmp_path, make_scene):
     with pytest.raises(ValueError, match=file + ": missing field 'gt_edges'"):
         open_dataset(tmp_path)
     as_dataset([make_scene("a")]).remove_columns("gt_segments").save_to_disk(str(tmp_path / "saved"))
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'saved'} row 0: missing field 'gt_segments'")):
+    saved = f"{tmp_path / 'saved'} row 0 (order_id a)"
+    with pytest.raises(ValueError, match=re.escape(f"{saved}: missing field 'gt_segments' (ground truth")):
         open_dataset(tmp_path / "saved")
 
 
@@ -236,6 +269,7 @@ BAD = {  # name -> (mutation, fragment of the message)
     "nan_vertices": (set_value("gt_vertices", (0, 2), np.nan), "NaN or inf.*gt_vertices"),
     "nan_segments": (set_value("gt_segments", (1, 0, 2), np.nan), "NaN or inf.*gt_segments"),
     "nan_scale": (lambda s: s.update(scale=np.float32(np.nan)), "NaN or inf.*scale"),
+    "nan_vote_frac": (set_value("vote_frac", 2, np.nan), "NaN or inf.*vote_frac"),
     "zero_scale": (lambda s: s.update(scale=np.float32(0)), "scale must be positive"),
     "index_too_big": (set_value("gt_edges", (0, 1), 7), "out of range for 7 gt_vertices"),
     "negative_index": (set_value("gt_edges", (0, 0), -1), "out of range"),
@@ -266,7 +300,8 @@ def test_validate_scene_rejects_each_problem_naming_the_order_id(bad_scenes, mak
             validate_scene(to_scene(scene, "here"))
 
 
-def test_invalid_scenes_raise_when_read_or_are_skipped_with_a_count(tmp_path, bad_scenes, make_scene, caplog):
+def test_invalid_scenes_raise_when_read_or_checked_or_are_dropped_with_a_count(tmp_path, bad_scenes, make_scene,
+                                                                              caplog):
     good = [make_scene(f"good{i}", seed=i) for i in range(3)]
     write_npz_files(tmp_path, good + [scene for scene, _ in bad_scenes.values()])
     scenes = open_dataset(tmp_path)
@@ -277,13 +312,18 @@ def test_invalid_scenes_raise_when_read_or_are_skipped_with_a_count(tmp_path, ba
                 scenes[i]
     assert scenes.check_all().keys() == bad_scenes.keys()
 
+    first = sorted(bad_scenes)[:5]  # npz files are read in name order
+    with pytest.raises(ValueError, match=re.escape(f"{len(bad_scenes)} of {len(scenes)} scenes in {tmp_path} are "
+                                                   f"invalid: {', '.join(first)}, ...); do this")):
+        check_scenes(scenes, hint="; do this")
     with caplog.at_level(logging.WARNING, logger="s23dr.data"):
-        kept = open_dataset(tmp_path, filter_invalid=True)
+        kept = check_scenes(scenes, drop=True)
     assert kept.order_ids == ["good0", "good1", "good2"]
     assert kept.skipped.keys() == bad_scenes.keys()
-    assert f"skipped {len(bad_scenes)} invalid scenes" in caplog.text
+    assert f"left out {len(bad_scenes)} invalid scenes ({', '.join(first)}, ...)" in caplog.text
     for order_id, (_, fragment) in bad_scenes.items():
         assert re.search(fragment, kept.skipped[order_id])
+    assert check_scenes(kept) is kept
 
 
 # --------------------------------------------------------------------------- bad-sample lists

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import yaml
 
 from s23dr.losses import Criterion, endpoint_distance
-from s23dr.matcher import segment_cost, sinkhorn
+from s23dr.matcher import matched_mass_at_cost, segment_cost, sinkhorn
 from s23dr.schema import MAX_GT_EDGES
 
 LOSS = yaml.safe_load((Path(__file__).parents[1] / "params" / "base.yaml").read_text())["loss"]
@@ -170,7 +170,8 @@ def test_endpoint_distance_takes_the_better_order():
 
 def test_weights_switch_terms_off_and_bf16_changes_nothing():
     outputs, batch = scenes()
-    off = Criterion(sinkhorn=LOSS["sinkhorn"], conf={**LOSS["conf"], "weight": 0.0}, endpoint={"weight": 0.0})
+    off = Criterion(sinkhorn=LOSS["sinkhorn"], conf={**LOSS["conf"], "weight": 0.0}, endpoint={"weight": 0.0},
+                    matching=LOSS["matching"])
     terms = off(outputs, batch)
     assert set(terms) == {"sinkhorn", "total"} and terms["total"] == terms["sinkhorn"]
     crit = Criterion(**WITH_ENDPOINT)
@@ -186,9 +187,48 @@ def test_weights_switch_terms_off_and_bf16_changes_nothing():
 def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match="hungarian"):
         Criterion(**{**LOSS, "conf": {**LOSS["conf"], "mode": "hungarian"}})
+    with pytest.raises(ValueError, match="loss.matching"):
+        Criterion(**{**LOSS, "matching": "greedy"})
     with pytest.raises(TypeError, match="tau"):
         Criterion(**{**LOSS, "sinkhorn": {**LOSS["sinkhorn"], "tau": 1.0}})
     with pytest.raises(TypeError, match="weight"):
         Criterion(**{**LOSS, "endpoint": {}})
     with pytest.raises(ValueError, match="segment_conf"):
         Criterion(**LOSS)({"segments": torch.zeros(1, P, 2, 3)}, scenes(n_gt=(1,))[1])
+
+
+def test_largest_confidence_target_is_a_logistic_of_the_cost():
+    # One query at cost c from its GT, the rest far away: the plan gives it sigmoid((dustbin - c) / (2 eps)),
+    # whatever the number of GT segments (the dustbin-entropy correction of the matcher).
+    eps, dustbin = LOSS["sinkhorn"]["eps"], LOSS["sinkhorn"]["dustbin"]
+    costs = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4])
+    expected = torch.sigmoid((dustbin - costs) / (2 * eps))
+    for n_gt in (1, 16, 64):
+        got = matched_mass_at_cost(costs.tolist(), eps, LOSS["sinkhorn"]["iters"], dustbin, n_gt=n_gt)
+        torch.testing.assert_close(torch.tensor(got), expected, atol=1e-3, rtol=0)
+
+
+def test_hungarian_matching_is_one_to_one_with_hard_targets():
+    outputs, batch = scenes()
+    crit = Criterion(**{**WITH_ENDPOINT, "matching": "hungarian"})
+    _, plan = crit.match(outputs, batch)
+    assert torch.equal(plan[:, :P].sum(-1), torch.ones(4, P))  # every prediction goes somewhere, once
+    assert torch.equal(plan[:, :P, :-1].sum(1), batch["gt_mask"].float())  # every real GT to one prediction
+    assert plan[:, P].sum() == 0  # no GT left in the dustbin
+    for b, n in enumerate((5, 1, 0, 64)):  # the perfect prediction: query i answers GT i
+        assert torch.equal(plan[b, :n, :n], torch.eye(n))
+    terms = crit(outputs, batch)
+    assert terms["sinkhorn"].item() == pytest.approx(0, abs=1e-6)
+    assert terms["endpoint"].item() == pytest.approx(0, abs=1e-6)
+    target = plan[:, :P, :-1].sum(-1)
+    expected = F.binary_cross_entropy_with_logits(outputs["conf_logits"], target)
+    torch.testing.assert_close(terms["conf"], expected)
+
+
+def test_hungarian_matching_with_fewer_predictions_leaves_gt_in_the_dustbin():
+    outputs, batch = scenes(n_gt=(64,))
+    few = {"segments": outputs["segments"][:, :40], "conf_logits": outputs["conf_logits"][:, :40]}
+    terms = Criterion(**{**LOSS, "matching": "hungarian"})(few, batch)
+    _, plan = Criterion(**{**LOSS, "matching": "hungarian"}).match(few, batch)
+    assert plan[0, :40, :-1].sum() == 40 and plan[0, 40, :64].sum() == 24  # 24 GT segments unmatched
+    assert terms["sinkhorn"].item() == pytest.approx(LOSS["sinkhorn"]["dustbin"] * 24 / 64, abs=1e-6)

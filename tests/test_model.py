@@ -96,9 +96,9 @@ def test_padded_points_do_not_change_the_output(pre_encoder_layers):
     with torch.no_grad():
         ref, padded = model(batch), model(pad_batch(batch, extra=25))
         other = model(make_batch(S=30, seed=5))
-    for key in ref:
-        torch.testing.assert_close(padded[key], ref[key], atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(other["segments"], ref["segments"], atol=1e-4), "output ignores the points"
+    for key in ref:  # the head starts at std 1e-3 (the seed's), so outputs move by ~1e-4 at first
+        torch.testing.assert_close(padded[key], ref[key], atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(other["segments"], ref["segments"], atol=1e-5), "output ignores the points"
 
 
 def test_output_is_invariant_to_point_order():

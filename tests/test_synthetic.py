@@ -1,9 +1,12 @@
 """The synthetic dataset: exact wireframes, schema-conformant rows, the sampling rules of
-REFERENCE §2, determinism, and the round trip through `datasets`."""
+REFERENCE §2, determinism, the world's difficulty knobs, and the round trip through `datasets`."""
+
+import dataclasses
 
 import datasets
 import numpy as np
 import pytest
+import yaml
 from scipy.spatial import cKDTree
 
 from s23dr import houses, synthetic
@@ -115,11 +118,20 @@ def test_other_seed_split_or_index_gives_another_scene(scenes):
 
 
 def test_a_scene_does_not_depend_on_the_others_or_on_the_workers(scenes):
-    tasks = [(0, "train", i, (512,)) for i in (5, 2, 9)]
-    for (_, _, i, _), rows in zip(tasks, synthetic.generate_rows(tasks, workers=2)):
+    tasks = [(0, "train", i, (512,), synthetic.World()) for i in (5, 2, 9)]
+    for (_, _, i, _, _), rows in zip(tasks, synthetic.generate_rows(tasks, workers=2)):
         direct = synthetic.sample_scene(scenes[i], 512, 0)
         for name in ARRAY_FIELDS:
             assert np.array_equal(rows[512][name], direct[name]), (i, name)
+
+
+def test_a_world_travels_to_the_workers():
+    world = synthetic.World.of({"footprints": ["L"], "noise": 0.5, "outliers": 0.0})
+    tasks = [(0, "train", i, (256,), world) for i in (1, 4)]
+    for (_, _, i, _, _), rows in zip(tasks, synthetic.generate_rows(tasks, workers=2)):
+        direct = synthetic.sample_scene(synthetic.generate_scene(0, i, "train", world), 256, 0)
+        for name in ARRAY_FIELDS:
+            assert np.array_equal(rows[256][name], direct[name]), (i, name)
 
 
 def test_order_ids_are_unique_and_name_the_split():
@@ -273,6 +285,196 @@ def test_the_sparse_cloud_is_denser_on_roof_lines(scenes):
 
 
 # ---------------------------------------------------------------------------------------
+# The world: difficulty knobs
+
+#: The easy world: plain rectangular gable and hip houses, exactly sensed and labelled.
+EASY = {"footprints": ["rect"], "roofs": ["gable", "hip"], "extras": False, "noise": 0,
+        "occlusion": 0, "label_errors": 0, "outliers": 0}
+
+#: Scenes (0, train, 0..11) as the generator made them before the world existed.
+TODAY = {
+    "points": [14586, 16410, 11981, 6646, 3012, 7483, 5328, 4817, 16677, 8828, 20776, 12392],
+    "gt_edges": [11, 8, 8, 28, 15, 15, 9, 7, 8, 4, 13, 30],
+    "houses": [("rect", "gable"), ("U", "flat"), ("T", "flat"), ("U", "cross_hip"), ("L", "cross_gable"),
+               ("L", "cross_gable"), ("rect", "hip"), ("rect", "gable"), ("T", "flat"), ("rect", "shed"),
+               ("rect", "hip"), ("U", "cross_gable")],
+    "coverage": {512: 0.4445, 1024: 0.5159},
+}
+
+
+def local_frame(scene):
+    """The scene's points in its house-local frame."""
+    return (scene["xyz"] - scene["offset"]) @ scene["rotation"]
+
+
+def scene_house(seed, index, split, world):
+    """The house of a scene, drawn again from the scene's random stream."""
+    world = synthetic.World.of(world)
+    return houses.random_house(synthetic.scene_rng(seed, index, split), footprints=world.footprints,
+                               roofs=world.roofs, extras=world.extras)
+
+
+def surface_distance(house, xyz):
+    """Distance of local points to the nearest of: roof, walls (plan outline of each wing's
+    walls), chimney, ground (y = 0). Exact for points on them, an upper bound elsewhere."""
+    height = houses.roof_height(house.wings, xyz[:, [0, 2]])[0]
+    best = np.minimum(np.where(np.isfinite(height), np.abs(xyz[:, 1] - height), np.inf), np.abs(xyz[:, 1]))
+    x, y, z = xyz.T
+    for wing in house.wings:
+        x0, z0, x1, z1 = wing.box + house.overhang * np.array(wing.walls)[[0, 2, 1, 3]] * (1, 1, -1, -1)
+        within_x, within_z = (x > x0 - 1e-9) & (x < x1 + 1e-9), (z > z0 - 1e-9) & (z < z1 + 1e-9)
+        for has_wall, d, within in zip(wing.walls, (x - x0, x - x1, z - z0, z - z1),
+                                       (within_z, within_z, within_x, within_x)):
+            if has_wall:
+                best = np.where(within & (y > -1e-9), np.minimum(best, np.abs(d)), best)
+    if house.chimney is not None:  # its four sides and its top
+        x0, z0, x1, z1, top = house.chimney
+        within_x, within_z = (x > x0 - 1e-9) & (x < x1 + 1e-9), (z > z0 - 1e-9) & (z < z1 + 1e-9)
+        for d, within in ((x - x0, within_z), (x - x1, within_z), (z - z0, within_x), (z - z1, within_x),
+                          (y - top, within_x & within_z)):
+            best = np.where(within & (y < top + 1e-9), np.minimum(best, np.abs(d)), best)
+    return best
+
+
+def test_base_yaml_world_is_the_full_difficulty_default():
+    world = yaml.safe_load(open("params/base.yaml"))["data"]["synthetic"]["world"]
+    assert tuple(world) == synthetic.WORLD_KEYS
+    assert synthetic.World.of(world) == synthetic.World() == synthetic.World.of(None)
+    assert synthetic.World().footprints == houses.FOOTPRINTS and set(synthetic.World().roofs) == set(houses.ROOFS)
+
+
+def test_default_world_reproduces_todays_scenes(scenes):
+    assert [len(s["gt_edges"]) for s in scenes] == TODAY["gt_edges"]
+    assert [(s["footprint"], s["roof"]) for s in scenes] == TODAY["houses"]
+    np.testing.assert_allclose([len(s["source"]) for s in scenes], TODAY["points"], rtol=2e-3)
+    for n_points, expected in TODAY["coverage"].items():
+        mean = np.mean([synthetic.structural_coverage(synthetic.sample_scene(s, n_points, 0)) for s in scenes])
+        assert mean == pytest.approx(expected, abs=0.01), n_points
+    explicit = synthetic.generate_scene(0, 3, "train", dataclasses.asdict(synthetic.World()))
+    for name, value in scenes[3].items():
+        assert np.array_equal(np.asarray(value), np.asarray(explicit[name])), name
+
+
+def test_the_easy_world_has_smaller_wireframes_and_covers_more(scenes):
+    easy = [synthetic.generate_scene(0, i, "train", EASY) for i in range(12)]
+    assert {(s["footprint"], s["roof"]) for s in easy} == {("rect", "gable"), ("rect", "hip")}
+    assert {len(s["gt_edges"]) for s in easy} == {7, 9}  # a gable's 7 lines, a hip's 9
+    assert np.mean([len(s["gt_edges"]) for s in easy]) < np.mean([len(s["gt_edges"]) for s in scenes])
+    coverage = {}
+    for name, group in (("easy", easy), ("full", scenes)):
+        for n_points in (512, 1024):
+            coverage[name, n_points] = np.mean([synthetic.structural_coverage(synthetic.sample_scene(s, n_points, 0))
+                                                for s in group])
+    assert coverage["easy", 512] > coverage["full", 512] + 0.1 and coverage["easy", 1024] > coverage["full", 1024]
+    assert coverage["easy", 512] < coverage["easy", 1024]  # the point count still matters
+
+
+def test_families_and_extras_are_drawn_from_the_world():
+    rng = np.random.default_rng(0)
+    drawn = [houses.random_house(rng, footprints=("L", "U"), roofs=("cross_hip", "gable")) for _ in range(40)]
+    assert {(h.footprint, h.roof) for h in drawn} == {("L", "cross_hip"), ("U", "cross_hip")}
+    flashing = (EDGE_CLASS["flashing"], EDGE_CLASS["step_flashing"])
+    plain = [houses.random_house(rng, extras=False) for _ in range(100)]
+    assert all(h.chimney is None and not np.isin(h.edge_classes, flashing).any() for h in plain)
+    assert all(len(h.wings) == {"rect": 1, "L": 2, "T": 2, "U": 3}[h.footprint] for h in plain)
+    extra = [houses.random_house(rng) for _ in range(100)]
+    assert any(h.chimney is not None for h in extra)
+    assert any(len(h.wings) > {"rect": 1, "L": 2, "T": 2, "U": 3}[h.footprint] for h in extra)
+
+
+def test_noise_zero_puts_every_point_on_the_house_or_the_ground():
+    world = {"noise": 0, "outliers": 0, "occlusion": 0}  # occlusion 0: no trees or bushes either
+    for i in range(4):
+        scene = synthetic.generate_scene(0, i, "train", world)
+        distance = surface_distance(scene_house(0, i, "train", world), local_frame(scene))
+        assert distance.max() < 1e-6, i
+        noisy = synthetic.generate_scene(0, i, "train", {**world, "noise": 1})
+        # nearly the same points, displaced (the corner and ground scatter sway a few visibility tests)
+        assert len(noisy["xyz"]) == pytest.approx(len(scene["xyz"]), rel=0.01)
+        assert np.median(surface_distance(scene_house(0, i, "train", world), local_frame(noisy))) > 1e-3
+
+
+def test_outliers_zero_drops_the_outliers_and_flying_pixels_only():
+    for i in range(4):
+        full = synthetic.generate_scene(0, i, "train")
+        clean = synthetic.generate_scene(0, i, "train", {"outliers": 0})
+        n = len(clean["source"])
+        assert (clean["visible_src"] != synthetic.VISIBLE_NONE).all()
+        assert len(full["source"]) > n and (full["visible_src"][n:] == synthetic.VISIBLE_NONE).all()
+        for name in ("class_id", "source", "behind", "n_views_voted"):
+            assert np.array_equal(full[name][:n], clean[name]), name
+        moved = np.abs(full["xyz"][:n] - clean["xyz"]).max(1) > 0
+        assert (full["source"][:n][moved] == SOURCE_DEPTH).all()  # flying pixels are depth points
+        assert 0 < moved.mean() < 0.03
+
+
+def test_label_errors_zero_gives_unanimous_labels_on_their_lines():
+    world = {"label_errors": 0, "noise": 0, "outliers": 0}  # exact points, so distances are exact too
+    near, total = 0, 0
+    for i in range(6):
+        scene = synthetic.generate_scene(0, i, "train", world)
+        noisy = synthetic.generate_scene(0, i, "train", {**world, "label_errors": 1})
+        assert np.array_equal(scene["n_views_voted"], noisy["n_views_voted"])  # the same points
+        assert (scene["vote_frac"] == 1).all() and (noisy["vote_frac"] < 1).any()
+        v = scene["gt_vertices"].astype(np.float64)
+        for name in ("eave", "ridge", "rake", "hip", "valley"):
+            xyz = scene["xyz"][scene["class_id"] == POINT_CLASS[name]]
+            edges = scene["gt_edges"][scene["gt_edge_classes"] == EDGE_CLASS[name]]
+            if len(xyz) == 0:
+                continue
+            assert len(edges), name
+            t = np.linspace(0, 1, 200)[:, None, None]
+            probes = (v[edges[:, 0]] * (1 - t) + v[edges[:, 1]] * t).reshape(-1, 3)
+            near += (cKDTree(probes).query(xyz)[0] < 0.4).sum()
+            total += len(xyz)
+    assert total > 1000 and near == total
+
+
+def test_occlusion_zero_removes_trees_bushes_and_holes():
+    hidden, seen = 0, {0: 0, 1: 0}
+    for i in range(6):
+        for occlusion in (0, 1):
+            scene = synthetic.generate_scene(0, i, "train", {"occlusion": occlusion})
+            vegetation = (scene["visible_src"] == synthetic.VISIBLE_OCCLUDER) & np.isin(
+                scene["visible_id"], (synthetic.OCCLUDER["tree"], synthetic.OCCLUDER["bush"]))
+            if occlusion == 0:
+                assert not vegetation.any()
+            hidden += vegetation.sum() * occlusion
+            seen[occlusion] += (scene["class_id"] != POINT_CLASS["non_house"]).sum()
+    assert hidden > 0 and seen[0] > 1.1 * seen[1]
+
+
+def test_a_bad_world_is_one_line_naming_the_key():
+    cases = [({"noize": 0}, "world: unknown key 'noize'; expected some of footprints, roofs"),
+             ({"noise": -1}, "world.noise should be a number >= 0"),
+             ({"occlusion": 2}, r"world.occlusion should be a number in \[0, 1\]"),
+             ({"outliers": "none"}, "world.outliers should be a number"),
+             ({"extras": "yes"}, "world.extras should be true or false"),
+             ({"footprints": ["rect", "hexagon"]}, "world.footprints should be a non-empty list of rect, L, T, U"),
+             ({"footprints": []}, "world.footprints should be a non-empty list"),
+             ({"footprints": ["L"], "roofs": ["gable"]}, "world.roofs has no roof for footprint 'L'"),
+             ([("noise", 0)], "world should be a mapping")]
+    for world, message in cases:
+        with pytest.raises(ValueError, match=message) as err:
+            synthetic.World.of(world)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="unknown key 'noize'"):
+        synthetic.generate_scene(0, 0, "train", {"noize": 0})
+    with pytest.raises(ValueError, match="unknown key 'noize'"):
+        synthetic.build_dataset("unused", 1, 1, world={"noize": 0})
+
+
+def test_the_command_line_reads_a_world(capsys):
+    world = synthetic.parse_world(["roofs=[gable, hip]", "noise=0", "extras=false", "footprints=rect"])
+    assert world == synthetic.World(footprints=("rect",), roofs=("gable", "hip"), extras=False, noise=0.0)
+    with pytest.raises(SystemExit):
+        synthetic.main(["--world", "noise=0", "noize=1"])
+    assert "unknown key 'noize'" in capsys.readouterr().err.strip().splitlines()[-1]
+    with pytest.raises(ValueError, match="expected key=value"):
+        synthetic.parse_world(["noise"])
+
+
+# ---------------------------------------------------------------------------------------
 # Bad input and the datasets round trip
 
 
@@ -287,15 +489,16 @@ def test_bad_arguments_name_what_was_expected(scenes):
         synthetic.build_dataset("unused", 1, 1, points=())
 
 
-def test_build_dataset_round_trip(tmp_path):
-    paths = synthetic.build_dataset(tmp_path, n_train=3, n_val=2, points=(64, 128), seed=5, workers=2)
+@pytest.mark.parametrize("world", [None, {"roofs": ["hip", "cross_hip"], "noise": 0.3}])
+def test_build_dataset_round_trip(tmp_path, world):
+    paths = synthetic.build_dataset(tmp_path, n_train=3, n_val=2, points=(64, 128), seed=5, workers=2, world=world)
     assert paths == {64: tmp_path / "sampled_64", 128: tmp_path / "sampled_128"}
     for s, path in paths.items():
         loaded = datasets.load_from_disk(str(path))
         assert {k: len(v) for k, v in loaded.items()} == {"train": 3, "validation": 2}
         assert loaded["train"].features == hf_features()
         row = loaded["validation"].with_format("numpy")[1]
-        expected = synthetic.sample_scene(synthetic.generate_scene(5, 1, "validation"), s, 5)
+        expected = synthetic.sample_scene(synthetic.generate_scene(5, 1, "validation", world), s, 5)
         assert row["order_id"] == expected["order_id"] == "syn-validation-000001"
         for name in ARRAY_FIELDS:
             np.testing.assert_array_equal(np.asarray(row[name]), expected[name], err_msg=name)

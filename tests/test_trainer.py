@@ -1,18 +1,26 @@
 """The trainer: LR schedule, checkpoints, exact resume, determinism, stage chaining, failures."""
 
+import errno
 import json
+import logging
 import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from s23dr import checkpoint, trainer
 from s23dr.config import load_params
+from s23dr.data import open_dataset
 from s23dr.train import run_stage
-from s23dr.trainer import EpochBatches, lr_at, train
+from s23dr.trainer import EpochBatches, MetricsLog, lr_at, train
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -158,6 +166,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_p
         train(smoke("stage1", synthetic_root, "train.ckpt_every=2", "train.eval_every=100"),
               tmp_path / "n", progress=False)
     assert checkpoint.latest(tmp_path / "n").name == "step000002.pt"
+    assert not (tmp_path / "n" / "lock").exists(), "a failed training must release its run directory"
 
 
 def test_two_process_ddp_matches_one_process(synthetic_root, tmp_path):
@@ -183,6 +192,14 @@ def test_two_process_ddp_matches_one_process(synthetic_root, tmp_path):
     (["params/nope.yaml"], "error: params file not found: params/nope.yaml"),
     (["params/stage1.yaml", "--profile", "smoke", "--set", "train.bach_size=2"],
      "error: --set train.bach_size=2: unknown key train.bach_size; did you mean train.batch_size?"),
+    (["params/base.yaml"], "error: params/base.yaml: stage is not set (null); train a stage or ablation file "
+                           "that names one, e.g. params/stage1.yaml"),
+    (["params/stage1.yaml", "--set", "schedule.lr=null"],
+     "error: --set schedule.lr=null: schedule.lr should be float, got None"),
+    (["params/stage1.yaml", "--set", "train.log_every=0"], "error: train.log_every should be an integer >= 1, got 0"),
+    (["params/stage1.yaml", "--set", "optim.betas=[0.9,"],
+     "error: --set optim.betas=[0.9,: '[0.9,' is not a valid YAML value (expected the node content, "
+     "but found '<stream end>' at line 1, column 6)"),
 ])
 def test_train_command_errors_are_one_line(args, message):
     root = PARAMS.parent
@@ -190,3 +207,106 @@ def test_train_command_errors_are_one_line(args, message):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == message
+
+
+# --- a run directory shared, a full disk, a kill, invalid scenes ------------------------
+
+def dead_pid():
+    """The pid of a process that has exited."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_a_second_training_in_a_run_directory_is_refused(synthetic_root, tmp_path):
+    run_dir = tmp_path / "runs" / "smoke" / "stage1"
+    run_dir.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (run_dir / "lock").write_text(f"{other.pid} {socket.gethostname()}\n")
+        refused = f"{re.escape(str(run_dir))} is in use by another training, pid {other.pid}"
+        with pytest.raises(FileExistsError, match=refused):
+            train(smoke("stage1", synthetic_root), run_dir, progress=False)
+        with pytest.raises(FileExistsError, match=refused):  # --restart must not remove its directory
+            run_stage(smoke("stage1", synthetic_root), tmp_path / "runs", restart=True, progress=False)
+    finally:
+        other.kill()
+        other.wait()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["lock"]
+
+
+def test_a_stale_lock_and_the_temporary_files_of_killed_saves_are_cleared(synthetic_root, tmp_path, capsys):
+    run_dir, dead = tmp_path / "run", dead_pid()
+    run_dir.mkdir()
+    (run_dir / "lock").write_text(f"{dead} {socket.gethostname()}\n")
+    (run_dir / f".step000010.pt.tmp{dead}").write_bytes(b"half a checkpoint")
+    alive = run_dir / f".step000010.pt.tmp{os.getppid()}"  # a running process may still write it
+    alive.write_bytes(b"")
+    train(smoke("stage1", synthetic_root, "schedule.end_step=2"), run_dir, progress=False)
+    assert f"{run_dir}: taking over the lock of pid {dead}, which no longer runs" in capsys.readouterr().out
+    assert sorted(p.name for p in run_dir.iterdir()) == [alive.name, "metrics.jsonl", "step000002.pt"]
+
+
+@pytest.mark.parametrize("error, free", [
+    (RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4544 vs 4442"), 0),
+    (OSError(errno.ENOSPC, "No space left on device"), 10**9),
+])
+def test_a_full_disk_names_the_checkpoint_and_leaves_no_temporary_file(tmp_path, monkeypatch, error, free):
+    def fail(state, f):
+        f.write(b"part of a checkpoint")
+        raise error
+
+    monkeypatch.setattr(torch, "save", fail)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9 - free, free=free))
+    path = tmp_path / "step000010.pt"
+    with pytest.raises(OSError, match=f"cannot write {re.escape(str(path))}: no space left on the device"):
+        checkpoint.save({"step": 10, "model": {}, "params": {}}, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_prints_where_and_evaluates_a_checkpoint_killed_before_its_evaluation(synthetic_root, tmp_path,
+                                                                                     capsys):
+    params = smoke("stage1", synthetic_root, "schedule.end_step=10")  # train.eval_every=10
+    (final,) = run_stage(params, tmp_path, progress=False)
+    log = final.parent / "metrics.jsonl"
+    rows = MetricsLog.read(log)
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["kind"] != "eval"))  # killed before it
+    capsys.readouterr()
+    assert run_stage(params, tmp_path, progress=False) == [final]
+    assert f"resumed {final.parent} from {final} (step 10)" in capsys.readouterr().out
+    assert MetricsLog.read(log) == rows  # the same evaluation, now written
+
+
+def write_npz(folder, scenes):
+    folder.mkdir(parents=True)
+    for scene in scenes:
+        np.savez(folder / f"{scene['order_id']}.npz", **scene)
+
+
+def test_invalid_scenes_stop_training_before_step_1_or_are_dropped(synthetic_root, tmp_path, caplog):
+    source = open_dataset(f"{synthetic_root}/sampled_128:train")
+    scenes = [{k: np.array(v) for k, v in source[i].items()} for i in range(9)]
+    scenes[5]["vote_frac"][0] = np.nan
+    write_npz(tmp_path / "data" / "train", scenes[:8])
+    write_npz(tmp_path / "data" / "validation", scenes[8:])
+    data = (f"data.train={tmp_path}/data:train", f"data.val={tmp_path}/data:validation", "schedule.end_step=2")
+    bad = scenes[5]["order_id"]
+    with pytest.raises(ValueError, match=rf"scene '{bad}': non-finite values \(NaN or inf\) in vote_frac \(1 of 8 "
+                                         r"scenes .* invalid: .*\); set data.drop_invalid=true .* data.bad_samples"):
+        train(load_params(PARAMS / "stage1.yaml", "smoke", data), tmp_path / "run", progress=False)
+    assert not list((tmp_path / "run").glob("step*"))
+    with caplog.at_level(logging.WARNING, logger="s23dr.data"):
+        final = train(load_params(PARAMS / "stage1.yaml", "smoke", [*data, "data.drop_invalid=true"]),
+                      tmp_path / "run", progress=False)
+    assert final.name == "step000002.pt"
+    assert f"left out 1 invalid scenes ({bad})" in caplog.text
+
+
+def test_cpu_precision_picks_the_autocast():
+    from s23dr.inference import cpu_bf16_pays, uses_bf16
+
+    cpu = torch.device("cpu")
+    at = lambda precision: {"train": {"bf16": True, "cpu_precision": precision}}  # noqa: E731
+    assert not uses_bf16(at("fp32"), cpu) and uses_bf16(at("bf16"), cpu)
+    assert uses_bf16(at("auto"), cpu) == cpu_bf16_pays()  # measured: False on an AVX2-only CPU
+    with pytest.raises(ValueError, match="train.cpu_precision"):
+        uses_bf16(at("half"), cpu)

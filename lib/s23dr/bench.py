@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import load_params
 from .data import SceneDataset, collate, to_device
-from .inference import autocast
+from .inference import autocast, uses_bf16
 from .losses import Criterion
 from .model import Perceiver, param_groups
 from .synthetic import generate_scene, sample_scene
@@ -115,7 +115,7 @@ def main(argv=None):
                              args.profile, args.set)
         if not cuda:
             params["train"]["compile"] = False
-        bf16 = params["train"]["bf16"] if cuda else params["train"]["bf16_cpu"]
+        bf16 = uses_bf16(params, device)
         peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32, n=4096 if cuda else 2048)
         row = {"device": device_name(device), "profile": args.profile, "stage": stage,
                "points": params["data"]["points"], "batch_size": params["train"]["batch_size"],

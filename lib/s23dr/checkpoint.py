@@ -3,13 +3,21 @@
 A checkpoint is `<run_dir>/stepNNNNNN.pt` holding the model, the optimizer, the RNG
 states, the global step, the params that made it and the code version. It is written to
 a temporary file and renamed, so a crash never leaves a half-written checkpoint and
-the last good one survives.
+the last good one survives; a failed write (a full disk) says so, naming the file. The
+commands' output files are written the same way (`check_writable`, `atomic_write`).
+
+A training holds its run directory's `lock` file (pid and host) while it runs, so a
+second training there is refused instead of overwriting the first one's checkpoints.
 """
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
+import socket
 from pathlib import Path
 
 import torch
@@ -47,19 +55,124 @@ def latest(run_dir):
 
 
 def save(state, path):
-    """Write `state` to `path` atomically (temporary file, fsync, rename)."""
+    """Write `state` to `path` atomically (see `atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        torch.save(state, f)
+    return path
+
+
+#: The temporary file of `atomic_write`: `.<name>.tmp<pid>` beside the file it becomes.
+TMP_FILE = re.compile(r"^\..+\.tmp(\d+)$")
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+    """A binary file whose content becomes `path` at the end of the block, or never.
+
+    It is a temporary file beside `path`, fsynced and renamed over it, so a crash never
+    leaves a half-written `path`. A failed write removes the temporary file and raises
+    OSError naming `path`, and a full disk as such (torch reports one as `unexpected pos`).
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        full = getattr(err, "errno", None) == errno.ENOSPC or (
+            path.parent.is_dir() and shutil.disk_usage(path.parent).free == 0)
+        why = f"no space left on the device ({err})" if full else f"{type(err).__name__}: {err}"
+        raise OSError(f"cannot write {path}: {why}") from err
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def check_writable(path, what):
+    """Refuse an output file that could not be written, before the work that makes it."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; name a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{what} {path}: folder {folder} is not writable")
+
+
+def _other_runs(pid):
+    """Whether a process `pid` other than this one runs on this host (a container restart
+    can give this process the pid of a dead one)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        pass
+    return True
+
+
+def remove_stale_temps(run_dir):
+    """Remove the temporary files that killed processes left in `run_dir` (a kill during a save)."""
+    for file in Path(run_dir).iterdir():
+        m = TMP_FILE.match(file.name)
+        if m and not _other_runs(int(m.group(1))):
+            file.unlink(missing_ok=True)
+
+
+LOCK_FILE = "lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Hold `run_dir/lock` (pid and host, created atomically) for the block.
+
+    A lock held by a running process is refused, naming the run directory and the pid;
+    one whose process has died (on this host) is taken over with a note.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            break
+        except FileExistsError:
+            stale = check_unlocked(run_dir)
+            if stale is not None:
+                print(f"{run_dir}: taking over the lock of pid {stale}, which no longer runs")
+                path.unlink(missing_ok=True)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()} {socket.gethostname()}\n")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def check_unlocked(run_dir):
+    """Raise FileExistsError if a running training holds `run_dir`'s lock; the pid of a
+    stale lock's dead process, or None when there is no lock."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        pid, host = path.read_text().split()
+        pid = int(pid)
+    except FileNotFoundError:
+        return None
+    except ValueError:  # being written this instant, or damaged
+        raise FileExistsError(f"{run_dir} is locked by {path}, which names no process; "
+                              f"remove it if no training runs there") from None
+    if host != socket.gethostname():
+        raise FileExistsError(f"{run_dir} is in use by pid {pid} on host {host} ({path}); "
+                              f"remove {path} if that training is gone")
+    if _other_runs(pid):
+        raise FileExistsError(f"{run_dir} is in use by another training, pid {pid} ({path}); "
+                              f"wait for it or use another run directory")
+    return pid
 
 
 def load(path, params=None):

@@ -6,7 +6,9 @@ The path of a scene, top to bottom:
    or per-scene `.npz` files) and returns `Scenes`, a lazy sequence.
 2. `Scenes[i]` reads one raw row, converts it with `to_scene` to exactly the dtypes and
    shapes of `schema.py`, and checks it with `validate_scene`, so an invalid scene is
-   never trained on silently: reading it raises, or `filter_invalid=True` drops it up front.
+   never trained on silently: reading it raises. `check_scenes` reads every scene up
+   front, so that the trainer fails (or drops the invalid ones) before its first step.
+   Opened with `gt=False` (prediction), scenes leave out the GT fields, read or not.
 3. `SceneDataset[i]` fits the points to a fixed count, pads the GT segments to
    `MAX_GT_EDGES` and applies the seeded augmentation; `collate` stacks items into the
    batch contract (torch tensors); `to_device` moves a batch.
@@ -23,10 +25,15 @@ URI forms (a trailing `:name` without slashes picks the split; default `train`):
 - `DIR[:split]` -- per-scene `.npz` files holding the schema's field names: `DIR/*.npz`
   (no split) or, when `DIR` holds none itself, `DIR/<split>/*.npz`. The order_id is the
   stored `order_id` or else the file stem.
+
+Every data file is read once when the dataset is opened (arrow and parquet by `datasets`,
+every array of every `.npz`), so a truncated or corrupt file fails there, named.
 """
 
 import logging
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -34,10 +41,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from .schema import ARRAY_FIELDS, MAX_GT_EDGES, POINT_CLASSES, POINT_FIELDS
+from .schema import ARRAY_FIELDS, GT_FIELDS, MAX_GT_EDGES, POINT_CLASSES, POINT_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +54,8 @@ OFFLINE_HINT = ("Without network, use the synthetic default: build it with `make
                 "(python -m s23dr.pipeline data --profile cpu) and train with --profile cpu, "
                 "or pass its path, e.g. data/synthetic/sampled_1024:train.")
 
-#: Fields of `validate_scene`'s finiteness check.
-FINITE_FIELDS = ("xyz_norm", "gt_vertices", "gt_segments", "center", "scale")
+#: Fields of `validate_scene`'s finiteness check: every float field (a NaN anywhere becomes a NaN loss).
+FINITE_FIELDS = tuple(name for name, (dtype, _) in ARRAY_FIELDS.items() if np.dtype(dtype).kind == "f")
 
 #: The batch contract: field -> torch dtype (plus `order_id`, a list of str).
 #: `aug` [B,3,3] is the augmentation of each item: augmented = original @ aug.T.
@@ -64,12 +72,12 @@ BATCH_DTYPES = {
 # One row -> one scene
 
 
-def to_scene(row, where):
+def to_scene(row, where, gt=True):
     """A raw row as a scene dict with exactly the schema's dtypes and shapes, plus `order_id`.
 
     `row` maps field names to lists, nested or flat arrays, or arrays of other int widths
-    (as `datasets` and `np.load` return them); extra fields are dropped. `where` (file or
-    URI and row) goes into every error message.
+    (as `datasets` and `np.load` return them); extra fields are dropped, and with
+    `gt=False` the GT fields too. `where` (file or URI and row) goes into every error message.
     """
     if "order_id" not in row:
         raise ValueError(f"{where}: missing field 'order_id'")
@@ -79,6 +87,8 @@ def to_scene(row, where):
     scene = {"order_id": str(order_id.reshape(()).item())}
     n_points = None  # S, set by the first point field; every other point field must agree
     for name, (dtype, shape) in ARRAY_FIELDS.items():
+        if name in GT_FIELDS and not gt:
+            continue
         if name in POINT_FIELDS:
             shape = (n_points, *shape)
         scene[name] = _field(row, name, dtype, shape, where)
@@ -90,7 +100,8 @@ def to_scene(row, where):
 def _field(row, name, dtype, shape, where):
     """Field `name` of `row` as an array of `dtype` and `shape` (None: any length)."""
     if name not in row:
-        raise ValueError(f"{where}: missing field {name!r}")
+        needed = " (ground truth: training and evaluation need it, predict does not)" if name in GT_FIELDS else ""
+        raise ValueError(f"{where}: missing field {name!r}{needed}")
     try:
         a = np.asarray(row[name])
         if a.dtype == object:  # `datasets` returns ragged nesting as an array of arrays
@@ -128,9 +139,9 @@ def _cast(a, dtype, what):
 def validate_scene(scene):
     """Raise ValueError naming the order_id and the problem if `scene` cannot be trained on.
 
-    Checks what would otherwise fail late or silently: the GT edge count (1..MAX_GT_EDGES),
-    matching GT lengths, edge indices, finite coordinates, a positive scale, at least one
-    valid point, and class/source ids the model's embeddings can index.
+    Checks what would otherwise fail late or silently: finite floats, a positive scale, at
+    least one valid point, class/source ids the model's embeddings can index and, in a
+    scene with GT, the GT edge count (1..MAX_GT_EDGES), matching GT lengths and edge indices.
     """
     problem = _problem(scene)
     if problem:
@@ -138,6 +149,21 @@ def validate_scene(scene):
 
 
 def _problem(scene):
+    for name in FINITE_FIELDS:
+        if name in scene and not np.isfinite(scene[name]).all():
+            return f"non-finite values (NaN or inf) in {name}"
+    if scene["scale"] <= 0:
+        return f"scale must be positive, found {scene['scale']}"
+    if not scene["mask"].any():
+        return "no valid points (mask is all False)"
+    if scene["class_id"].max() >= len(POINT_CLASSES):
+        return f"class_id {scene['class_id'].max()} out of range for {len(POINT_CLASSES)} classes"
+    if scene["source"].max() > 1:
+        return f"source {scene['source'].max()} is neither 0 (sparse) nor 1 (depth)"
+    return _gt_problem(scene) if "gt_edges" in scene else None
+
+
+def _gt_problem(scene):
     n_edges, n_vertices = len(scene["gt_edges"]), len(scene["gt_vertices"])
     if n_edges == 0:
         return "no GT edges"
@@ -146,20 +172,9 @@ def _problem(scene):
     for name in ("gt_segments", "gt_edge_classes"):
         if len(scene[name]) != n_edges:
             return f"{name} has {len(scene[name])} entries but gt_edges has {n_edges}"
-    for name in FINITE_FIELDS:
-        if not np.isfinite(scene[name]).all():
-            return f"non-finite values (NaN or inf) in {name}"
-    if scene["scale"] <= 0:
-        return f"scale must be positive, found {scene['scale']}"
     edges = scene["gt_edges"]
     if edges.min() < 0 or edges.max() >= n_vertices:
         return f"gt_edges indices {edges.min()}..{edges.max()} out of range for {n_vertices} gt_vertices"
-    if not scene["mask"].any():
-        return "no valid points (mask is all False)"
-    if scene["class_id"].max() >= len(POINT_CLASSES):
-        return f"class_id {scene['class_id'].max()} out of range for {len(POINT_CLASSES)} classes"
-    if scene["source"].max() > 1:
-        return f"source {scene['source'].max()} is neither 0 (sparse) nor 1 (depth)"
     return None
 
 
@@ -201,7 +216,7 @@ class _ArrowRows:
                 if record.column(name).null_count == 0}  # a null cell counts as a missing field
 
     def where(self, i):
-        return f"{self.uri} row {i}"
+        return f"{self.uri} row {i} (order_id {self.order_ids[i]})"
 
 
 def _cell(column):
@@ -217,24 +232,35 @@ def _cell(column):
 
 
 class _NpzRows:
-    """Per-scene `.npz` files (the baseline's cache layout)."""
+    """Per-scene `.npz` files (the baseline's cache layout), each read in full when opened."""
 
     def __init__(self, paths):
         self.paths = paths
         self.order_ids = []
         for path in paths:
-            with np.load(path) as f:
-                self.order_ids.append(str(f["order_id"]) if "order_id" in f.files else path.stem)
+            arrays = _read_npz(path)
+            self.order_ids.append(str(arrays["order_id"]) if "order_id" in arrays else path.stem)
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
-        with np.load(self.paths[i]) as f:
-            return {"order_id": self.order_ids[i], **{name: f[name] for name in f.files}}
+        return {**_read_npz(self.paths[i]), "order_id": self.order_ids[i]}
 
     def where(self, i):
         return str(self.paths[i])
+
+
+def _read_npz(path):
+    """Every array of an `.npz` file: reading them all checks every member's CRC, so a
+    truncated or bit-flipped file fails here, named, and not at some step of a training run."""
+    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle and suggest allow_pickle
+        raise ValueError(f"{path}: not an .npz file (no zip archive: truncated, or another format)")
+    try:
+        with np.load(path) as f:
+            return {name: f[name] for name in f.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        raise ValueError(f"{path}: corrupt .npz file ({type(err).__name__}: {err})") from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,14 +268,15 @@ class _NpzRows:
 
 
 class Scenes(Sequence):
-    """The scenes of one split, read lazily: `scenes[i]` is a converted, validated scene dict.
+    """The scenes of one split, read lazily: `scenes[i]` is a converted, validated scene dict
+    (without the GT fields when `gt` is False).
 
     `order_ids` lists the scenes in order; `skipped` maps each removed order_id to why
-    (a bad-sample list, or a failed check with `filter_invalid`).
+    (a bad-sample list, or a failed check in `check_scenes(drop=True)`).
     """
 
-    def __init__(self, uri, rows, keep=None, skipped=None):
-        self.uri, self._rows = uri, rows
+    def __init__(self, uri, rows, keep=None, skipped=None, gt=True):
+        self.uri, self._rows, self.gt = uri, rows, gt
         self._keep = list(range(len(rows))) if keep is None else keep
         self.skipped = dict(skipped or {})
         self.order_ids = [rows.order_ids[i] for i in self._keep]
@@ -259,17 +286,17 @@ class Scenes(Sequence):
 
     def __getitem__(self, i):
         row = self._keep[i]
-        scene = to_scene(self._rows[row], self._rows.where(row))
+        scene = to_scene(self._rows[row], self._rows.where(row), self.gt)
         validate_scene(scene)
         return scene
 
     def __repr__(self):
         return f"Scenes({self.uri!r}: {len(self)} scenes, {len(self.skipped)} skipped)"
 
-    def check_all(self):
+    def check_all(self, progress=True):
         """Read and check every scene once: {order_id: reason} for the invalid ones."""
         problems = {}
-        for i in tqdm(range(len(self)), desc=f"checking {self.uri}", leave=False):
+        for i in tqdm(range(len(self)), desc=f"checking {self.uri}", leave=False, disable=not progress):
             try:
                 self[i]
             except ValueError as err:
@@ -280,39 +307,55 @@ class Scenes(Sequence):
         """These scenes less those whose order_id is a key of `reasons` {order_id: why}."""
         keep = [row for row, order_id in zip(self._keep, self.order_ids) if order_id not in reasons]
         removed = {order_id: reasons[order_id] for order_id in self.order_ids if order_id in reasons}
-        return Scenes(self.uri, self._rows, keep, {**self.skipped, **removed})
+        scenes = Scenes(self.uri, self._rows, keep, {**self.skipped, **removed}, self.gt)
+        if len(scenes) == 0:
+            raise ValueError(f"{self.uri}: no scenes left after removing {len(scenes.skipped)} "
+                             f"(e.g. {next(iter(scenes.skipped.values()))})")
+        return scenes
 
 
-def open_dataset(uri, bad_samples=None, filter_invalid=False):
+def open_dataset(uri, bad_samples=None, gt=True):
     """The scenes of a dataset URI (see the module docstring for the forms).
 
     bad_samples: a bad-sample list file, or a collection of order_ids, to leave out.
-    filter_invalid: check every scene now and leave out the invalid ones (recorded in
-    `.skipped`, count logged); otherwise an invalid scene raises when it is read.
+    gt: False reads the scenes without their GT fields (prediction), so that unlabeled
+    scenes, or ones with broken GT, can be read. An invalid scene raises when it is read;
+    `check_scenes` checks them all at once.
     """
     uri = str(uri)
     location, split = split_uri(uri)
     rows = _open_rows(location, split, uri)
     if len(rows) == 0:
         raise ValueError(f"{uri}: the dataset holds no scenes")
-    to_scene(rows[0], rows.where(0))  # a wrong schema fails here, not later in a loader worker
-    scenes = Scenes(uri, rows)
+    to_scene(rows[0], rows.where(0), gt)  # a wrong schema fails here, not later in a loader worker
+    scenes = Scenes(uri, rows, gt=gt)
     if bad_samples is not None:
         is_file = isinstance(bad_samples, (str, os.PathLike))
         listed = read_bad_samples(bad_samples) if is_file else set(bad_samples)
         scenes = scenes.without({order_id: "listed as a bad sample" for order_id in listed})
         log.info("%s: removed %d of %d listed bad samples, %d scenes left",
                  uri, len(scenes.skipped), len(listed), len(scenes))
-    if filter_invalid:
-        problems = scenes.check_all()
-        if problems:
-            log.warning("%s: skipped %d invalid scenes (see .skipped), e.g. %s",
-                        uri, len(problems), next(iter(problems.values())))
-        scenes = scenes.without(problems)
-    if len(scenes) == 0:
-        raise ValueError(f"{uri}: no scenes left after removing {len(scenes.skipped)} "
-                         f"(e.g. {next(iter(scenes.skipped.values()))})")
     return scenes
+
+
+def check_scenes(scenes, drop=False, hint="", progress=True):
+    """`scenes` once every one has been read and checked, so that an invalid scene stops a
+    run before its first step, naming itself, not part-way through (in a loader worker).
+
+    drop: leave the invalid scenes out (recorded in `.skipped`) and log how many and which,
+    instead of raising. hint: appended to the error (what the caller's user can do).
+    """
+    problems = scenes.check_all(progress)
+    if not problems:
+        return scenes
+    first = list(problems)[:5]
+    which = ", ".join(first) + (", ..." if len(problems) > len(first) else "")
+    if not drop:
+        raise ValueError(f"{next(iter(problems.values()))} ({len(problems)} of {len(scenes)} scenes in "
+                         f"{scenes.uri} are invalid: {which}){hint}")
+    log.warning("%s: left out %d invalid scenes (%s); the first: %s",
+                scenes.uri, len(problems), which, next(iter(problems.values())))
+    return scenes.without(problems)
 
 
 def split_uri(uri):
@@ -331,7 +374,7 @@ def _open_rows(location, split, uri):
     if not path.exists():
         raise FileNotFoundError(f"{uri}: {path} does not exist. {OFFLINE_HINT}")
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-        saved = datasets.load_from_disk(str(path))
+        saved = _load_files(lambda: datasets.load_from_disk(str(path)), sorted(path.rglob("*.arrow")), uri)
         splits = dict(saved) if isinstance(saved, datasets.DatasetDict) else {None: saved}
         return _ArrowRows(_pick_split(splits, split, uri), uri)
     parquet = {}
@@ -340,7 +383,8 @@ def _open_rows(location, split, uri):
         parquet.setdefault(name, []).append(str(file))
     if parquet:
         files = _pick_split(parquet, split, uri)
-        return _ArrowRows(datasets.load_dataset("parquet", data_files=files, split="train"), uri)
+        dataset = _load_files(lambda: datasets.load_dataset("parquet", data_files=files, split="train"), files, uri)
+        return _ArrowRows(dataset, uri)
     npz = {None: sorted(path.glob("*.npz"))}
     if not npz[None]:
         npz = {d.name: sorted(d.glob("*.npz")) for d in sorted(path.iterdir())
@@ -349,6 +393,28 @@ def _open_rows(location, split, uri):
         return _NpzRows(_pick_split(npz, split, uri))
     raise ValueError(f"{uri}: {path} holds no dataset (expected a `save_to_disk` folder, "
                      f"parquet files or .npz files)")
+
+
+def _load_files(load, files, uri):
+    """`load()`, with a failure to read named: the first of `files` that pyarrow cannot read
+    and why, where pyarrow and `datasets` name no file."""
+    try:
+        return load()
+    except (OSError, ValueError, pa.ArrowException, datasets.exceptions.DatasetsError) as err:
+        for file in files:
+            try:
+                _read_table(file)
+            except (OSError, pa.ArrowException) as bad:
+                raise ValueError(f"{uri}: {file} is truncated or corrupt ({type(bad).__name__}: {bad})") from None
+        raise ValueError(f"{uri}: cannot read the dataset ({type(err).__name__}: {err})") from None
+
+
+def _read_table(file):
+    """Read an `.arrow` (IPC stream, as `save_to_disk` writes it) or `.parquet` file in full."""
+    if str(file).endswith(".parquet"):
+        return pq.read_table(file)
+    with pa.memory_map(str(file)) as source:
+        return pa.ipc.open_stream(source).read_all()
 
 
 def _load_hub(repo, split, uri):
@@ -374,6 +440,9 @@ def _pick_split(splits, split, uri):
 # ---------------------------------------------------------------------------------------
 # Torch side: fixed-size items, augmentation, batches
 
+#: The GT segments of a scene read without GT.
+NO_SEGMENTS = np.zeros((0, 2, 3), np.float32)
+
 
 class SceneDataset(torch.utils.data.Dataset):
     """Scenes as fixed-size training items.
@@ -381,7 +450,8 @@ class SceneDataset(torch.utils.data.Dataset):
     Points: the valid points first, padded to `n_points` by repeating the last valid one
     (the datasets' own convention) with mask False. A scene with more valid points than
     `n_points` raises: subsampling would change the datasets' tiered sampling, so open
-    the dataset sampled to `n_points` instead. GT segments are zero-padded to MAX_GT_EDGES.
+    the dataset sampled to `n_points` instead. GT segments are zero-padded to MAX_GT_EDGES
+    (a scene read without GT has none: `gt_mask` is all False).
 
     augment: {"rotate": bool, "flip": bool}: a uniform rotation about the vertical Y axis
     and a mirror x -> -x with probability 1/2, applied alike to `xyz_norm` and
@@ -410,9 +480,10 @@ class SceneDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         scene = self.scenes[index]
         item = fit_points(scene, self.n_points)
-        n_edges = len(scene["gt_segments"])
+        segments = scene.get("gt_segments", NO_SEGMENTS)
+        n_edges = len(segments)
         item["gt_segments"] = np.zeros((MAX_GT_EDGES, 2, 3), np.float32)
-        item["gt_segments"][:n_edges] = scene["gt_segments"]
+        item["gt_segments"][:n_edges] = segments
         item["gt_mask"] = np.arange(MAX_GT_EDGES) < n_edges
         rng = np.random.default_rng([self.seed, self.epoch, index])
         item["aug"] = augmentation(rng, self.rotate, self.flip)

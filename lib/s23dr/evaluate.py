@@ -1,7 +1,8 @@
 """Score a checkpoint or a submission: `python -m s23dr.evaluate CHECKPOINT|submission.json DATA_URI`.
 
 Prints the mean HSS / F1 / IoU over the scenes (the official metric, REFERENCE §5) and,
-with `--per-scene FILE`, writes one JSON record per scene.
+with `--per-scene FILE`, writes one JSON record per scene. Every scene needs its GT
+fields; a scene without them is named.
 """
 
 import argparse
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from . import checkpoint
 from .data import open_dataset
 from .metrics import evaluate
 from .predict import load_model, submission
@@ -53,15 +55,18 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     try:
+        if args.per_scene:
+            checkpoint.check_writable(args.per_scene, "--per-scene")
         result, scenes = score(args.source, args.data, args.device)
-    except (FileNotFoundError, ValueError) as err:
+        if args.per_scene:
+            rows = [{"order_id": s["order_id"], **asdict(r)} for s, r in zip(scenes, result.scenes)]
+            with checkpoint.atomic_write(args.per_scene) as f:
+                f.write(json.dumps(rows, indent=1).encode())
+    except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     mean = result.mean
     print(f"{len(scenes)} scenes: HSS {mean.hss:.4f}  F1 {mean.f1:.4f}  IoU {mean.iou:.4f}")
-    if args.per_scene:
-        rows = [{"order_id": s["order_id"], **asdict(r)} for s, r in zip(scenes, result.scenes)]
-        Path(args.per_scene).write_text(json.dumps(rows, indent=1))
     return 0
 
 

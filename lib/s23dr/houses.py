@@ -28,6 +28,11 @@ RECT_ROOFS = ("gable", "hip", "pyramid", "flat", "shed")
 WING_ROOFS = ("cross_gable", "cross_hip", "flat")
 ROOFS = RECT_ROOFS + WING_ROOFS[:2]  # every roof kind
 
+#: How often each footprint is drawn, and each roof on a rectangle or on a winged (L, T, U) footprint.
+FOOTPRINT_WEIGHTS = {"rect": 0.4, "L": 0.2, "T": 0.2, "U": 0.2}
+RECT_ROOF_WEIGHTS = {"gable": 0.3, "hip": 0.25, "pyramid": 0.12, "flat": 0.15, "shed": 0.18}
+WING_ROOF_WEIGHTS = {"cross_gable": 0.5, "cross_hip": 0.35, "flat": 0.15}
+
 #: Endpoints closer than this (metres) are one vertex.
 TOLERANCE = 1e-6
 
@@ -387,20 +392,37 @@ def _placed(wings, segments, dx, dz, swap):
     return moved, [(move(p), move(q), cls) for p, q, cls in segments]
 
 
-def random_house(rng, footprint=None, roof=None):
+def suitable_roofs(footprint):
+    """The roof kinds a footprint can carry."""
+    return RECT_ROOFS if footprint == "rect" else WING_ROOFS
+
+
+def _draw(rng, weights, allowed):
+    """A name drawn from {name: weight}, among the allowed names (weights renormalised)."""
+    names = [name for name in weights if name in allowed]
+    p = np.array([weights[name] for name in names])
+    # every name allowed: the weights as they are, so that the draw is exactly the one of an
+    # unrestricted generator (normalising changes the last bits of numpy's cumulative sums)
+    return str(rng.choice(names, p=p if len(names) == len(weights) else p / p.sum()))
+
+
+def random_house(rng, footprint=None, roof=None, footprints=FOOTPRINTS, roofs=ROOFS, extras=True):
     """A random house; footprint and roof are drawn unless given (roof must suit the footprint).
 
+    Drawn footprints and roofs come from `footprints` and `roofs` only (every footprint
+    there needs a suitable roof there); extras=False leaves out chimneys, lean-tos and garages.
     Sizes in metres: main wing 5.5-11 wide and up to 25 long, 1-2 storeys (flat: 1-3),
     pitch 18-45 degrees (shed 6-20, pyramid 20-40). Extras: a chimney (35%), a lean-to on a
     gable or flat roof (20%), a detached garage (15%).
     """
-    footprint = footprint or str(rng.choice(FOOTPRINTS, p=(0.4, 0.2, 0.2, 0.2)))
+    footprint = footprint or _draw(rng, FOOTPRINT_WEIGHTS, footprints)
     if footprint not in FOOTPRINTS:
         raise ValueError(f"unknown footprint {footprint!r}; expected one of {FOOTPRINTS}")
-    allowed = RECT_ROOFS if footprint == "rect" else WING_ROOFS
+    allowed = suitable_roofs(footprint)
     if roof is None:
-        weights = (0.3, 0.25, 0.12, 0.15, 0.18) if footprint == "rect" else (0.5, 0.35, 0.15)
-        roof = str(rng.choice(allowed, p=weights))
+        if not set(allowed) & set(roofs):
+            raise ValueError(f"no roof in {tuple(roofs)} suits footprint {footprint!r}; expected one of {allowed}")
+        roof = _draw(rng, RECT_ROOF_WEIGHTS if footprint == "rect" else WING_ROOF_WEIGHTS, roofs)
     if roof not in allowed:
         raise ValueError(f"roof {roof!r} does not suit footprint {footprint!r}; expected one of {allowed}")
 
@@ -418,16 +440,17 @@ def random_house(rng, footprint=None, roof=None):
         wings, segments = _winged_roof(rng, footprint, roof, L, W, H, t)
 
     chimney = None
-    if rng.random() < 0.35:
-        chimney, chimney_segments = _chimney(rng, wings, W, L)
-        segments += chimney_segments
-    end = rng.choice((-1, 1))
-    if roof in ("gable", "cross_gable", "flat") and rng.random() < 0.2:
-        lean_wings, lean_segments = _lean_to(rng, L, W, H, end)
-        wings, segments = wings + lean_wings, segments + lean_segments
-    if rng.random() < 0.15:
-        garage_wings, garage_segments = _garage(rng, L, W, -end)
-        wings, segments = wings + garage_wings, segments + garage_segments
+    if extras:
+        if rng.random() < 0.35:
+            chimney, chimney_segments = _chimney(rng, wings, W, L)
+            segments += chimney_segments
+        end = rng.choice((-1, 1))
+        if roof in ("gable", "cross_gable", "flat") and rng.random() < 0.2:
+            lean_wings, lean_segments = _lean_to(rng, L, W, H, end)
+            wings, segments = wings + lean_wings, segments + lean_segments
+        if rng.random() < 0.15:
+            garage_wings, garage_segments = _garage(rng, L, W, -end)
+            wings, segments = wings + garage_wings, segments + garage_segments
 
     vertices, edges, classes, kinds = wireframe(segments)
     if not 1 <= len(edges) <= MAX_GT_EDGES:

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .matcher import segment_cost, sinkhorn
+from .matcher import hungarian_plan, segment_cost, sinkhorn
 
 CONF_MODES = ("sinkhorn",)
+MATCHINGS = ("sinkhorn", "hungarian")
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,11 @@ class Criterion(nn.Module):
     endpoint: Σ plan · endpoint_distance per GT segment.
     """
 
-    def __init__(self, sinkhorn: dict, conf: dict, endpoint: dict):
+    def __init__(self, sinkhorn: dict, conf: dict, endpoint: dict, matching: str):
         super().__init__()
+        if matching not in MATCHINGS:
+            raise ValueError(f"loss.matching must be one of {MATCHINGS}, got {matching!r}")
+        self.matching = matching
         self.sinkhorn = SinkhornConfig(**sinkhorn)
         self.conf = ConfConfig(**conf)
         self.endpoint = EndpointConfig(**endpoint)
@@ -70,8 +74,11 @@ class Criterion(nn.Module):
             raise ValueError(f"loss.conf.mode must be one of {CONF_MODES}, got {self.conf.mode!r}")
 
     def match(self, outputs: dict, batch: dict):
-        """(cost [B,P,G] with gradient, plan [B,P+1,G+1] in masses, without gradient)."""
+        """(cost [B,P,G] with gradient, plan [B,P+1,G+1] in masses, without gradient): the
+        entropic plan of the seed (loss.matching: sinkhorn) or a one-to-one one (hungarian)."""
         cost = segment_cost(outputs["segments"].float(), batch["gt_segments"].float())
+        if self.matching == "hungarian":
+            return cost, hungarian_plan(cost.detach(), batch["gt_mask"])
         with torch.no_grad():
             cfg = self.sinkhorn
             plan = sinkhorn(cost.detach(), batch["gt_mask"], cfg.eps, cfg.iters, cfg.dustbin).exp()

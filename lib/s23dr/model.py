@@ -21,7 +21,10 @@ from .features import PointTokenizer
 
 NORM_EPS = 1e-6  # nn.RMSNorm's default eps is machine epsilon; set it (REFERENCE §3, numerics)
 LENGTH_SCALE = 0.1  # segment length = softplus(x) · 0.1 in normalised units
-QUERY_OFFSET_INIT = 0.25  # per-query midpoint offsets start uniform in ±0.25 (the scene spans ~±0.5)
+# The head starts as the seed's public model code starts it (the book, Method: architecture):
+HEAD_STD = 1e-3  # segment head weights ~ truncated normal(0, 1e-3), so every query starts at its offset
+LENGTH_BIAS = 0.5  # the length logit's bias: initial length softplus(0.5) · 0.1 ≈ 0.097
+QUERY_OFFSET_STD = 0.05  # per-query midpoint offsets ~ normal(0, 0.05) around the scene's centre
 EMBED_STD = 0.02  # init std of the learned latents and queries
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
@@ -171,8 +174,13 @@ class Perceiver(nn.Module):
 
         # Head: 7 numbers per query (midpoint 3, direction 3, length 1) and a confidence logit.
         self.segment_head = nn.Linear(hidden, 7)
-        self.query_offset = nn.Parameter(torch.empty(segments, 3).uniform_(-QUERY_OFFSET_INIT, QUERY_OFFSET_INIT))
+        nn.init.trunc_normal_(self.segment_head.weight, std=HEAD_STD, a=-2 * HEAD_STD, b=2 * HEAD_STD)
+        nn.init.zeros_(self.segment_head.bias)
+        nn.init.constant_(self.segment_head.bias[6:], LENGTH_BIAS)
+        self.query_offset = nn.Parameter(torch.randn(segments, 3) * QUERY_OFFSET_STD)
         self.conf_head = nn.Linear(hidden, 1) if segment_conf else None
+        if self.conf_head is not None:
+            nn.init.zeros_(self.conf_head.bias)
 
     def forward(self, batch: dict) -> dict:
         """batch: the data contract's dict. Returns segments [B,Q,2,3] (normalised space) and,

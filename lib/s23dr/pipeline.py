@@ -83,7 +83,8 @@ def build_data(profile):
               or not (root / f"sampled_{p}" / "synthetic.json").is_file()
               or (root / f"sampled_{p}" / "synthetic.json").read_text() != stamp]
     if wanted:
-        for path in build_dataset(root, syn["train"], syn["val"], points=tuple(wanted), seed=syn["seed"]).values():
+        for path in build_dataset(root, syn["train"], syn["val"], points=tuple(wanted), seed=syn["seed"],
+                                  world=syn["world"]).values():
             (Path(path) / "synthetic.json").write_text(stamp)
     return root
 
@@ -210,6 +211,23 @@ def recipe_table(params):
     return pd.DataFrame(rows).set_index("run")
 
 
+#: The params groups in which a profile may depart from the seed's recipe, beyond the scaling
+#: of steps, LRs, points and batch that `recipe_table` shows.
+RECIPE_GROUPS = ("model.", "loss.", "optim.", "data.augment.", "data.synthetic.world.")
+
+
+def departures(params, path):
+    """Where `params` (a profile's run of the params file `path`) departs from the seed's
+    recipe (the same file at `full`): one row per key of RECIPE_GROUPS, ours beside the
+    seed's; empty at `full`. Every stage page shows it, so a switch a profile turns on
+    (a smaller model, `loss.matching`, an easier world) is never silent."""
+    ours, seed = (checkpoint.flatten(p) for p in (params, load_params(path, "full")))
+    rows = [{"key": key, "this profile": ours.get(key), "seed's recipe": seed.get(key)}
+            for key in sorted(ours.keys() | seed.keys())
+            if key.startswith(RECIPE_GROUPS) and ours.get(key) != seed.get(key)]
+    return pd.DataFrame(rows, columns=["key", "this profile", "seed's recipe"]).set_index("key")
+
+
 def train_stage(params, runs="runs", device=None, init=None):
     """Train every run of a stage unless current (`train.run_stage`, retraining a stale run).
 
@@ -318,6 +336,20 @@ def threshold_sweep(path, thresholds, device=None, n=None):
         mean = score_predictions(scenes, segments, conf, at)[1].mean
         rows.append({"threshold": threshold, "hss": mean.hss, "f1": mean.f1, "iou": mean.iou})
     return pd.DataFrame(rows).set_index("threshold"), conf
+
+
+def learning_speed_table(folder="benchmarks/results/learning_speed"):
+    """The runs of `benchmarks/learning_speed.py` saved in `folder`, one row each: what it
+    tried, and its figures at its last step on the scenes it fitted."""
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")):
+        run = json.loads(path.read_text())
+        last = run["rows"][-1]
+        rows.append({"run": run["label"], "scenes": run["scenes"], "steps": last["step"],
+                     "HSS@0.7": last["hss"], "HSS@0.3": last["hss_low"], "highest confidence": last["max_conf"],
+                     "GT mass in dustbin": last["gt_dustbin"], "best mass per GT": last["best_mass"],
+                     "transport term": last["sinkhorn"], "reached HSS 0.8 at step": run["steps_to_target"]})
+    return pd.DataFrame(rows).set_index("run")
 
 
 def prepare_runs(profile, runs="runs"):

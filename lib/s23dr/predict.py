@@ -2,6 +2,8 @@
 
 The baseline's `script.py` in command form: one `{order_id, wf_vertices, wf_edges}`
 record per scene, vertices in metres. The model's params come from the checkpoint.
+The scenes' GT fields are not read (test scenes have none), and `--out` is checked
+before inference and written atomically.
 """
 
 import argparse
@@ -39,14 +41,15 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     try:
+        checkpoint.check_writable(args.out, "--out")
         model, params = load_model(args.checkpoint, torch.device(args.device))
-        scenes = open_dataset(args.data)
+        scenes = open_dataset(args.data, gt=False)
         records = submission(model, params, [scenes[i] for i in range(len(scenes))], torch.device(args.device))
-    except (FileNotFoundError, ValueError) as err:
+        with checkpoint.atomic_write(args.out) as f:
+            f.write(json.dumps(records).encode())
+    except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with open(args.out, "w") as f:
-        json.dump(records, f)
     print(f"{len(records)} scenes -> {args.out}")
     return 0
 

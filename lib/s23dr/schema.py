@@ -32,6 +32,9 @@ SCENE_FIELDS = {
 #: Every array field of a scene, in a stable order.
 ARRAY_FIELDS = {**POINT_FIELDS, **SCENE_FIELDS}
 
+#: The ground truth: training and evaluation need it, prediction does not (test scenes lack it).
+GT_FIELDS = ("gt_vertices", "gt_edges", "gt_segments", "gt_edge_classes")
+
 #: The 13 point classes (``class_id``).
 POINT_CLASSES = (
     "apex", "eave_end_point", "flashing_end_point", "rake", "ridge", "eave", "hip",

@@ -33,18 +33,35 @@ piled at corners or in dense clumps, so 2048 points (1536 sparse) cover clearly 
 4096: about 65% against 72% (512: 46%, 1024: 56%; the seed reports 66% and 74% for the
 real data). `benchmarks/synthetic_speed.py` measures these and the generation speed.
 
+The world: `World` (params `data.synthetic.world`) sets the difficulty; its defaults are the
+full difficulty described above, and at them the scenes are exactly those of the generator
+before the world existed. The scales draw the same random numbers at any value, so a scene
+keeps its house, cameras and candidate points and changes in what the knob controls (the
+corner and ground scatter of `noise` also sways a few visibility tests); the house
+families, `extras` and `occlusion`'s count of trees and bushes change the draws after them.
+
+- footprints: the footprint families drawn (a subset of rect, L, T, U; weights renormalised).
+- roofs: the roof families drawn (of gable, hip, pyramid, flat, shed, cross_gable, cross_hip).
+- extras: whether chimneys, lean-tos and detached garages appear (true/false).
+- noise: scales the sparse and depth point noise and the scatter at corners and on the ground (0: exact points; >= 0).
+- occlusion: scales trees and bushes (count), the unseen arc of the cameras and the holes' radii (0: none; 0..1).
+- label_errors: scales the segmentation's missed stretches and corners and the wrong-vote chance (0: true labels; 0..1).
+- outliers: scales the share of sparse outliers and of depth flying pixels kept (0: none; 0..1).
+
 Command line: ``python -m s23dr.synthetic --out data/synthetic --train 4000 --val 256
---points 512 1024 2048 4096 --seed 0``.
+--points 512 1024 2048 4096 --seed 0 [--world noise=0.5 roofs=[gable,hip] ...]``.
 """
 
 import argparse
 import ctypes
+import dataclasses
 import multiprocessing
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import yaml
 from scipy.spatial import cKDTree
 
 from . import houses
@@ -97,6 +114,95 @@ PROBE_SPACING = 0.25
 
 #: Length (m) of the stretches of a GT edge that the simulated segmentation paints or misses as a whole.
 STRETCH = 1.5
+
+
+# ---------------------------------------------------------------------------------------
+# The world: how hard the scenes are
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """The generator's difficulty (module docstring, "The world"); the defaults are full difficulty.
+
+    Make one with `World.of`, which checks every value; the scales are floats, the families
+    tuples in the order of `houses.FOOTPRINTS` and `houses.ROOFS`.
+    """
+
+    footprints: tuple = houses.FOOTPRINTS
+    roofs: tuple = houses.ROOFS
+    extras: bool = True
+    noise: float = 1.0
+    occlusion: float = 1.0
+    label_errors: float = 1.0
+    outliers: float = 1.0
+
+    @classmethod
+    def of(cls, world=None):
+        """A checked World from None (the defaults), a World, or a mapping of some of its keys.
+
+        A bad key or value raises ValueError, one line naming it and what is expected.
+        """
+        if world is None:
+            return cls()
+        if isinstance(world, World):
+            world = dataclasses.asdict(world)
+        if not isinstance(world, dict):
+            raise ValueError(f"world should be a mapping of {', '.join(WORLD_KEYS)}, got {world!r}")
+        unknown = [key for key in world if key not in WORLD_KEYS]
+        if unknown:
+            raise ValueError(f"world: unknown key {unknown[0]!r}; expected some of {', '.join(WORLD_KEYS)}")
+        values = {}
+        for key, value in world.items():
+            if key in ("footprints", "roofs"):
+                known = houses.FOOTPRINTS if key == "footprints" else houses.ROOFS
+                names = [value] if isinstance(value, str) else value
+                if not (isinstance(names, (list, tuple)) and names and set(names) <= set(known)):
+                    raise ValueError(f"world.{key} should be a non-empty list of {', '.join(known)}, got {value!r}")
+                values[key] = tuple(name for name in known if name in names)
+            elif key == "extras":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(f"world.extras should be true or false, got {value!r}")
+                values[key] = bool(value)
+            else:
+                high = np.inf if key == "noise" else 1.0
+                number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+                if not (number and 0 <= value <= high):  # `not <=` also refuses NaN
+                    limits = ">= 0" if key == "noise" else "in [0, 1]"
+                    raise ValueError(f"world.{key} should be a number {limits}, got {value!r}")
+                values[key] = float(value)
+        out = dataclasses.replace(cls(), **values)
+        for footprint in out.footprints:
+            if not set(houses.suitable_roofs(footprint)) & set(out.roofs):
+                raise ValueError(f"world.roofs has no roof for footprint {footprint!r}; add one of "
+                                 f"{', '.join(houses.suitable_roofs(footprint))}")
+        return out
+
+    def tag(self):
+        """A short stable digest of the world, for dataset fingerprints."""
+        return f"{zlib.crc32(repr(self).encode()):08x}"
+
+
+WORLD_KEYS = tuple(field.name for field in dataclasses.fields(World))
+
+
+def parse_world(pairs):
+    """["key=value", ...] (values read as YAML, e.g. roofs=[gable,hip]) -> a checked World."""
+    world = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--world {pair}: expected key=value, e.g. noise=0.5 or roofs=[gable,hip]")
+        world[key.strip()] = yaml.safe_load(raw)
+    return World.of(world)
+
+
+def _fewer_errors(p, scale):
+    """A probability p of getting something right, with its error probability 1 - p scaled by `scale`.
+
+    In float64, returned in p's dtype: exactly p at scale 1 and exactly 1 at scale 0.
+    """
+    p64 = np.asarray(p, np.float64)
+    return (p64 + (1 - p64) * (1 - scale)).astype(np.asarray(p).dtype)
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,8 +353,12 @@ def _line_probes(house):
 # The scene
 
 
-def _surroundings(rng, house):
-    """Trees, bushes, ground extent and cameras around the house (local frame)."""
+def _surroundings(rng, house, occlusion):
+    """Trees, bushes, ground extent and cameras around the house (local frame).
+
+    `occlusion` scales the number of trees and bushes (rounded down) and the part of the
+    circle around the house that the cameras' arc leaves out (0: a full circle).
+    """
     boxes = np.array([w.box for w in house.wings])
     lo, hi = boxes[:, :2].min(0), boxes[:, 2:].max(0)
     centre, half = (lo + hi) / 2, (hi - lo) / 2
@@ -268,9 +378,12 @@ def _surroundings(rng, house):
     bush_r = rng.uniform(0.4, 0.9, n_bushes)
     bush_xz = around(n_bushes, bush_r * rng.uniform(0.8, 1.5, n_bushes))
     bushes = np.column_stack([bush_xz[:, 0], bush_r * 0.7, bush_xz[:, 1]])
+    n_trees, n_bushes = int(n_trees * occlusion), int(n_bushes * occlusion)  # drawn all the same: one random stream
+    trees, tree_r, bushes, bush_r = trees[:n_trees], tree_r[:n_trees], bushes[:n_bushes], bush_r[:n_bushes]
 
     n_views = rng.integers(3, 9)
     span = rng.uniform(np.radians(100), 2 * np.pi)
+    span = span + (2 * np.pi - span) * (1 - occlusion)
     full_circle = span > np.radians(340)  # else the arc's two ends both get a camera
     steps = (np.arange(n_views) + rng.uniform(-0.3, 0.3, n_views)) / (n_views if full_circle else n_views - 1)
     azimuth = rng.uniform(0, 2 * np.pi) + span * steps
@@ -288,12 +401,13 @@ def _surroundings(rng, house):
     }
 
 
-def _candidates(rng, house, env, n_sparse, n_depth):
+def _candidates(rng, house, env, n_sparse, n_depth, noise):
     """Candidate points of both pools, and the line probes (`_line_probes`).
 
     The candidates: a dict of xyz [M,3], normal, kind, source, window flags, depth below the
     roof (walls; 0 elsewhere), for points drawn on a GT edge that edge and the parameter t
     along it (edge -1 elsewhere), and for points on roof lines their probe (-1 elsewhere).
+    `noise` scales the scatter of the corner points and of the ground (0: exactly on them).
 
     The sparse pool follows COLMAP, which finds corners and roof lines far more than plain
     surfaces; the depth pool is uniform on roof, walls and, thinner, ground and vegetation
@@ -310,7 +424,7 @@ def _candidates(rng, house, env, n_sparse, n_depth):
     g0, g1 = env["ground"]
     xz = g0 + rng.random((count["ground"], 2)) * (g1 - g0)
     xz = xz[np.isinf(houses.roof_height(house.wings, xz)[0])]  # not under the house
-    xyz["ground"] = np.column_stack([xz[:, 0], rng.normal(0, 0.03, len(xz)), xz[:, 1]])
+    xyz["ground"] = np.column_stack([xz[:, 0], rng.normal(0, 0.03, len(xz)) * noise, xz[:, 1]])
     normal["ground"] = np.tile(UP, (len(xz), 1))
     kind.update(roof=ROOF, wall=WALL, ground=GROUND)
     if len(radii):
@@ -328,7 +442,7 @@ def _candidates(rng, house, env, n_sparse, n_depth):
     probe = {"edge": probes["first"][on_edge] + np.minimum((along * bins).astype(int), bins - 1)}
     vertex = rng.integers(0, len(house.vertices), int(n_sparse * rng.uniform(0.08, 0.15)))
     probe["corner"] = probes["bins"].sum() + vertex
-    corner = house.vertices[vertex] + rng.normal(0, 0.1, (len(vertex), 3))
+    corner = house.vertices[vertex] + rng.normal(0, 0.1, (len(vertex), 3)) * noise
     for part, points, k in (("edge", edge_xyz, EDGE), ("corner", corner, CORNER)):
         xyz[part], normal[part], kind[part] = points, probes["normal"][probe[part]], k
         source[part] = np.full(len(points), SOURCE_SPARSE)
@@ -418,13 +532,14 @@ def _segment_distances(points, a, b):
     return np.sqrt(np.maximum(pa - 2 * t * pd + t * t * dd, 0)), t
 
 
-def _true_labels(rng, house, cand, wall_gestalt, r_vertex, r_edge):
+def _true_labels(rng, house, cand, wall_gestalt, r_vertex, r_edge, label_errors):
     """True point class, an alternative class (the likely confusion) and a fine gestalt id.
 
     A house point within r_vertex of a GT vertex takes the vertex's kind, else within r_edge
     of a GT edge the edge's point class, as the gestalt masks would paint them, except where
     the segmentation missed the corner or a stretch of the line (the label falls back to roof
-    or wall there). Points drawn on a GT edge know their edge and need no search.
+    or wall there; `label_errors` scales how often). Points drawn on a GT edge know their
+    edge and need no search.
     """
     kind = cand["kind"]
     n = len(kind)
@@ -441,8 +556,9 @@ def _true_labels(rng, house, cand, wall_gestalt, r_vertex, r_edge):
                     POINT_CLASS["other_house"])
     vertices, edges = house.vertices.astype(np.float32), house.edges
     length = np.linalg.norm(vertices[edges[:, 1]] - vertices[edges[:, 0]], axis=1)
-    line_painted = rng.random((len(edges), int(np.ceil(length.max() / STRETCH)))) < rng.uniform(0.6, 0.95)
-    corner_painted = rng.random(len(vertices)) < rng.uniform(0.6, 0.95)
+    line_painted = (rng.random((len(edges), int(np.ceil(length.max() / STRETCH))))
+                    < _fewer_errors(rng.uniform(0.6, 0.95), label_errors))
+    corner_painted = rng.random(len(vertices)) < _fewer_errors(rng.uniform(0.6, 0.95), label_errors)
     idx = np.flatnonzero(house_pt & (cand["below_roof"] < r_vertex + 0.1))  # only these can be near the wireframe
     if len(idx):
         q, columns = cand["xyz"][idx].astype(np.float32), np.arange(len(idx))
@@ -480,33 +596,36 @@ def _vote(rng, true, alt, n_views, p_right):
     return winner, (np.maximum(top, 1) / n_views).astype(np.float32)
 
 
-def generate_scene(seed, index, split):
+def generate_scene(seed, index, split, world=None):
     """One synthetic scene: the fused cloud (all points, metres, world frame) and its GT.
 
-    Its content depends only on (seed, split, index). Returns a dict with order_id,
+    Its content depends only on (seed, split, index) and the `world` (a `World`, a mapping
+    of some of its keys, or None: full difficulty). Returns a dict with order_id,
     footprint, roof, xyz [M,3] float64, the per-point fields of the schema for all M points,
-    center, scale, gt_vertices, gt_edges, gt_edge_classes and gt_vertex_kinds.
+    center, scale, gt_vertices, gt_edges, gt_edge_classes, gt_vertex_kinds, and the pose
+    `rotation` [3,3] and `offset` [3] (world frame = rotation @ house-local + offset).
     """
     if not (isinstance(index, (int, np.integer)) and index >= 0):
         raise ValueError(f"index must be a non-negative int, got {index!r}")
     if not (isinstance(seed, (int, np.integer)) and seed >= 0):
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    rng = np.random.default_rng([int(seed), _split_code(split), int(index)])
-    house = houses.random_house(rng)
-    env = _surroundings(rng, house)
+    world = World.of(world)
+    rng = scene_rng(seed, index, split)
+    house = houses.random_house(rng, footprints=world.footprints, roofs=world.roofs, extras=world.extras)
+    env = _surroundings(rng, house, world.occlusion)
 
     # what the cameras see: sparse points need two views (triangulation), depth points one,
     # thinned by the incidence of their most frontal view
     n_sparse = np.exp(rng.uniform(np.log(5000), np.log(25000)))  # the feature yield varies by scene
-    cand, probes = _candidates(rng, house, env, int(n_sparse), int(rng.uniform(6000, 10000)))
+    cand, probes = _candidates(rng, house, env, int(n_sparse), int(rng.uniform(6000, 10000)), world.noise)
     n_seen, n_hidden, frontal, view = _views(cand, probes, env, house)
     keep = np.where(cand["source"] == SOURCE_SPARSE, n_seen >= 2, rng.random(len(n_seen)) < frontal)
-    keep &= ~_holes(rng, cand["xyz"], cand["source"], house)
+    keep &= ~_holes(rng, cand["xyz"], cand["source"], house, world.occlusion)
     cand = {k: v[keep] for k, v in cand.items() if k not in ("normal", "probe")}
-    fields = _labels(rng, house, env, cand, n_seen[keep], n_hidden[keep])
+    fields = _labels(rng, house, env, cand, n_seen[keep], n_hidden[keep], world.label_errors)
 
-    xyz = _add_noise(rng, cand["xyz"], cand["source"], view[keep], n_seen[keep], env)
-    xyz, fields = _add_outliers(rng, xyz, fields, env)
+    xyz = _add_noise(rng, cand["xyz"], cand["source"], view[keep], n_seen[keep], env, world.noise, world.outliers)
+    xyz, fields = _add_outliers(rng, xyz, fields, env, world.outliers)
 
     # world frame: a yaw about Y and a position
     yaw = rng.uniform(0, 2 * np.pi)
@@ -520,26 +639,35 @@ def generate_scene(seed, index, split):
         "center": center, "scale": scale,
         "gt_vertices": (_dots(rotation, house.vertices).T + offset).astype(np.float32),
         "gt_edges": house.edges, "gt_edge_classes": house.edge_classes, "gt_vertex_kinds": house.vertex_kinds,
+        "rotation": rotation, "offset": offset,
     }
     scene.update({name: value.astype(ARRAY_FIELDS[name][0]) for name, value in fields.items()})
     return scene
 
 
-def _holes(rng, xyz, source, house):
-    """Candidates lost in a few blobs: depth-map failures (glass, sky) and textureless patches."""
+def scene_rng(seed, index, split):
+    """The random stream of one scene; its first draws make the house (`houses.random_house`)."""
+    return np.random.default_rng([int(seed), _split_code(split), int(index)])
+
+
+def _holes(rng, xyz, source, house, occlusion):
+    """Candidates lost in a few blobs: depth-map failures (glass, sky) and textureless patches.
+
+    `occlusion` scales the blobs' radii (0: no holes)."""
     n_holes = rng.integers(0, 5, 2)  # depth, sparse
     centres = house.vertices[rng.integers(0, len(house.vertices), n_holes.sum())]
     centres = centres + rng.normal(0, 2.0, centres.shape)
-    radius = rng.uniform(0.8, 2.5, n_holes.sum())
+    radius = rng.uniform(0.8, 2.5, n_holes.sum()) * occlusion
     pool = np.repeat([SOURCE_DEPTH, SOURCE_SPARSE], n_holes)
     d2 = np.einsum("mk,mk->m", xyz, xyz) - 2 * _dots(centres, xyz) + np.einsum("hk,hk->h", centres, centres)[:, None]
     return ((d2 < radius[:, None] ** 2) & (pool[:, None] == source)).any(0)
 
 
-def _labels(rng, house, env, cand, n_seen, n_hidden):
+def _labels(rng, house, env, cand, n_seen, n_hidden, label_errors):
     """The per-point label fields of the schema for the kept candidates.
 
-    class_id and vote_frac come from per-view votes around the true label; `behind` is an
+    class_id and vote_frac come from per-view votes around the true label (`label_errors`
+    scales the chance of a wrong vote and of a segmentation miss); `behind` is an
     independent vote (the gestalt label behind the point); visible_src/visible_id say what
     the views saw at the point: its gestalt label, or the occluder (tree, bush, ground).
     """
@@ -547,9 +675,11 @@ def _labels(rng, house, env, cand, n_seen, n_hidden):
     material = GESTALT[WALL_MATERIALS[rng.integers(len(WALL_MATERIALS))]]
     wall_gestalt = np.where(cand["window"], GESTALT["window"], np.where(kind == CHIMNEY, GESTALT["brick"], material))
     true, alt, gestalt = _true_labels(rng, house, cand, wall_gestalt,
-                                      r_vertex=rng.uniform(0.25, 0.5), r_edge=rng.uniform(0.15, 0.35))
+                                      r_vertex=rng.uniform(0.25, 0.5), r_edge=rng.uniform(0.15, 0.35),
+                                      label_errors=label_errors)
     p_right = np.full(len(kind), rng.uniform(0.45, 0.8), np.float32)
     p_right[true <= POINT_CLASS["flashing_end_point"]] *= 0.85
+    p_right = _fewer_errors(p_right, label_errors)
     class_id, vote_frac = _vote(rng, true, alt, n_seen, p_right)
     behind_cls, _ = _vote(rng, true, alt, n_seen, p_right)
     behind = np.where(behind_cls == true, gestalt, CLASS_GESTALT[behind_cls])
@@ -583,25 +713,33 @@ def _behind_occluder(xyz, env, house, material):
     return np.where(hit, np.where(y > house.vertices[:, 1].min(), GESTALT["roof"], material), GESTALT["unclassified"])
 
 
-def _add_noise(rng, xyz, source, view, n_seen, env):
+def _add_noise(rng, xyz, source, view, n_seen, env, noise, outliers):
     """Sparse: isotropic noise plus as much again along the ray, larger with fewer views, with
     a heavy tail. Depth: a per-view depth-scale bias along the ray plus isotropic noise, and
-    a few flying pixels slid toward their camera."""
+    a few flying pixels slid toward their camera. `noise` scales the noise (0: none),
+    `outliers` the share of flying pixels."""
     n = len(xyz)
     to_cam = env["cams"][view] - xyz
     sparse = source == SOURCE_SPARSE
     sigma = np.exp(rng.uniform(np.log(0.03), np.log(0.25))) * (1 + 1.5 / n_seen) * np.where(rng.random(n) < 0.07, 3, 1)
-    depth_bias = rng.normal(0, rng.uniform(0.01, 0.04), len(env["cams"]))[view]
-    isotropic = np.where(sparse, sigma, rng.uniform(0.03, 0.15))
+    sigma = sigma * noise
+    depth_bias = rng.normal(0, rng.uniform(0.01, 0.04), len(env["cams"]))[view] * noise
+    isotropic = np.where(sparse, sigma, rng.uniform(0.03, 0.15) * noise)
     along = np.where(sparse, rng.normal(size=n) * sigma / np.linalg.norm(to_cam, axis=1), -depth_bias)
     out = xyz + rng.normal(size=(n, 3)) * isotropic[:, None] + to_cam * along[:, None]
-    flying = np.flatnonzero(~sparse & (rng.random(n) < rng.uniform(0.005, 0.03)))
-    out[flying] += (env["cams"][view[flying]] - out[flying]) * rng.uniform(0.02, 0.25, (len(flying), 1))
+    u, rate = rng.random(n), rng.uniform(0.005, 0.03)
+    flying = np.flatnonzero(~sparse & (u < rate))
+    slide = rng.uniform(0.02, 0.25, (len(flying), 1))  # drawn for all: the stream goes on alike at any `outliers`
+    kept = u[flying] < rate * outliers
+    flying, slide = flying[kept], slide[kept]
+    out[flying] += (env["cams"][view[flying]] - out[flying]) * slide
     return out
 
 
-def _add_outliers(rng, xyz, fields, env):
-    """Sparse outliers: uniform in a box around the house, with unreliable random labels."""
+def _add_outliers(rng, xyz, fields, env, outliers):
+    """Sparse outliers: uniform in a box around the house, with unreliable random labels.
+
+    `outliers` is the share of them kept (all are drawn: the random stream goes on alike)."""
     n = int((fields["source"] == SOURCE_SPARSE).sum() * rng.uniform(0.01, 0.06))
     lo = np.array([env["lo"][0], 0.0, env["lo"][1]]) - 3
     hi = np.array([env["hi"][0], env["top"], env["hi"][1]]) + 3
@@ -611,8 +749,10 @@ def _add_outliers(rng, xyz, fields, env):
         "visible_id": np.zeros(n, np.int64), "n_views_voted": rng.integers(1, 3, n),
         "vote_frac": rng.uniform(0.3, 1.0, n),
     }
-    xyz = np.vstack([xyz, lo + rng.random((n, 3)) * (hi - lo)])
-    return xyz, {k: np.concatenate([v, extra[k]]) for k, v in fields.items()}
+    extra_xyz = lo + rng.random((n, 3)) * (hi - lo)
+    kept = int(n * outliers)
+    xyz = np.vstack([xyz, extra_xyz[:kept]])
+    return xyz, {k: np.concatenate([v, extra[k][:kept]]) for k, v in fields.items()}
 
 
 def normalisation(depth_xyz, k=2.5):
@@ -706,9 +846,9 @@ def structural_coverage(row, radius=0.5):
 
 
 def scene_rows(task):
-    """(seed, split, index, points) -> {S: row}: one fused cloud sampled at every S."""
-    seed, split, index, points = task
-    scene = generate_scene(seed, index, split)
+    """(seed, split, index, points, world) -> {S: row}: one fused cloud sampled at every S."""
+    seed, split, index, points, world = task
+    scene = generate_scene(seed, index, split, world)
     order = _priority_order(scene, seed)
     return {s: _sample(scene, s, seed, order) for s in points}
 
@@ -746,10 +886,11 @@ def generate_rows(tasks, workers=2, progress=False):
             pool.join()
 
 
-def build_dataset(out_dir, n_train, n_val, points=(2048, 4096), seed=0, workers=2, progress=False):
+def build_dataset(out_dir, n_train, n_val, points=(2048, 4096), seed=0, workers=2, progress=False, world=None):
     """Write out_dir/sampled_{S} (a DatasetDict: train, validation) for every S; return {S: path}.
 
     Each scene's fused cloud is generated once (in `workers` processes) and sampled at all S.
+    `world`: the difficulty (`World.of`: a World, a mapping of some of its keys, or None).
     """
     import datasets
 
@@ -758,10 +899,11 @@ def build_dataset(out_dir, n_train, n_val, points=(2048, 4096), seed=0, workers=
         raise ValueError(f"points must be positive point counts, got {points!r}")
     if n_train < 0 or n_val < 0 or n_train + n_val == 0:
         raise ValueError(f"n_train and n_val must be non-negative and not both 0, got {n_train}, {n_val}")
+    world = World.of(world)
     splits = {"train": n_train, "validation": n_val}
-    tasks = [(seed, split, i, points) for split, n in splits.items() for i in range(n)]
+    tasks = [(seed, split, i, points, world) for split, n in splits.items() for i in range(n)]
     rows = {s: {split: [] for split in splits} for s in points}
-    for (_, split, _, _), by_size in zip(tasks, generate_rows(tasks, workers, progress)):
+    for (_, split, _, _, _), by_size in zip(tasks, generate_rows(tasks, workers, progress)):
         for s, row in by_size.items():
             rows[s][split].append(row)
     schema = hf_features().arrow_schema
@@ -770,7 +912,7 @@ def build_dataset(out_dir, n_train, n_val, points=(2048, 4096), seed=0, workers=
         # An explicit fingerprint: `datasets` would otherwise hash the whole table by pickling it.
         dataset = datasets.DatasetDict({
             split: datasets.Dataset(_arrow_table(split_rows, schema),
-                                    fingerprint=f"s23dr-synthetic-{seed}-{split}-{len(split_rows)}-{s}")
+                                    fingerprint=f"s23dr-synthetic-{seed}-{world.tag()}-{split}-{len(split_rows)}-{s}")
             for split, split_rows in rows[s].items()})
         paths[s] = Path(out_dir) / f"sampled_{s}"
         dataset.save_to_disk(str(paths[s]))
@@ -809,8 +951,15 @@ def main(argv=None):
     parser.add_argument("--points", type=int, nargs="+", default=[512, 1024, 2048, 4096], help="sample sizes S")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--world", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
+                        help=f"difficulty, e.g. noise=0 roofs=[gable,hip] (keys: {', '.join(WORLD_KEYS)})")
     args = parser.parse_args(argv)
-    paths = build_dataset(args.out, args.train, args.val, args.points, args.seed, args.workers, progress=True)
+    try:
+        world = parse_world(args.world)
+    except ValueError as err:
+        parser.error(str(err))
+    paths = build_dataset(args.out, args.train, args.val, args.points, args.seed, args.workers, progress=True,
+                          world=world)
     import datasets
 
     for s, path in paths.items():

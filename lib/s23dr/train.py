@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import checkpoint
 from .config import ParamsError, load_params
-from .trainer import train, upstream_checkpoint
+from .trainer import MetricsLog, train, upstream_checkpoint
 
 
 def stage_runs(params, runs_dir):
@@ -28,9 +28,11 @@ def stage_runs(params, runs_dir):
 
 
 def is_current(params, run_dir, init):
-    """Whether `run_dir` already holds this run's final checkpoint, made from the same inputs."""
-    final = checkpoint.path_for(run_dir, params["schedule"]["end_step"])
-    if not final.is_file():
+    """Whether `run_dir` already holds this run's final checkpoint, made from the same inputs,
+    and its evaluation (a run killed before it resumes to evaluate)."""
+    end = params["schedule"]["end_step"]
+    final = checkpoint.path_for(run_dir, end)
+    if not final.is_file() or not MetricsLog(run_dir / "metrics.jsonl").evaluated(end):
         return False
     init_state = checkpoint.load(init) if init is not None else None
     stored = checkpoint.load(final)["inputs"]
@@ -52,6 +54,7 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
             finals.append(checkpoint.path_for(run_dir, variant["schedule"]["end_step"]))
             continue
         if restart and run_dir.exists():
+            checkpoint.check_unlocked(run_dir)  # never remove the run directory of a running training
             print(f"{run_dir}: made from other params, code or upstream run; training anew")
             shutil.rmtree(run_dir)
         finals.append(train(variant, run_dir, init=start, resume=resume, device=device, progress=progress))
@@ -75,7 +78,7 @@ def main(argv=None):
         params = load_params(args.params, args.profile, args.set)
         for final in run_stage(params, args.runs, args.device, args.init, args.resume, args.restart):
             print(final)
-    except (ParamsError, FileNotFoundError, ValueError, FloatingPointError) as err:
+    except (ParamsError, OSError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .data import SceneDataset, collate, open_dataset, to_device
+from .data import SceneDataset, check_scenes, collate, open_dataset, to_device
 from .inference import autocast, evaluate
 from .losses import Criterion
 from .model import Perceiver, param_groups
@@ -58,6 +58,20 @@ class EpochBatches(torch.utils.data.Sampler):
 
 def data_uri(params, split):
     return params["data"][split].format(points=params["data"]["points"])
+
+
+def open_split(params, split, progress=True):
+    """The scenes of `split` (train or val), every one checked before training starts, so a
+    bad scene fails now and named, not part-way through the run (`data.check_scenes`).
+    `data.drop_invalid` leaves the invalid ones out instead; `data.bad_samples` applies
+    to training only."""
+    data = params["data"]
+    bad_samples = data["bad_samples"] if split == "train" else None
+    hint = "; set data.drop_invalid=true to leave invalid scenes out"
+    if split == "train":
+        hint += ", or list them in data.bad_samples"
+    return check_scenes(open_dataset(data_uri(params, split), bad_samples=bad_samples),
+                        drop=data["drop_invalid"], hint=hint, progress=progress)
 
 
 def _distributed():
@@ -114,6 +128,10 @@ class MetricsLog:
     def read(path):
         return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
+    def evaluated(self, step):
+        """Whether the log holds the evaluation of `step`."""
+        return self.path.is_file() and any(r["kind"] == "eval" and r["step"] == step for r in self.read(self.path))
+
 
 def upstream_checkpoint(params, runs_dir):
     """The checkpoint a stage starts from: its `init_from` stage's step at our start step."""
@@ -139,15 +157,26 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     `init` is the checkpoint a fresh run starts from (the upstream stage's last one);
     it gives the weights, the global step and, with `train.keep_optimizer`, the AdamW
     moments; data order and RNG start anew. A resumed run restores everything and must
-    have the same params but for `checkpoint.RESUMABLE` (a later end step, say).
+    have the same params but for `checkpoint.RESUMABLE` (a later end step, say), and
+    first evaluates its checkpoint's step if that evaluation is due but not in the log
+    (a run killed between the two). Rank 0 holds the run directory's lock throughout, so
+    a second training there is refused, and removes the temporary files of killed saves.
     Returns the final checkpoint's path.
     """
     rank, world = _distributed()
+    run_dir = Path(run_dir)
+    if rank != 0:
+        return _train(params, run_dir, init, resume, device, progress, rank, world)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with checkpoint.run_lock(run_dir):
+        checkpoint.remove_stale_temps(run_dir)
+        return _train(params, run_dir, init, resume, device, progress, rank, world)
+
+
+def _train(params, run_dir, init, resume, device, progress, rank, world):
+    """`train` on one rank, after the lock."""
     device = _device(device, rank)
     cfg, sched = params["train"], params["schedule"]
-    run_dir = Path(run_dir)
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
     _set_deterministic(cfg["deterministic"])
     if cfg["batch_size"] % world:
         raise ValueError(f"train.batch_size {cfg['batch_size']} is not divisible by {world} processes")
@@ -175,6 +204,8 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
         step = state["step"]
+        if rank == 0:
+            print(f"resumed {run_dir} from {resume} (step {step})")
     elif init_state is not None:
         model.load_state_dict(init_state["model"])
         if cfg["keep_optimizer"]:
@@ -185,8 +216,8 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     if resume is None and rank == 0:
         log.path.unlink(missing_ok=True)
 
-    train_scenes = open_dataset(data_uri(params, "train"), bad_samples=params["data"]["bad_samples"])
-    val_scenes = open_dataset(data_uri(params, "val"))
+    train_scenes = open_split(params, "train", progress and rank == 0)
+    val_scenes = open_split(params, "val", progress and rank == 0)
     dataset = SceneDataset(train_scenes, params["data"]["points"], params["data"]["augment"], cfg["seed"])
     steps_per_epoch = len(train_scenes) // cfg["batch_size"]
     if steps_per_epoch == 0:
@@ -224,6 +255,9 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
             model.train()
             return row
 
+    eval_due = step % cfg["eval_every"] == 0 or step == sched["end_step"]
+    if resume is not None and eval_due and not log.evaluated(step):
+        run_eval(step)  # the run was killed between this checkpoint and its evaluation
     bar = tqdm(total=sched["end_step"], initial=step, disable=not progress or rank != 0,
                desc=params["stage"] or "train", dynamic_ncols=True)
     model.train()

@@ -1,0 +1,84 @@
+"""The predict and evaluate commands: unlabeled scenes, broken GT, and their output files."""
+
+import errno
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s23dr import checkpoint, evaluate, predict
+from s23dr.config import load_params
+from s23dr.model import Perceiver
+from s23dr.schema import GT_FIELDS, MAX_GT_EDGES
+
+PARAMS = Path(__file__).resolve().parents[1] / "params"
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    """A checkpoint of an untrained smoke-profile model."""
+    params = load_params(PARAMS / "stage1.yaml", "smoke")
+    state = {"step": 0, "model": Perceiver(**params["model"]).state_dict(), "params": params}
+    return checkpoint.save(state, tmp_path / "step000000.pt")
+
+
+@pytest.fixture
+def test_scenes(tmp_path, make_scene):
+    """A folder of .npz scenes: one without GT fields, one with more GT edges than training takes, one whole."""
+    unlabeled = {k: v for k, v in make_scene("unlabeled").items() if k not in GT_FIELDS}
+    scenes = [unlabeled, make_scene("with-65-edges", n_edges=MAX_GT_EDGES + 1), make_scene("whole")]
+    folder = tmp_path / "test"
+    folder.mkdir()
+    for scene in scenes:
+        np.savez(folder / f"{scene['order_id']}.npz", **scene)
+    return folder
+
+
+def run(command, args, capsys):
+    """(exit status, stdout, stderr) of a command's main."""
+    status = command.main([*map(str, args), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_predict_runs_on_scenes_without_gt_or_with_bad_gt(model_path, test_scenes, tmp_path, capsys):
+    out = tmp_path / "submission.json"
+    assert run(predict, [model_path, test_scenes, "--out", out], capsys)[0] == 0
+    records = json.loads(out.read_text())
+    assert [r["order_id"] for r in records] == ["unlabeled", "whole", "with-65-edges"]
+    assert [p.name for p in tmp_path.glob(".*")] == [], "no temporary file left"
+
+
+def test_evaluate_names_the_scene_without_gt(model_path, test_scenes, capsys):
+    status, _, err = run(evaluate, [model_path, test_scenes], capsys)
+    assert status == 2
+    assert re.fullmatch(rf"error: {re.escape(str(test_scenes / 'unlabeled.npz'))}: missing field 'gt_\w+' "
+                        r"\(ground truth: training and evaluation need it, predict does not\)\n", err)
+
+
+@pytest.mark.parametrize("out, message", [
+    ("missing/submission.json", "folder {tmp}/missing does not exist"),
+    ("", "{tmp} is a folder; name a file"),
+])
+def test_predict_checks_out_before_inference(model_path, test_scenes, tmp_path, capsys, monkeypatch, out, message):
+    monkeypatch.setattr(predict, "submission", lambda *args: pytest.fail("inference ran before --out was checked"))
+    status, _, err = run(predict, [model_path, test_scenes, "--out", tmp_path / out], capsys)
+    assert status == 2
+    assert err.startswith("error: --out ") and message.format(tmp=tmp_path) in err
+
+
+def test_predict_writes_out_atomically(model_path, test_scenes, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "submission.json"
+    out.write_text("the previous submission")
+
+    def disk_full(records):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(predict.json, "dumps", disk_full)
+    status, _, err = run(predict, [model_path, test_scenes, "--out", out], capsys)
+    assert status == 2
+    assert err.startswith(f"error: cannot write {out}: no space left on the device")
+    assert out.read_text() == "the previous submission"
+    assert [p.name for p in tmp_path.glob(".*")] == [], "no temporary file left"
