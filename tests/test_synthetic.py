@@ -1,5 +1,5 @@
 """The synthetic dataset: exact wireframes, schema-conformant rows, the sampling rules of
-REFERENCE §2, determinism, the world's difficulty knobs, and the round trip through `datasets`."""
+the real data's schema, determinism, the world's difficulty knobs, and the round trip through `datasets`."""
 
 import dataclasses
 

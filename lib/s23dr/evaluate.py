@@ -1,6 +1,6 @@
 """Score a checkpoint or a submission: `python -m s23dr.evaluate CHECKPOINT|submission.json DATA_URI`.
 
-Prints the mean HSS / F1 / IoU over the scenes (the official metric, REFERENCE §5) and,
+Prints the mean HSS / F1 / IoU over the scenes (the official metric: the book, Introduction) and,
 with `--per-scene FILE`, writes one JSON record per scene. Every scene needs its GT
 fields; a scene without them is named.
 """

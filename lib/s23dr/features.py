@@ -1,4 +1,4 @@
-"""Per-point tokens: what the Perceiver sees of each point (REFERENCE §2, last paragraph).
+"""Per-point tokens: what the Perceiver sees of each point (the book, Method: point tokens).
 
 A token is the concatenation of
   xyz (3) | random Fourier features of xyz (2·fourier_freqs) | class embedding |

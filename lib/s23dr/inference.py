@@ -79,7 +79,8 @@ def predict(model, scenes, params, device, criterion=None):
 
 
 def wireframes(scenes, segments, conf, params):
-    """(vertices in metres, edges) per scene from the model's segments, as REFERENCE §6.
+    """(vertices in metres, edges) per scene from the model's segments (the book, Method:
+    post-processing).
 
     The scene's valid points go along so that vertices can snap to apex and eave-end points.
     """

@@ -1,4 +1,4 @@
-"""The training criterion (REFERENCE §4): Sinkhorn OT loss + confidence loss + endpoint loss.
+"""The training criterion (the book, Method: losses): Sinkhorn OT loss + confidence loss + endpoint loss.
 
 Built from params `loss:` as ``Criterion(**params["loss"])``. All three terms read one transport
 plan from the matcher, computed without gradient. For the OT term that loses nothing: by the

@@ -1,6 +1,6 @@
 """The official S23DR score (HSS), re-implemented to agree with ``hoho2025.metric_helper.hss``.
 
-HSS is the harmonic mean of two numbers (REFERENCE §5):
+HSS is the harmonic mean of two numbers (the book, Introduction: the metric):
 
 * corner F1: a Hungarian matching of predicted to GT vertices on raw Euclidean
   distances; a matched pair within ``vert_thresh`` is a true positive;

@@ -1,6 +1,6 @@
 """The Perceiver of the S23DR 2026 baseline: point tokens -> latents -> 64 scored 3D segments.
 
-Wiring (REFERENCE §3), read top to bottom in `Perceiver.forward`:
+Wiring (the book, Method: architecture), read top to bottom in `Perceiver.forward`:
   tokens --Linear→act→Linear--> [optional pre-encoder: self-attention over points] --norm--> points
   latents: latent_layers × ([cross-attention latents←points on some layers] → self-attn → FFN)
   queries: decoder_layers × (cross-attention queries←latents → self-attn → FFN)
@@ -19,7 +19,7 @@ from torch import nn
 
 from .features import PointTokenizer
 
-NORM_EPS = 1e-6  # nn.RMSNorm's default eps is machine epsilon; set it (REFERENCE §3, numerics)
+NORM_EPS = 1e-6  # nn.RMSNorm's default eps is machine epsilon; set it (the book, Method: architecture)
 LENGTH_SCALE = 0.1  # segment length = softplus(x) · 0.1 in normalised units
 # The head starts as the seed's public model code starts it (the book, Method: architecture):
 HEAD_STD = 1e-3  # segment head weights ~ truncated normal(0, 1e-3), so every query starts at its offset
@@ -40,7 +40,7 @@ def cross_attn_layers(num_layers: int, interval: int) -> tuple:
 
 def use_native_gqa(q: torch.Tensor) -> bool:
     """SDPA's own GQA (enable_gqa) takes the fast kernels on CUDA in half precision only; elsewhere
-    expanding the key/value heads ourselves is as fast or faster (REFERENCE §3, numerics)."""
+    expanding the key/value heads ourselves is as fast or faster (the book, Method: architecture)."""
     return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
 
 
@@ -142,7 +142,7 @@ class Perceiver(nn.Module):
 
     `encoder_layers` is accepted and ignored: in the baseline's code it belongs to an older
     plain-transformer variant; its Perceiver runs no self-attention over the point tokens
-    (REFERENCE §3). `pre_encoder_layers` is that optional self-attention, 0 in the seed.
+    (the book, Method: architecture). `pre_encoder_layers` is that optional self-attention, 0 in the seed.
     """
 
     def __init__(self, *, hidden, ff, latent_tokens, latent_layers, encoder_layers, pre_encoder_layers,

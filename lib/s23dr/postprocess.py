@@ -1,4 +1,4 @@
-"""Predicted segments -> wireframe (vertices, edges) in metres (REFERENCE §6).
+"""Predicted segments -> wireframe (vertices, edges) in metres (the book, Method: post-processing).
 
 The model predicts 64 independent segments; the metric wants a graph. Confident
 segments each give two vertices and an edge; endpoints that several segments

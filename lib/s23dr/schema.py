@@ -1,4 +1,5 @@
-"""The sampled-dataset schema (REFERENCE §2): one place for field names, dtypes and label names.
+"""The sampled-dataset schema (the book, Introduction: the data): one place for field
+names, dtypes and label names.
 
 Every reader, writer and validator in the package refers to these tables, so a
 renamed field or a changed dtype is a one-line change here.

@@ -1,5 +1,5 @@
 """Synthetic S23DR scenes: procedural houses, their exact roof wireframe and a simulated
-multi-view fused point cloud, sampled into the schema of REFERENCE §2 (`schema.py`).
+multi-view fused point cloud, sampled into the schema of the real data (`schema.py`; the book, Introduction: the data).
 
 This is the project's default data when the hub is out of reach. One scene, top to bottom:
 
@@ -88,7 +88,7 @@ VISIBLE_NONE, VISIBLE_GESTALT, VISIBLE_OCCLUDER = 0, 1, 2
 #: Class of a stray vote: mostly the big surface classes, rarely a line or corner class.
 STRAY_VOTE = np.array([0.01] * 10 + [0.35, 0.35, 0.2])
 
-#: Sampling priority tier of each point class (REFERENCE §2).
+#: Sampling priority tier of each point class (the book, The synthetic dataset).
 TIER = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4], dtype=np.int64)
 STRUCTURAL_CLASSES = np.flatnonzero(TIER <= 1)
 
