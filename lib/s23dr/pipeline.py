@@ -349,7 +349,7 @@ def learning_speed_table(folder="benchmarks/results/learning_speed"):
                      "HSS@0.7": last["hss"], "HSS@0.3": last["hss_low"], "highest confidence": last["max_conf"],
                      "GT mass in dustbin": last["gt_dustbin"], "best mass per GT": last["best_mass"],
                      "transport term": last["sinkhorn"], "reached HSS 0.8 at step": run["steps_to_target"]})
-    return pd.DataFrame(rows).set_index("run")
+    return pd.DataFrame(rows).astype({"reached HSS 0.8 at step": "Int64"}).set_index("run")
 
 
 def prepare_runs(profile, runs="runs"):
