@@ -113,8 +113,6 @@ def main(argv=None):
     for stage in ("stage1", "stage2"):
         params = load_params(Path(__file__).resolve().parents[2] / "params" / f"{stage}.yaml",
                              args.profile, args.set)
-        if not cuda:
-            params["train"]["compile"] = False
         bf16 = uses_bf16(params, device)
         peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32, n=4096 if cuda else 2048)
         row = {"device": device_name(device), "profile": args.profile, "stage": stage,
