@@ -240,17 +240,19 @@ def train_stage(params, runs="runs", device=None, init=None):
     return finals, (time.time() - start) / 60 if trained else None
 
 
-def run_metrics(params, runs="runs"):
-    """{label: metrics rows} of each run of a stage; a run not trained yet is left out.
+def run_label(params, run):
+    """How the notebooks name one run of a stage: the stage, and for each run of a sweep
+    `<stage> lr=<its LR>`."""
+    return f"{params['stage']} lr={run['schedule']['lr']:g}" if params["sweep_lr"] else params["stage"]
 
-    The label is the stage's name, and for each run of a sweep `<stage> lr=<its LR>`.
-    """
+
+def run_metrics(params, runs="runs"):
+    """{run_label: metrics rows} of each run of a stage; a run not trained yet is left out."""
     out = {}
     for run, run_dir in stage_runs(params, runs):
         log = run_dir / "metrics.jsonl"
         if log.is_file():
-            label = f"{params['stage']} lr={run['schedule']['lr']:g}" if params["sweep_lr"] else params["stage"]
-            out[label] = MetricsLog.read(log)
+            out[run_label(params, run)] = MetricsLog.read(log)
     return out
 
 
@@ -302,8 +304,7 @@ def first_losses(params, steps=4):
             optimizer.step()
             terms = criterion(model(batch), batch)
         parts = ", ".join(f"{k} {v.item():.4f}" for k, v in at_init.items() if k != "total")
-        label = f"{params['stage']} lr={run['schedule']['lr']:g}" if params["sweep_lr"] else params["stage"]
-        lines.append(f"{label}: loss at init {at_init['total'].item():.4f} ({parts}), "
+        lines.append(f"{run_label(params, run)}: loss at init {at_init['total'].item():.4f} ({parts}), "
                      f"after {steps} steps {terms['total'].item():.3f}")
     return "\n".join(lines)
 
