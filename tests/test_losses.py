@@ -170,8 +170,7 @@ def test_endpoint_distance_takes_the_better_order():
 
 def test_weights_switch_terms_off_and_bf16_changes_nothing():
     outputs, batch = scenes()
-    off = Criterion(sinkhorn=LOSS["sinkhorn"], conf={**LOSS["conf"], "weight": 0.0}, endpoint={"weight": 0.0},
-                    matching=LOSS["matching"])
+    off = Criterion(**{**LOSS, "conf": {**LOSS["conf"], "weight": 0.0}, "endpoint": {"weight": 0.0}})
     terms = off(outputs, batch)
     assert set(terms) == {"sinkhorn", "total"} and terms["total"] == terms["sinkhorn"]
     crit = Criterion(**WITH_ENDPOINT)
@@ -223,6 +222,26 @@ def test_hungarian_matching_is_one_to_one_with_hard_targets():
     target = plan[:, :P, :-1].sum(-1)
     expected = F.binary_cross_entropy_with_logits(outputs["conf_logits"], target)
     torch.testing.assert_close(terms["conf"], expected)
+
+
+def test_hungarian_matches_on_what_the_loss_charges_a_pair():
+    """With the direction weight 0, a crossed segment on the GT's midpoint costs nothing in
+    the segment cost; its endpoints are far off, so with the endpoint term the matcher
+    takes the slightly shifted parallel one instead, and the cost weights reach the terms."""
+    gt = torch.tensor([[[[0.0, 0, 0], [1, 0, 0]]]])
+    shifted = gt + torch.tensor([0.1, 0, 0])
+    crossed = torch.tensor([[[[0.5, -0.5, 0], [0.5, 0.5, 0]]]])
+    outputs = {"segments": torch.cat([shifted, crossed], dim=1), "conf_logits": torch.zeros(1, 2)}
+    batch = {"gt_segments": gt, "gt_mask": torch.ones(1, 1, dtype=torch.bool)}
+    no_direction = {**LOSS, "matching": "hungarian", "cost": {**LOSS["cost"], "direction": 0.0}}
+    _, plan = Criterion(**no_direction).match(outputs, batch)
+    assert plan[0, 1, 0] == 1  # the segment cost alone prefers the crossed one
+    crit = Criterion(**{**no_direction, "endpoint": {"weight": 1.0}})
+    _, plan = crit.match(outputs, batch)
+    assert plan[0, 0, 0] == 1
+    assert crit(outputs, batch)["sinkhorn"].item() == pytest.approx(0.1)
+    double = Criterion(**{**no_direction, "cost": {**no_direction["cost"], "midpoint": 2.0}, "endpoint": {"weight": 1.0}})
+    assert double(outputs, batch)["sinkhorn"].item() == pytest.approx(0.2)
 
 
 def test_hungarian_matching_with_fewer_predictions_leaves_gt_in_the_dustbin():

@@ -25,6 +25,14 @@ MATCHINGS = ("sinkhorn", "hungarian")
 
 
 @dataclass(frozen=True)
+class CostWeights:
+    """The segment cost's weights (params loss.cost; the seed does not publish them: 1 each)."""
+    midpoint: float
+    direction: float
+    length: float
+
+
+@dataclass(frozen=True)
 class SinkhornConfig:
     eps: float
     iters: int
@@ -62,11 +70,12 @@ class Criterion(nn.Module):
     endpoint: Σ plan · endpoint_distance per GT segment.
     """
 
-    def __init__(self, sinkhorn: dict, conf: dict, endpoint: dict, matching: str):
+    def __init__(self, sinkhorn: dict, conf: dict, endpoint: dict, matching: str, cost: dict):
         super().__init__()
         if matching not in MATCHINGS:
             raise ValueError(f"loss.matching must be one of {MATCHINGS}, got {matching!r}")
         self.matching = matching
+        self.cost = CostWeights(**cost)
         self.sinkhorn = SinkhornConfig(**sinkhorn)
         self.conf = ConfConfig(**conf)
         self.endpoint = EndpointConfig(**endpoint)
@@ -75,10 +84,16 @@ class Criterion(nn.Module):
 
     def match(self, outputs: dict, batch: dict):
         """(cost [B,P,G] with gradient, plan [B,P+1,G+1] in masses, without gradient): the
-        entropic plan of the seed (loss.matching: sinkhorn) or a one-to-one one (hungarian)."""
-        cost = segment_cost(outputs["segments"].float(), batch["gt_segments"].float())
+        entropic plan of the seed (loss.matching: sinkhorn) or a one-to-one one (hungarian).
+        The Hungarian assignment minimises what the loss charges a matched pair, as DETR's
+        matcher does: the segment cost plus the endpoint term at its weight."""
+        pred, gt = outputs["segments"].float(), batch["gt_segments"].float()
+        w = self.cost
+        cost = segment_cost(pred, gt, w.midpoint, w.direction, w.length)
         if self.matching == "hungarian":
-            return cost, hungarian_plan(cost.detach(), batch["gt_mask"])
+            with torch.no_grad():
+                pair = cost + self.endpoint.weight * endpoint_distance(pred, gt) if self.endpoint.weight > 0 else cost
+            return cost, hungarian_plan(pair, batch["gt_mask"])
         with torch.no_grad():
             cfg = self.sinkhorn
             plan = sinkhorn(cost.detach(), batch["gt_mask"], cfg.eps, cfg.iters, cfg.dustbin).exp()
