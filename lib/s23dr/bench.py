@@ -21,9 +21,9 @@ from .config import load_params
 from .data import SceneDataset, collate, to_device
 from .inference import autocast, uses_bf16
 from .losses import Criterion
-from .model import Perceiver, param_groups
+from .model import Perceiver
 from .synthetic import generate_scene, sample_scene
-from .trainer import compiled
+from .trainer import compiled, make_optimizer
 
 
 def sync(device):
@@ -56,7 +56,7 @@ def measure(params, device, steps, warmup):
     torch.manual_seed(0)
     model = Perceiver(**params["model"]).to(device).train()
     criterion = Criterion(**params["loss"])
-    optimizer = torch.optim.AdamW(param_groups(model, 0.01, 0.1), lr=1e-4, fused=device.type == "cuda")
+    optimizer = make_optimizer(model, params, device)
     net, loss_fn = compiled(model, criterion, params["train"])  # as the trainer runs them
     batch_size = params["train"]["batch_size"]
     batch = synthetic_batch(params["data"]["points"], batch_size, device)

@@ -33,10 +33,10 @@ from .config import load_params
 from .data import SceneDataset, collate, open_dataset
 from .inference import first, predict, score, score_predictions
 from .losses import Criterion
-from .model import Perceiver, param_groups
+from .model import Perceiver
 from .predict import load_model
 from .train import run_stage, stage_runs
-from .trainer import MetricsLog, data_uri
+from .trainer import MetricsLog, data_uri, make_optimizer
 
 EXECUTED = Path("book/executed")
 PLOTLY_JS = Path("book/_static/plotly.min.js")
@@ -289,9 +289,7 @@ def first_losses(params, steps=4):
     for run, _ in stage_runs(params, "."):
         torch.manual_seed(run["train"]["seed"])
         model = Perceiver(**run["model"]).eval()
-        optimizer = torch.optim.AdamW(
-            param_groups(model, run["optim"]["weight_decay"], run["loss"]["conf"]["head_wd"]),
-            lr=run["schedule"]["lr"], betas=tuple(run["optim"]["betas"]))
+        optimizer = make_optimizer(model, run)
         criterion = Criterion(**run["loss"])
         scenes = first(open_dataset(data_uri(run, "train")), run["train"]["batch_size"])
         items = SceneDataset(scenes, run["data"]["points"], run["data"]["augment"], run["train"]["seed"])

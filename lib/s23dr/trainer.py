@@ -56,6 +56,14 @@ class EpochBatches(torch.utils.data.Sampler):
         return len(self.batches)
 
 
+def make_optimizer(model, params, device=torch.device("cpu")):
+    """AdamW as every stage trains with it: params optim, the confidence head's own weight
+    decay (loss.conf.head_wd; `param_groups`) and the stage's LR (schedule.lr)."""
+    return torch.optim.AdamW(
+        param_groups(model, params["optim"]["weight_decay"], params["loss"]["conf"]["head_wd"]),
+        lr=params["schedule"]["lr"], betas=tuple(params["optim"]["betas"]), fused=device.type == "cuda")
+
+
 def data_uri(params, split):
     return params["data"][split].format(points=params["data"]["points"])
 
@@ -183,10 +191,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
 
     torch.manual_seed(cfg["seed"])
     model = Perceiver(**params["model"]).to(device)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, params["optim"]["weight_decay"], params["loss"]["conf"]["head_wd"]),
-        lr=sched["lr"], betas=tuple(params["optim"]["betas"]),
-        fused=device.type == "cuda")
+    optimizer = make_optimizer(model, params, device)
     criterion = Criterion(**params["loss"])
 
     step = sched["start_step"]
