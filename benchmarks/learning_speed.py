@@ -41,7 +41,7 @@ from s23dr.inference import NO_AUGMENT, first, predict, score_predictions
 from s23dr.losses import Criterion
 from s23dr.matcher import matched_mass_at_cost
 from s23dr.model import Perceiver
-from s23dr.trainer import data_uri, lr_at, make_optimizer
+from s23dr.trainer import data_uri, init_queries, lr_at, make_optimizer
 
 TARGET_HSS = 0.8
 LOW_THRESHOLD = 0.3
@@ -78,6 +78,7 @@ def main(argv=None):
     fixed = collate([items[i] for i in range(min(len(items), 64))])  # for the plan figures
     torch.manual_seed(cfg["seed"])
     model = Perceiver(**params["model"])
+    init_queries(model, scenes, {**params, "data": {**params["data"], "augment": NO_AUGMENT}})
     optimizer = make_optimizer(model, params)
     criterion = Criterion(**params["loss"])
     threshold = params["eval"]["conf_threshold"]

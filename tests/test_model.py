@@ -176,6 +176,8 @@ def test_config_errors_name_the_key():
         Perceiver(**{k: v for k, v in SMALL.items() if k != "hidden"})
     with pytest.raises(ValueError, match="segment_param"):
         Perceiver(**{**SMALL, "segment_param": "endpoints"})
+    with pytest.raises(ValueError, match="query_init"):
+        Perceiver(**{**SMALL, "query_init": "grid"})
     with pytest.raises(ValueError, match="activation"):
         Perceiver(**{**SMALL, "activation": "swish"})
 

@@ -19,6 +19,7 @@ import torch
 from s23dr import checkpoint, trainer
 from s23dr.config import load_params
 from s23dr.data import open_dataset
+from s23dr.model import Perceiver
 from s23dr.train import run_stage
 from s23dr.trainer import EpochBatches, MetricsLog, lr_at, train
 
@@ -310,3 +311,24 @@ def test_cpu_precision_picks_the_autocast():
     assert uses_bf16(at("auto"), cpu) == cpu_bf16_pays()  # measured: False on an AVX2-only CPU
     with pytest.raises(ValueError, match="train.cpu_precision"):
         uses_bf16(at("half"), cpu)
+
+
+def test_kmeans_query_init_puts_the_anchors_on_the_training_midpoints(synthetic_root):
+    params = smoke("stage1", synthetic_root)
+    scenes = open_dataset(trainer.data_uri(params, "train"))
+    torch.manual_seed(0)
+    model = Perceiver(**params["model"])
+    before = model.query_offset.detach().clone()
+    trainer.init_queries(model, scenes, params)  # query_init normal: the seed's offsets stay
+    assert torch.equal(model.query_offset, before)
+
+    kmeans = {**params, "model": {**params["model"], "query_init": "kmeans"}}
+    trainer.init_queries(model, scenes, kmeans)
+    anchors = model.query_offset.detach()
+    mids = np.concatenate([s["gt_segments"].mean(axis=1) for s in scenes])
+    radius = np.linalg.norm(mids[:, [0, 2]], axis=1).max()  # augmentation rotates about Y
+    assert np.linalg.norm(anchors[:, [0, 2]], axis=1).max() <= radius + 1e-5
+    assert mids[:, 1].min() - 1e-5 <= anchors[:, 1].min() and anchors[:, 1].max() <= mids[:, 1].max() + 1e-5
+    again = Perceiver(**params["model"])
+    trainer.init_queries(again, scenes, kmeans)
+    assert torch.equal(again.query_offset, model.query_offset)  # seeded by train.seed

@@ -21,7 +21,7 @@ from torch import nn
 from .matcher import hungarian_plan, segment_cost, sinkhorn
 
 CONF_MODES = ("sinkhorn",)
-MATCHINGS = ("sinkhorn", "hungarian")
+MATCHINGS = ("sinkhorn", "hungarian", "anchor")
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,17 @@ class Criterion(nn.Module):
         """(cost [B,P,G] with gradient, plan [B,P+1,G+1] in masses, without gradient): the
         entropic plan of the seed (loss.matching: sinkhorn) or a one-to-one one (hungarian).
         The Hungarian assignment minimises what the loss charges a matched pair, as DETR's
-        matcher does: the segment cost plus the endpoint term at its weight."""
+        matcher does: the segment cost plus the endpoint term at its weight. The anchor
+        assignment (matching: anchor) is Hungarian on the L1 distance between each query's
+        anchor and each GT midpoint: it depends on the scene alone, not on the predictions,
+        so a query keeps its GT segment from one step to the next."""
         pred, gt = outputs["segments"].float(), batch["gt_segments"].float()
         w = self.cost
         cost = segment_cost(pred, gt, w.midpoint, w.direction, w.length)
+        if self.matching == "anchor":
+            mids = gt.mean(dim=-2)
+            to_anchor = (outputs["anchors"].detach().float()[None, :, None] - mids[:, None]).abs().sum(-1)
+            return cost, hungarian_plan(to_anchor, batch["gt_mask"])
         if self.matching == "hungarian":
             with torch.no_grad():
                 pair = cost + self.endpoint.weight * endpoint_distance(pred, gt) if self.endpoint.weight > 0 else cost

@@ -29,6 +29,7 @@ EMBED_STD = 0.02  # init std of the learned latents and queries
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 SEGMENT_PARAMS = ("midpoint_dir_len",)
+QUERY_INITS = ("normal", "kmeans")
 
 
 def cross_attn_layers(num_layers: int, interval: int) -> tuple:
@@ -140,6 +141,9 @@ class Layer(nn.Module):
 class Perceiver(nn.Module):
     """Point cloud -> `segments` scored 3D segments. Every key of params `model:` is an argument.
 
+    `query_init`: normal, the seed's query offsets N(0, 0.05) around the centre; kmeans (an
+    addition, the book, Method), the trainer then moves them onto the k-means centres of
+    the training set's GT midpoints (`trainer.init_queries`), one anchor per query.
     `encoder_layers` is accepted and ignored: in the baseline's code it belongs to an older
     plain-transformer variant; its Perceiver runs no self-attention over the point tokens
     (the book, Method: architecture). `pre_encoder_layers` is that optional self-attention, 0 in the seed.
@@ -148,8 +152,10 @@ class Perceiver(nn.Module):
     def __init__(self, *, hidden, ff, latent_tokens, latent_layers, encoder_layers, pre_encoder_layers,
                  decoder_layers, cross_attn_interval, num_heads, kv_heads_cross, kv_heads_self, qk_norm,
                  rms_norm, dropout, segments, segment_param, segment_conf, behind_emb_dim, vote_features,
-                 activation, fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim):
+                 activation, fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim, query_init):
         super().__init__()
+        if query_init not in QUERY_INITS:
+            raise ValueError(f"model.query_init must be one of {QUERY_INITS}, got {query_init!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if segment_param not in SEGMENT_PARAMS:
@@ -183,8 +189,9 @@ class Perceiver(nn.Module):
             nn.init.zeros_(self.conf_head.bias)
 
     def forward(self, batch: dict) -> dict:
-        """batch: the data contract's dict. Returns segments [B,Q,2,3] (normalised space) and,
-        with segment_conf, conf_logits [B,Q]; both float32 also under autocast."""
+        """batch: the data contract's dict. Returns segments [B,Q,2,3] (normalised space), the
+        queries' anchors [Q,3] (their midpoint offsets) and, with segment_conf, conf_logits [B,Q];
+        all float32 also under autocast."""
         mask = batch["mask"]
         # .float(): under autocast the residual streams stay fp32 (the latents and queries are fp32 too).
         points = self.input_proj(self.tokenizer(batch)).float()
@@ -207,7 +214,7 @@ class Perceiver(nn.Module):
         direction = F.normalize(raw[..., 3:6], dim=-1)
         length = F.softplus(raw[..., 6:]) * LENGTH_SCALE
         half = direction * length / 2
-        out = {"segments": torch.stack([midpoint - half, midpoint + half], dim=-2)}
+        out = {"segments": torch.stack([midpoint - half, midpoint + half], dim=-2), "anchors": self.query_offset}
         if self.conf_head is not None:
             out["conf_logits"] = self.conf_head(q).squeeze(-1).float()
         return out

@@ -36,7 +36,7 @@ from .losses import Criterion
 from .model import Perceiver
 from .predict import load_model
 from .train import run_stage, stage_runs
-from .trainer import MetricsLog, data_uri, make_optimizer
+from .trainer import MetricsLog, data_uri, init_queries, make_optimizer
 
 EXECUTED = Path("book/executed")
 PLOTLY_JS = Path("book/_static/plotly.min.js")
@@ -291,7 +291,10 @@ def first_losses(params, steps=4):
         model = Perceiver(**run["model"]).eval()
         optimizer = make_optimizer(model, run)
         criterion = Criterion(**run["loss"])
-        scenes = first(open_dataset(data_uri(run, "train")), run["train"]["batch_size"])
+        training = open_dataset(data_uri(run, "train"))
+        if run["init_from"] is None:
+            init_queries(model, training, run)
+        scenes = first(training, run["train"]["batch_size"])
         items = SceneDataset(scenes, run["data"]["points"], run["data"]["augment"], run["train"]["seed"])
         batch = collate([items[i] for i in range(len(items))])
         at_init = criterion(model(batch), batch)

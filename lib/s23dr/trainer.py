@@ -19,7 +19,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .data import SceneDataset, check_scenes, collate, open_dataset, to_device
+from .data import SceneDataset, augmentation, check_scenes, collate, open_dataset, to_device
 from .inference import autocast, evaluate
 from .losses import Criterion
 from .model import Perceiver, param_groups
@@ -56,12 +56,35 @@ class EpochBatches(torch.utils.data.Sampler):
         return len(self.batches)
 
 
+#: Augmentations of each training scene whose GT midpoints the k-means anchors see.
+ANCHOR_DRAWS = 4
+
+
 def make_optimizer(model, params, device=torch.device("cpu")):
     """AdamW as every stage trains with it: params optim, the confidence head's own weight
     decay (loss.conf.head_wd; `param_groups`) and the stage's LR (schedule.lr)."""
     return torch.optim.AdamW(
         param_groups(model, params["optim"]["weight_decay"], params["loss"]["conf"]["head_wd"]),
         lr=params["schedule"]["lr"], betas=tuple(params["optim"]["betas"]), fused=device.type == "cuda")
+
+
+def init_queries(model, scenes, params):
+    """With model.query_init kmeans, move the queries' anchors (`Perceiver.query_offset`) onto
+    the k-means centres of the GT segment midpoints of `scenes` (the training split), each
+    scene's midpoints under ANCHOR_DRAWS of the training augmentations, so the anchors cover
+    where GT segments lie after augmentation too (the book, Method)."""
+    if params["model"]["query_init"] != "kmeans":
+        return
+    from scipy.cluster.vq import kmeans2
+
+    rng = np.random.default_rng(params["train"]["seed"])
+    augment = params["data"]["augment"]
+    mids = [scene["gt_segments"].mean(axis=1) @ augmentation(rng, augment["rotate"], augment["flip"]).T
+            for scene in scenes for _ in range(ANCHOR_DRAWS) if len(scene.get("gt_segments", ()))]
+    centres, _ = kmeans2(np.concatenate(mids).astype(np.float64), model.query_offset.shape[0],
+                         seed=params["train"]["seed"], minit="++")
+    with torch.no_grad():
+        model.query_offset.copy_(torch.from_numpy(centres))
 
 
 def data_uri(params, split):
@@ -223,6 +246,8 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
 
     train_scenes = open_split(params, "train", progress and rank == 0)
     val_scenes = open_split(params, "val", progress and rank == 0)
+    if resume is None and init_state is None:
+        init_queries(model, train_scenes, params)
     dataset = SceneDataset(train_scenes, params["data"]["points"], params["data"]["augment"], cfg["seed"])
     steps_per_epoch = len(train_scenes) // cfg["batch_size"]
     if steps_per_epoch == 0:
