@@ -5,7 +5,7 @@ import pytest
 import torch
 import trimesh
 
-from s23dr.metrics import _cylinders, _pairwise_intersection_volume, evaluate, hss
+from s23dr.metrics import _cylinders, _pairwise_intersection_volume, score_scenes, hss
 
 R = 0.5  # the 2026 thresholds
 HEXAGON = 1.5 * np.sqrt(3) * R**2  # area of the 6-section cross-section
@@ -134,10 +134,10 @@ def test_any_rotation_about_y_leaves_horizontal_wireframes_unchanged():
 def test_evaluate_means_per_scene_scores_and_is_independent_of_workers():
     scenes = [house(seed=s) for s in range(6)]
     preds, gts = [(pv, pe) for pv, pe, _, _ in scenes], [(gv, ge) for _, _, gv, ge in scenes]
-    serial, parallel = evaluate(preds, gts, workers=1), evaluate(preds, gts, workers=2)
+    serial, parallel = score_scenes(preds, gts, workers=1), score_scenes(preds, gts, workers=2)
     assert serial == parallel
     assert serial.scenes[0] == hss(*preds[0], *gts[0])
     assert serial.mean.hss == pytest.approx(np.mean([s.hss for s in serial.scenes]))
     assert serial.mean.iou == pytest.approx(np.mean([s.iou for s in serial.scenes]))
     with pytest.raises(ValueError, match="predictions"):
-        evaluate(preds, gts[:2])
+        score_scenes(preds, gts[:2])

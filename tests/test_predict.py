@@ -20,7 +20,7 @@ PARAMS = Path(__file__).resolve().parents[1] / "params"
 def model_path(tmp_path):
     """A checkpoint of an untrained smoke-profile model."""
     params = load_params(PARAMS / "stage1.yaml", "smoke")
-    state = {"step": 0, "model": Perceiver(**params["model"]).state_dict(), "params": params}
+    state = {"step": 0, "model": Perceiver(**params["model"]).state_dict(), "inputs": {"params": params}}
     return checkpoint.save(state, tmp_path / "step000000.pt")
 
 

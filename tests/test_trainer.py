@@ -67,7 +67,7 @@ def test_epoch_batches_split_one_global_batch_across_ranks():
 
 def test_checkpoint_save_is_atomic_and_latest_is_highest_step(tmp_path):
     for step in (5, 120, 40):
-        checkpoint.save({"step": step, "model": {}, "params": {}}, checkpoint.path_for(tmp_path, step))
+        checkpoint.save({"step": step, "model": {}, "inputs": {}}, checkpoint.path_for(tmp_path, step))
     assert checkpoint.latest(tmp_path).name == "step000120.pt"
     assert not list(tmp_path.glob(".*tmp*"))
 
@@ -86,7 +86,7 @@ def test_checkpoint_that_is_not_one(tmp_path):
 def test_checkpoint_with_other_architecture_names_the_keys(tmp_path):
     params = load_params(PARAMS / "stage1.yaml", "smoke")
     other = load_params(PARAMS / "stage1.yaml", "smoke", ["model.hidden=48", "model.latent_layers=2"])
-    checkpoint.save({"step": 0, "model": {}, "params": other}, tmp_path / "step000000.pt")
+    checkpoint.save({"step": 0, "model": {}, "inputs": {"params": other}}, tmp_path / "step000000.pt")
     with pytest.raises(ValueError, match=r"other architecture params \(hidden: checkpoint 48 vs params 32, "
                                          r"latent_layers: checkpoint 2 vs params 3\)"):
         checkpoint.load(tmp_path / "step000000.pt", params)
@@ -107,7 +107,7 @@ def test_smoke_stage_writes_checkpoints_and_metrics(synthetic_root, tmp_path):
     for key in ("val_loss", "train_loss", "ratio", "hss", "f1", "iou"):
         assert all(key in r and r[key] == r[key] for r in evals), key
     state = checkpoint.load(final)
-    assert state["code_version"] == checkpoint.code_version() and state["params"] == params
+    assert state["inputs"]["code"] == checkpoint.code_version() and state["inputs"]["params"] == params
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(synthetic_root, tmp_path):
@@ -260,7 +260,7 @@ def test_a_full_disk_names_the_checkpoint_and_leaves_no_temporary_file(tmp_path,
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9 - free, free=free))
     path = tmp_path / "step000010.pt"
     with pytest.raises(OSError, match=f"cannot write {re.escape(str(path))}: no space left on the device"):
-        checkpoint.save({"step": 10, "model": {}, "params": {}}, path)
+        checkpoint.save({"step": 10, "model": {}, "inputs": {}}, path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -332,3 +332,12 @@ def test_kmeans_query_init_puts_the_anchors_on_the_training_midpoints(synthetic_
     again = Perceiver(**params["model"])
     trainer.init_queries(again, scenes, kmeans)
     assert torch.equal(again.query_offset, model.query_offset)  # seeded by train.seed
+
+
+def test_what_retrains_is_what_a_training_run_imports():
+    """The code version hashes the modules `s23dr.train` runs; a module that only presents
+    results is not one of them, and the synthetic data's stamp covers the generator's."""
+    trained = {p.stem for p in checkpoint.imported_modules("train")}
+    assert {"train", "trainer", "model", "losses", "matcher", "data", "features", "config"} <= trained
+    assert not trained & {"figures", "report", "pipeline", "bench", "synthetic"}
+    assert {p.stem for p in checkpoint.imported_modules("synthetic")} == {"synthetic", "houses", "schema"}

@@ -10,6 +10,7 @@ A training holds its run directory's `lock` file (pid and host) while it runs, s
 second training there is refused instead of overwriting the first one's checkpoints.
 """
 
+import ast
 import contextlib
 import errno
 import hashlib
@@ -28,19 +29,38 @@ from .config import architecture
 STEP_FILE = re.compile(r"^step(\d{6,})\.pt$")
 
 
-#: Modules that only present or orchestrate results: editing them retrains nothing.
-PRESENTATION = {"figures.py", "pipeline.py", "bench.py"}
+def imported_modules(entry):
+    """The package's modules that module `entry` (e.g. "train") runs: itself and every
+    module it imports from the package, directly or through another, read from the
+    sources' import statements (function-level ones included). A module that only
+    presents or orchestrates results (figures, report, pipeline, bench) is not among
+    a training run's, so editing it retrains nothing."""
+    package = Path(__file__).parent
+    found, todo = set(), [entry]
+    while todo:
+        name = todo.pop()
+        if name in found or not (package / f"{name}.py").is_file():
+            continue
+        found.add(name)
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo += [node.module] if node.module else [alias.name for alias in node.names]
+    return [package / f"{name}.py" for name in sorted(found)]
+
+
+def source_hash(entry):
+    """A hash of the source of `imported_modules(entry)`."""
+    digest = hashlib.sha256()
+    for path in imported_modules(entry):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def code_version():
-    """The package version and a hash of the source that shapes a run's result."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name in PRESENTATION:
-            continue
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return f"{__version__}+{digest.hexdigest()[:12]}"
+    """The package version and a hash of the source that shapes a run's result: the
+    training command's modules (`imported_modules("train")`)."""
+    return f"{__version__}+{source_hash('train')}"
 
 
 def path_for(run_dir, step):
@@ -184,10 +204,10 @@ def load(path, params=None):
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises several types for a file that is not a checkpoint
         raise ValueError(f"{path}: not a checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(state, dict) or not {"model", "params", "step"} <= state.keys():
-        raise ValueError(f"{path}: not an s23dr checkpoint (expected keys model, params, step)")
+    if not isinstance(state, dict) or not {"model", "inputs", "step"} <= state.keys():
+        raise ValueError(f"{path}: not an s23dr checkpoint (expected keys model, inputs, step)")
     if params is not None:
-        ours, theirs = architecture(params), architecture(state["params"])
+        ours, theirs = architecture(params), architecture(state["inputs"]["params"])
         differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
         if differ:
             detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs params {ours.get(k)!r}"

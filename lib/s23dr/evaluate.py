@@ -15,7 +15,7 @@ import torch
 
 from . import checkpoint
 from .data import open_dataset
-from .metrics import evaluate
+from .metrics import score_scenes
 from .predict import load_model, submission
 
 
@@ -29,7 +29,7 @@ def read_submission(path):
                          f"{{order_id, wf_vertices, wf_edges}}; {type(err).__name__}: {err})") from None
 
 
-def score(source, data_uri, device="cpu", vert_thresh=0.5, edge_thresh=0.5):
+def score_source(source, data_uri, device="cpu", vert_thresh=0.5, edge_thresh=0.5):
     """Per-scene and mean scores of a checkpoint (`.pt`) or a submission (`.json`) on a dataset."""
     dataset = open_dataset(data_uri)
     scenes = [dataset[i] for i in range(len(dataset))]
@@ -42,7 +42,7 @@ def score(source, data_uri, device="cpu", vert_thresh=0.5, edge_thresh=0.5):
         model, params = load_model(source, torch.device(device))
         predicted = {r["order_id"]: (r["wf_vertices"], r["wf_edges"])
                      for r in submission(model, params, scenes, torch.device(device))}
-    return evaluate([predicted[s["order_id"]] for s in scenes],
+    return score_scenes([predicted[s["order_id"]] for s in scenes],
                     [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
                     vert_thresh=vert_thresh, edge_thresh=edge_thresh), scenes
 
@@ -57,7 +57,7 @@ def main(argv=None):
     try:
         if args.per_scene:
             checkpoint.check_writable(args.per_scene, "--per-scene")
-        result, scenes = score(args.source, args.data, args.device)
+        result, scenes = score_source(args.source, args.data, args.device)
         if args.per_scene:
             rows = [{"order_id": s["order_id"], **asdict(r)} for s, r in zip(scenes, result.scenes)]
             with checkpoint.atomic_write(args.per_scene) as f:

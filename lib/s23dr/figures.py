@@ -72,7 +72,7 @@ def curves(runs, keys, kind="eval", references=None):
 
 def threshold_sweep(sweeps, confidences, threshold):
     """Left: mean HSS against the confidence threshold, one line per run (sweeps: {label: table
-    from pipeline.threshold_sweep}). Right: histogram of every query's confidence per run
+    from report.scores_by_threshold}). Right: histogram of every query's confidence per run
     (confidences: {label: array}). The grey line is the threshold the params evaluate at."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.3))
     bins = np.linspace(0, 1, 41)

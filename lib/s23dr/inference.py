@@ -12,7 +12,7 @@ import time
 import torch
 
 from .data import SceneDataset, collate, to_device
-from .metrics import evaluate as score_wireframes
+from .metrics import score_scenes
 from .postprocess import segments_to_wireframe
 
 NO_AUGMENT = {"rotate": False, "flip": False}
@@ -78,7 +78,7 @@ def predict(model, scenes, params, device, criterion=None):
     return torch.cat(segments).numpy(), torch.cat(conf).numpy(), loss
 
 
-def wireframes(scenes, segments, conf, params):
+def to_wireframes(scenes, segments, conf, params):
     """(vertices in metres, edges) per scene from the model's segments (the book, Method:
     post-processing).
 
@@ -100,26 +100,26 @@ def first(scenes, n):
 def score_predictions(scenes, segments, conf, params):
     """(wireframes, official scores per scene and mean) of predicted segments and confidences."""
     ev = params["eval"]
-    frames = wireframes(scenes, segments, conf, params)
-    scores = score_wireframes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
+    frames = to_wireframes(scenes, segments, conf, params)
+    scores = score_scenes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
                               vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"])
     return frames, scores
 
 
-def score(model, scenes, params, device, criterion=None):
+def score_model(model, scenes, params, device, criterion=None):
     """(wireframes, official scores per scene and mean, mean loss or None) of a model on `scenes`."""
     segments, conf, loss = predict(model, scenes, params, device, criterion)
     return (*score_predictions(scenes, segments, conf, params), loss)
 
 
-def evaluate(model, val_scenes, params, device, criterion, train_scenes=None):
+def validate(model, val_scenes, params, device, criterion, train_scenes=None):
     """Val loss, HSS / F1 / IoU, and with `train_scenes` the train/val loss ratio.
 
     The ratio (val loss over train loss, both without dropout or augmentation on the
     first `eval.max_scenes` scenes of each split) is the seed's overfitting measure.
     """
     n = params["eval"]["max_scenes"]
-    _, scores, val_loss = score(model, first(val_scenes, n), params, device, criterion)
+    _, scores, val_loss = score_model(model, first(val_scenes, n), params, device, criterion)
     row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou}
     if train_scenes is not None:
         _, _, train_loss = predict(model, first(train_scenes, n), params, device, criterion)

@@ -157,7 +157,7 @@ def _score_pair(pair, vert_thresh, edge_thresh):
     return hss(pred_v, pred_e, gt_v, gt_e, vert_thresh, edge_thresh)
 
 
-def evaluate(preds, gts, vert_thresh=0.5, edge_thresh=0.5, workers=2):
+def score_scenes(preds, gts, vert_thresh=0.5, edge_thresh=0.5, workers=2):
     """Score many scenes; ``preds`` and ``gts`` are sequences of ``(vertices, edges)`` pairs.
 
     The dataset score is the mean over scenes of each per-scene number. Scenes are

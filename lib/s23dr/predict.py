@@ -14,23 +14,23 @@ import torch
 
 from . import checkpoint
 from .data import open_dataset
-from .inference import predict, wireframes
+from .inference import predict, to_wireframes
 from .model import Perceiver
 
 
 def load_model(path, device):
     """The model of a checkpoint and the params it was trained with."""
     state = checkpoint.load(path)
-    model = Perceiver(**state["params"]["model"])
+    model = Perceiver(**state["inputs"]["params"]["model"])
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), state["params"]
+    return model.to(device).eval(), state["inputs"]["params"]
 
 
 def submission(model, params, scenes, device):
     """Submission records for `scenes`."""
     segments, conf, _ = predict(model, scenes, params, device)
     return [{"order_id": scene["order_id"], "wf_vertices": v.tolist(), "wf_edges": e.tolist()}
-            for scene, (v, e) in zip(scenes, wireframes(scenes, segments, conf, params))]
+            for scene, (v, e) in zip(scenes, to_wireframes(scenes, segments, conf, params))]
 
 
 def main(argv=None):

@@ -1,20 +1,218 @@
-"""A training notebook's report (the book, Stages): each stage and ablation notebook is its
-narrative plus the calls of one `StageReport`, so the five pages show the same things the
-same way and cannot drift apart.
+"""What the notebooks call (the book's pages): their params, training, metrics and
+evaluation in one line each, and a training notebook's report (the book, Stages).
 
-The stages a page draws beside its own on the step axis come from params alone: the chain
-of `init_from`, and for an ablation the stage file it inherits from (`inherit:`).
-The seed's figures a page quotes come from `params/seed_results.yaml`.
+Each stage and ablation notebook is its narrative plus the calls of one `StageReport`, so
+the five pages show the same things the same way and cannot drift apart. The stages a
+page draws beside its own on the step axis come from params alone: the chain of
+`init_from`, and for an ablation the stage file it inherits from (`inherit:`). The seed's
+figures a page quotes come from `params/seed_results.yaml`.
 """
 
+import json
+import os
+import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 from myst_nb import glue
 
-from . import figures, pipeline
+from . import checkpoint, figures
 from .config import load_params, read_yaml
+from .data import SceneDataset, collate, open_dataset
+from .inference import first, predict, score_model, score_predictions
+from .losses import Criterion
+from .model import Perceiver
+from .predict import load_model
+from .train import run_stage, stage_runs
+from .trainer import MetricsLog, data_uri, init_queries, make_optimizer
+
+
+def chdir_root(start=None):
+    """Change to the project root and return it: the nearest folder at or above `start`
+    (default: the working directory) holding params/base.yaml, else the project this
+    package was installed from (editable), so a notebook runs from any cwd. Every notebook
+    calls it first, so it also quiets tqdm's warning that a kernel without ipywidgets
+    shows text progress bars (fine in a book)."""
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
+        if (folder / "params" / "base.yaml").is_file():
+            os.chdir(folder)
+            return folder
+    raise FileNotFoundError(f"no params/base.yaml in {here} or any folder above it, nor beside "
+                            f"the installed package: run the notebook inside the project")
+
+
+def notebook_params(path, profile, data=None, seed=None):
+    """A params file as a notebook's parameters ask: `data` a dataset URI prefix (the profile's
+    own data when None) to which `:train` and `:validation` are appended, `seed` the training seed."""
+    overrides = [f"data.train={data}:train", f"data.val={data}:validation"] if data else []
+    if seed is not None:
+        overrides.append(f"train.seed={int(seed)}")
+    return load_params(path, profile, overrides)
+
+
+def recipe_table(params):
+    """The keys that tell the stages apart, one row per run (one per LR of `sweep_lr`)."""
+    rows = []
+    for run, run_dir in stage_runs(params, "."):
+        sched = run["schedule"]
+        cooldown = sched["cooldown_start"]
+        rows.append({"run": run_dir.name, "init_from": run["init_from"] or "scratch",
+                     "points": run["data"]["points"], "batch": run["train"]["batch_size"],
+                     "steps": f"{sched['start_step']} -> {sched['end_step']}", "lr": f"{sched['lr']:g}",
+                     "warmup": sched["warmup"],
+                     "cooldown": "none" if cooldown is None else f"{cooldown} +{sched['cooldown_steps']}",
+                     "endpoint": run["loss"]["endpoint"]["weight"], "train data": data_uri(run, "train")})
+    return pd.DataFrame(rows).set_index("run")
+
+
+#: The params groups in which a profile may depart from the seed's recipe, beyond the scaling
+#: of steps, LRs, points and batch that `recipe_table` shows.
+RECIPE_GROUPS = ("model.", "loss.", "optim.", "data.augment.", "data.synthetic.world.")
+
+
+def departures(params, path):
+    """Where `params` (a profile's run of the params file `path`) departs from the seed's
+    recipe (the same file at `full`): one row per key of RECIPE_GROUPS, ours beside the
+    seed's; empty at `full`. Every stage page shows it, so a switch a profile turns on
+    (a smaller model, `loss.matching`, an easier world) is never silent."""
+    ours, seed = (checkpoint.flatten(p) for p in (params, load_params(path, "full")))
+    rows = [{"key": key, "this profile": ours.get(key), "seed's recipe": seed.get(key)}
+            for key in sorted(ours.keys() | seed.keys())
+            if key.startswith(RECIPE_GROUPS) and ours.get(key) != seed.get(key)]
+    return pd.DataFrame(rows, columns=["key", "this profile", "seed's recipe"]).set_index("key")
+
+
+def train_stage(params, runs="runs", device=None, init=None):
+    """Train every run of a stage unless current (`train.run_stage`, retraining a stale run).
+
+    Returns the final checkpoints and the wall-clock minutes spent training now (None
+    when every run was current and nothing was trained).
+    """
+    start = time.time()
+    finals = run_stage(params, runs, device, init=init, restart=True, progress=False)
+    trained = any(path.stat().st_mtime >= start for path in finals)
+    return finals, (time.time() - start) / 60 if trained else None
+
+
+def run_label(params, run):
+    """How the notebooks name one run of a stage: the stage, and for each run of a sweep
+    `<stage> lr=<its LR>`."""
+    return f"{params['stage']} lr={run['schedule']['lr']:g}" if params["sweep_lr"] else params["stage"]
+
+
+def run_metrics(params, runs="runs"):
+    """{run_label: metrics rows} of each run of a stage; a run not trained yet is left out."""
+    out = {}
+    for run, run_dir in stage_runs(params, runs):
+        log = run_dir / "metrics.jsonl"
+        if log.is_file():
+            out[run_label(params, run)] = MetricsLog.read(log)
+    return out
+
+
+def summary(rows, params, minutes=None):
+    """A run's headline numbers: the last evaluation's HSS, F1, IoU and train/val loss ratio,
+    its final global step, and `minutes` of training (when None: the training loop's time
+    read from the log's throughput, evaluations not counted)."""
+    last = [r for r in rows if r["kind"] == "eval"][-1]
+    if minutes is None:
+        step, seconds = params["schedule"]["start_step"], 0.0
+        for row in (r for r in rows if r["kind"] == "train"):
+            seconds += (row["step"] - step) * params["train"]["batch_size"] / row["samples_per_s"]
+            step = row["step"]
+        minutes = seconds / 60
+    return {"hss": last["hss"], "f1": last["f1"], "iou": last["iou"], "ratio": last["ratio"],
+            "steps": last["step"], "minutes": minutes}
+
+
+def first_losses(params, steps=4):
+    """One line per run, '<run>: loss at init 0.1234 (its terms), after N steps 0.123': the
+    stage notebooks' regression check.
+
+    Each run's model is built from `train.seed` and takes `steps` AdamW updates at the run's
+    LR (`schedule.lr`) on its first training batch (its point count, augmentation and loss
+    terms), in eval mode so that no dropout draw enters. These numbers follow the library's
+    code and the params (the Sinkhorn's eps moves them in the second decimal) but hardly the
+    CPU's kernels, where the end of a trained trajectory (and stage 2 starts from the end of
+    stage 1's) does: between ATEN_CPU_CAPABILITY=default and avx2 the loss at init differs
+    by 3e-8 and after 4 steps by up to 1.3e-6, after 5 by 4e-5 and after 8 by 1.5e-3 (Adam
+    amplifies rounding). Hence 4 steps, printed to 3 decimals. At init every residual branch
+    is zero, so the points reach the loss only from the third update on.
+    """
+    lines = []
+    for run, _ in stage_runs(params, "."):
+        torch.manual_seed(run["train"]["seed"])
+        model = Perceiver(**run["model"]).eval()
+        optimizer = make_optimizer(model, run)
+        criterion = Criterion(**run["loss"])
+        training = open_dataset(data_uri(run, "train"))
+        if run["init_from"] is None:
+            init_queries(model, training, run)
+        scenes = first(training, run["train"]["batch_size"])
+        items = SceneDataset(scenes, run["data"]["points"], run["data"]["augment"], run["train"]["seed"])
+        batch = collate([items[i] for i in range(len(items))])
+        at_init = criterion(model(batch), batch)
+        terms = at_init
+        for _ in range(steps):
+            optimizer.zero_grad()
+            terms["total"].backward()
+            optimizer.step()
+            terms = criterion(model(batch), batch)
+        parts = ", ".join(f"{k} {v.item():.4f}" for k, v in at_init.items() if k != "total")
+        lines.append(f"{run_label(params, run)}: loss at init {at_init['total'].item():.4f} ({parts}), "
+                     f"after {steps} steps {terms['total'].item():.3f}")
+    return "\n".join(lines)
+
+
+def _with_val_scenes(path, device=None, n=None):
+    """(model, params, device, the first `n` validation scenes, default `eval.max_scenes`)
+    of a checkpoint, on `device` (default: cuda if available, else cpu)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, params = load_model(path, device)
+    return model, params, device, first(open_dataset(data_uri(params, "val")), n or params["eval"]["max_scenes"])
+
+
+def evaluate_checkpoint(path, device=None, n=None):
+    """(scenes, predicted wireframes, per-scene scores) of a checkpoint on the first `n`
+    (default `eval.max_scenes`) validation scenes of the params it was trained with."""
+    model, params, device, scenes = _with_val_scenes(path, device, n)
+    frames, scores, _ = score_model(model, scenes, params, device)
+    return scenes, frames, scores
+
+
+def scores_by_threshold(path, thresholds, device=None, n=None):
+    """(a table of mean HSS / F1 / IoU at each confidence threshold, every query's confidence)
+    of a checkpoint on the first `n` (default `eval.max_scenes`) validation scenes: how much
+    the scores owe to `eval.conf_threshold`, and whether any confidence reaches it."""
+    model, params, device, scenes = _with_val_scenes(path, device, n)
+    segments, conf, _ = predict(model, scenes, params, device)
+    rows = []
+    for threshold in thresholds:
+        at = {**params, "eval": {**params["eval"], "conf_threshold": threshold}}
+        mean = score_predictions(scenes, segments, conf, at)[1].mean
+        rows.append({"threshold": threshold, "hss": mean.hss, "f1": mean.f1, "iou": mean.iou})
+    return pd.DataFrame(rows).set_index("threshold"), conf
+
+
+def learning_speed_table(folder="benchmarks/results/learning_speed"):
+    """The runs of `benchmarks/learning_speed.py` saved in `folder`, one row each: what it
+    tried, and its figures at its last step on the scenes it fitted."""
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")):
+        run = json.loads(path.read_text())
+        last = run["rows"][-1]
+        rows.append({"run": run["label"], "scenes": run["scenes"], "steps": last["step"],
+                     "HSS@0.7": last["hss"], "HSS@0.3": last["hss_low"], "highest confidence": last["max_conf"],
+                     "GT mass in dustbin": last["gt_dustbin"], "best mass per GT": last["best_mass"],
+                     "transport term": last["sinkhorn"], "reached HSS 0.8 at step": run["steps_to_target"]})
+    return pd.DataFrame(rows).astype({"reached HSS 0.8 at step": "Int64"}).set_index("run")
+
+
 
 SEED_RESULTS = "params/seed_results.yaml"
 
@@ -44,24 +242,24 @@ class StageReport:
     def __init__(self, params, profile, data=None, runs="runs", init=None, device=None, seed=None):
         self.path, self.profile, self.data, self.runs = params, profile, data, runs
         self.init, self.device, self.seed = init, device, seed
-        self.recipe = pipeline.notebook_params(params, profile, data, seed)
+        self.recipe = notebook_params(params, profile, data, seed)
         self.stage = self.recipe["stage"]
         self.seed_figures = seed_results()
         self.finals, self.minutes, self.shown = None, None, None
         glue("profile", profile, display=False)
 
     def recipe_table(self):
-        """The keys that tell the stages apart (`pipeline.recipe_table`), as text."""
-        return pipeline.recipe_table(self.recipe).to_string()
+        """The keys that tell the stages apart (`recipe_table`), as text."""
+        return recipe_table(self.recipe).to_string()
 
     def departures(self):
         """Where this profile departs from the seed's recipe beyond the scaling, as text."""
-        changes = pipeline.departures(self.recipe, self.path)
+        changes = departures(self.recipe, self.path)
         return changes.to_string() if len(changes) else "none: the seed's recipe"
 
     def train(self):
-        """Train the stage unless current (`pipeline.train_stage`); say which."""
-        self.finals, self.minutes = pipeline.train_stage(self.recipe, self.runs, self.device, self.init)
+        """Train the stage unless current (`train_stage`); say which."""
+        self.finals, self.minutes = train_stage(self.recipe, self.runs, self.device, self.init)
         return "trained now" if self.minutes is not None else "cached: nothing to train"
 
     def checkpoints(self):
@@ -70,18 +268,18 @@ class StageReport:
                          for final in self.finals)
 
     def first_losses(self):
-        """The regression check from a fixed init (`pipeline.first_losses`)."""
-        return pipeline.first_losses(self.recipe)
+        """The regression check from a fixed init (`first_losses`)."""
+        return first_losses(self.recipe)
 
     def metrics(self):
         """{run: metrics rows} of the upstream stages and this one, on one step axis."""
         if self.shown is None:
             self.shown = {}
             for name in upstream_stages(self.path, self.profile):
-                upstream = pipeline.notebook_params(Path(self.path).parent / f"{name}.yaml", self.profile,
+                upstream = notebook_params(Path(self.path).parent / f"{name}.yaml", self.profile,
                                                     self.data, self.seed)
-                self.shown.update(pipeline.run_metrics(upstream, self.runs))
-            self.shown.update(pipeline.run_metrics(self.recipe, self.runs))
+                self.shown.update(run_metrics(upstream, self.runs))
+            self.shown.update(run_metrics(self.recipe, self.runs))
         return self.shown
 
     def curves(self, keys, name, kind="eval", references=None):
@@ -96,7 +294,7 @@ class StageReport:
         checkpoints = checkpoints or {None: self.finals[0]}
         scenes, frames, titles = [], [], []
         for label, path in checkpoints.items():
-            some_scenes, some_frames, scores = pipeline.evaluate_checkpoint(path, self.device, n=n)
+            some_scenes, some_frames, scores = evaluate_checkpoint(path, self.device, n=n)
             scenes += some_scenes
             frames += some_frames
             titles += [(f"{label}: " if label else "") + f"{s['order_id']}<br>HSS {r.hss:.2f}"
@@ -106,9 +304,9 @@ class StageReport:
         return view
 
     def numbers(self, seed_numbers):
-        """The last evaluation's numbers (`pipeline.summary`), each glued as `<stage>_<key>`,
+        """The last evaluation's numbers (`summary`), each glued as `<stage>_<key>`,
         beside the seed's (`seed_numbers`, None where the seed reports none)."""
-        numbers = pipeline.summary(self.metrics()[self.stage], self.recipe, self.minutes)
+        numbers = summary(self.metrics()[self.stage], self.recipe, self.minutes)
         for key, value in numbers.items():
             glue(f"{self.stage}_{key}", value, display=False)
         return pd.DataFrame({"ours": numbers, "seed": seed_numbers}).style.format(precision=3, na_rep="—")

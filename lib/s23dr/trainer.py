@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .data import SceneDataset, augmentation, check_scenes, collate, open_dataset, to_device
-from .inference import autocast, evaluate
+from .inference import autocast, validate
 from .losses import Criterion
 from .model import Perceiver, param_groups
 
@@ -273,14 +273,13 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
 
     def save(at_step):
         if rank == 0:
-            checkpoint.save({"step": at_step, "stage": params["stage"], "params": params,
-                             "code_version": inputs["code"], "inputs": inputs, "model": model.state_dict(),
+            checkpoint.save({"step": at_step, "stage": params["stage"], "inputs": inputs, "model": model.state_dict(),
                              "optimizer": optimizer.state_dict(), "rng": _rng_state()},
                             checkpoint.path_for(run_dir, at_step))
 
     def run_eval(at_step):
         if rank == 0:
-            row = evaluate(model, val_scenes, params, device, criterion, train_scenes=train_scenes)
+            row = validate(model, val_scenes, params, device, criterion, train_scenes=train_scenes)
             log.write({"step": at_step, "kind": "eval", **row})
             model.train()
             return row
