@@ -7,8 +7,11 @@ included, where the official cylinders are sheared), empty and degenerate sides,
 wireframes post-processed from jittered, partly confident segments as the model's are.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from s23dr.metrics import hss
 from s23dr.postprocess import segments_to_wireframe
@@ -65,5 +68,7 @@ def test_post_processed_predictions_match_the_official_metric(seed):
     clutter = rng.uniform(-0.5, 0.5, size=(20, 2, 3))  # the other queries, mostly unconfident
     segments = np.concatenate([segments, clutter])
     conf = np.concatenate([rng.uniform(0.6, 1.0, len(gt_e)), rng.uniform(0.0, 0.8, len(clutter))])
-    pred_v, pred_e = segments_to_wireframe(segments, conf, center, scale)
+    base = yaml.safe_load((Path(__file__).parents[1] / "params" / "base.yaml").read_text())
+    pred_v, pred_e = segments_to_wireframe(segments, conf, center, scale,
+                                           conf_threshold=base["eval"]["conf_threshold"], **base["postprocess"])
     assert_same(pred_v, pred_e, gt_v, gt_e)

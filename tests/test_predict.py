@@ -82,3 +82,17 @@ def test_predict_writes_out_atomically(model_path, test_scenes, tmp_path, capsys
     assert err.startswith(f"error: cannot write {out}: no space left on the device")
     assert out.read_text() == "the previous submission"
     assert [p.name for p in tmp_path.glob(".*")] == [], "no temporary file left"
+
+
+def test_evaluate_scores_a_checkpoint_at_its_own_thresholds(tmp_path, test_scenes, monkeypatch):
+    """A checkpoint is scored at the thresholds of its params' `eval`, not at fixed ones."""
+    params = load_params(PARAMS / "stage1.yaml", "smoke", ["eval.vert_thresh=0.25", "eval.edge_thresh=0.75"])
+    state = {"step": 0, "model": Perceiver(**params["model"]).state_dict(), "inputs": {"params": params}}
+    path = checkpoint.save(state, tmp_path / "step000000.pt")
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (test_scenes / "whole.npz").rename(whole / "whole.npz")
+    seen = {}
+    monkeypatch.setattr(evaluate, "score_scenes", lambda preds, gts, **thresholds: seen.update(thresholds))
+    evaluate.score_source(path, whole)
+    assert seen == {"vert_thresh": 0.25, "edge_thresh": 0.75}

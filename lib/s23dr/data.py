@@ -45,7 +45,8 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from .schema import ARRAY_FIELDS, GT_FIELDS, MAX_GT_EDGES, POINT_CLASSES, POINT_FIELDS
+from .schema import (ARRAY_FIELDS, GT_FIELDS, MAX_GT_EDGES, NUM_SOURCES, POINT_CLASSES, POINT_FIELDS,
+                     SOURCE_DEPTH, SOURCE_SPARSE)
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,9 @@ def _problem(scene):
         return "no valid points (mask is all False)"
     if scene["class_id"].max() >= len(POINT_CLASSES):
         return f"class_id {scene['class_id'].max()} out of range for {len(POINT_CLASSES)} classes"
-    if scene["source"].max() > 1:
-        return f"source {scene['source'].max()} is neither 0 (sparse) nor 1 (depth)"
+    if scene["source"].max() >= NUM_SOURCES:
+        return (f"source {scene['source'].max()} is neither {SOURCE_SPARSE} (sparse) "
+                f"nor {SOURCE_DEPTH} (depth)")
     return _gt_problem(scene) if "gt_edges" in scene else None
 
 

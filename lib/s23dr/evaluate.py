@@ -29,10 +29,13 @@ def read_submission(path):
                          f"{{order_id, wf_vertices, wf_edges}}; {type(err).__name__}: {err})") from None
 
 
-def score_source(source, data_uri, device="cpu", vert_thresh=0.5, edge_thresh=0.5):
-    """Per-scene and mean scores of a checkpoint (`.pt`) or a submission (`.json`) on a dataset."""
+def score_source(source, data_uri, device="cpu"):
+    """Per-scene and mean scores of a checkpoint (`.pt`) or a submission (`.json`) on a
+    dataset: a checkpoint at the thresholds of its params (`eval.vert_thresh`,
+    `eval.edge_thresh`), a submission at the official metric's own."""
     dataset = open_dataset(data_uri)
     scenes = [dataset[i] for i in range(len(dataset))]
+    thresholds = {}
     if str(source).endswith(".json"):
         predicted = read_submission(source)
         missing = [s["order_id"] for s in scenes if s["order_id"] not in predicted]
@@ -40,11 +43,11 @@ def score_source(source, data_uri, device="cpu", vert_thresh=0.5, edge_thresh=0.
             raise ValueError(f"{source}: no prediction for {len(missing)} scenes, e.g. {missing[0]}")
     else:
         model, params = load_model(source, torch.device(device))
+        thresholds = {key: params["eval"][key] for key in ("vert_thresh", "edge_thresh")}
         predicted = {r["order_id"]: (r["wf_vertices"], r["wf_edges"])
                      for r in submission(model, params, scenes, torch.device(device))}
     return score_scenes([predicted[s["order_id"]] for s in scenes],
-                    [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
-                    vert_thresh=vert_thresh, edge_thresh=edge_thresh), scenes
+                        [(s["gt_vertices"], s["gt_edges"]) for s in scenes], **thresholds), scenes
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from .schema import NUM_BEHIND_CLASSES, POINT_CLASSES
+from .schema import NUM_BEHIND_CLASSES, NUM_SOURCES, POINT_CLASSES
 
 #: Seed of the Fourier matrix. Its own generator keeps the matrix independent of the
 #: global seed; it is a buffer, so a checkpoint carries the matrix it was trained with.
@@ -21,7 +21,6 @@ FOURIER_SEED = 0
 VIEWS_MEAN, VIEWS_STD = 2.7, 1.0
 FRAC_MEAN, FRAC_STD = 0.5, 0.25
 
-NUM_SOURCES = 2  # schema.SOURCE_SPARSE, schema.SOURCE_DEPTH
 
 
 class PointTokenizer(nn.Module):

@@ -87,13 +87,14 @@ def segments_to_wireframe(
     conf,
     center,
     scale,
-    conf_threshold=0.7,
-    merge_radii=(0.15, 0.2625, 0.375, 0.4875, 0.6),
+    *,
+    conf_threshold,
+    merge_radii,
+    snap_radius,
+    snap_min_points,
+    flatten_deg,
     points=None,
     point_classes=None,
-    snap_radius=0.5,
-    snap_min_points=2,
-    flatten_deg=None,
     conf_is_logit=False,
 ):
     """One scene's predicted segments -> (vertices float64 [N,3] in metres, edges int64 [E,2]).
@@ -101,7 +102,9 @@ def segments_to_wireframe(
     segments: [G,2,3] endpoints in normalised space; conf: [G] probabilities (or
     logits with ``conf_is_logit=True``); segments with conf > conf_threshold are kept.
     center [3], scale: the scene's normalisation, undone here (x * scale + center).
-    merge_radii: metres, one merge pass per radius (default: 0.15 -> 0.6 m in 5 equal steps).
+    The settings are params' (`eval.conf_threshold` and the keys of `postprocess:`, whose
+    base.yaml values are the seed's); they have no defaults here, so no copy can drift.
+    merge_radii: metres, one merge pass per radius.
     points [P,3], point_classes [P]: optional, normalised like the segments (valid points
     only); when given, vertices snap to the mean of >= snap_min_points apex / eave-end
     points within snap_radius metres.

@@ -50,8 +50,9 @@ EDGE_CLASSES = (
 )
 EDGE_CLASS = {name: i for i, name in enumerate(EDGE_CLASSES)}
 
-#: ``source`` values.
+#: ``source`` values: a point of the sparse (SfM) cloud or of a depth map.
 SOURCE_SPARSE, SOURCE_DEPTH = 0, 1
+NUM_SOURCES = 2
 
 #: ``behind`` holds a gestalt class id in 0..27; the featurizer reserves one more slot.
 NUM_BEHIND_CLASSES = 28
