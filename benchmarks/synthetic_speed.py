@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from s23dr import synthetic
+from s23dr import sampling, synthetic, synthetic_data
 
 
 def one_process(n, world):
-    synthetic.keep_freed_memory()
+    synthetic_data.keep_freed_memory()
     start = time.process_time()
     scenes = [synthetic.generate_scene(0, i, "bench", world) for i in range(n)]
     generate = (time.process_time() - start) / n
@@ -34,7 +34,7 @@ def one_process(n, world):
     for s in (2048, 4096):
         start = time.process_time()
         for scene in scenes:
-            synthetic.sample_scene(scene, s, 0)
+            sampling.sample_scene(scene, s, 0)
         sample[s] = (time.process_time() - start) / n
     points = np.mean([len(scene["source"]) for scene in scenes])
     return generate, sample, points
@@ -47,7 +47,7 @@ def timed_rows(tasks, workers):
         return sum(u.ru_utime + u.ru_stime for u in usage)
 
     cpu, start = cpu_seconds(), time.perf_counter()
-    rows = list(synthetic.generate_rows(tasks, workers=workers))
+    rows = list(synthetic_data.generate_rows(tasks, workers=workers))
     return rows, time.perf_counter() - start, cpu_seconds() - cpu
 
 
@@ -61,7 +61,7 @@ def two_workers(n, world):
 def write(n, world):
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        paths = synthetic.build_dataset(folder, n, 0, points=(2048, 4096), seed=0, workers=2, world=world)
+        paths = synthetic_data.build_dataset(folder, n, 0, points=(2048, 4096), seed=0, workers=2, world=world)
         seconds = time.perf_counter() - start
         size = {s: sum(f.stat().st_size for f in Path(p).rglob("*") if f.is_file()) for s, p in paths.items()}
     return seconds, size
@@ -73,7 +73,7 @@ def coverage(n, world, workers):
     sizes = (512, 1024, 2048, 4096)
     tasks = [(0, "validation", i, sizes, world) for i in range(n)]
     rows, wall, cpu = timed_rows(tasks, workers)
-    means = {s: float(np.mean([synthetic.structural_coverage(r[s]) for r in rows])) for s in sizes}
+    means = {s: float(np.mean([sampling.structural_coverage(r[s]) for r in rows])) for s in sizes}
     edges = float(np.mean([len(r[sizes[0]]["gt_edges"]) for r in rows]))
     return means, edges, wall / n * 1e3, cpu / n * 1e3
 

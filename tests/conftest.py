@@ -45,7 +45,7 @@ def make_scene():
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A tiny synthetic dataset at the smoke profile's point counts (128 and 256)."""
-    from s23dr.synthetic import build_dataset
+    from s23dr.synthetic_data import build_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     build_dataset(root, n_train=32, n_val=8, points=(128, 256), seed=0, workers=1)

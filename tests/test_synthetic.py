@@ -9,7 +9,7 @@ import pytest
 import yaml
 from scipy.spatial import cKDTree
 
-from s23dr import houses, synthetic
+from s23dr import houses, sampling, synthetic, synthetic_data
 from s23dr.schema import (ARRAY_FIELDS, EDGE_CLASS, EDGE_CLASSES, MAX_GT_EDGES, NUM_BEHIND_CLASSES, POINT_CLASS,
                           POINT_CLASSES, POINT_FIELDS, SOURCE_DEPTH, SOURCE_SPARSE, hf_features)
 
@@ -106,7 +106,7 @@ def test_same_seed_gives_identical_arrays(scenes):
     again = synthetic.generate_scene(0, 3, "train")
     for name, value in scenes[3].items():
         assert np.array_equal(np.asarray(value), np.asarray(again[name])), name
-    a, b = synthetic.sample_scene(scenes[3], 1024, 7), synthetic.sample_scene(again, 1024, 7)
+    a, b = sampling.sample_scene(scenes[3], 1024, 7), sampling.sample_scene(again, 1024, 7)
     for name in ARRAY_FIELDS:
         assert a[name].tobytes() == b[name].tobytes(), name
 
@@ -119,8 +119,8 @@ def test_other_seed_split_or_index_gives_another_scene(scenes):
 
 def test_a_scene_does_not_depend_on_the_others_or_on_the_workers(scenes):
     tasks = [(0, "train", i, (512,), synthetic.World()) for i in (5, 2, 9)]
-    for (_, _, i, _, _), rows in zip(tasks, synthetic.generate_rows(tasks, workers=2)):
-        direct = synthetic.sample_scene(scenes[i], 512, 0)
+    for (_, _, i, _, _), rows in zip(tasks, synthetic_data.generate_rows(tasks, workers=2)):
+        direct = sampling.sample_scene(scenes[i], 512, 0)
         for name in ARRAY_FIELDS:
             assert np.array_equal(rows[512][name], direct[name]), (i, name)
 
@@ -128,8 +128,8 @@ def test_a_scene_does_not_depend_on_the_others_or_on_the_workers(scenes):
 def test_a_world_travels_to_the_workers():
     world = synthetic.World.of({"footprints": ["L"], "noise": 0.5, "outliers": 0.0})
     tasks = [(0, "train", i, (256,), world) for i in (1, 4)]
-    for (_, _, i, _, _), rows in zip(tasks, synthetic.generate_rows(tasks, workers=2)):
-        direct = synthetic.sample_scene(synthetic.generate_scene(0, i, "train", world), 256, 0)
+    for (_, _, i, _, _), rows in zip(tasks, synthetic_data.generate_rows(tasks, workers=2)):
+        direct = sampling.sample_scene(synthetic.generate_scene(0, i, "train", world), 256, 0)
         for name in ARRAY_FIELDS:
             assert np.array_equal(rows[256][name], direct[name]), (i, name)
 
@@ -145,7 +145,7 @@ def test_order_ids_are_unique_and_name_the_split():
 
 @pytest.mark.parametrize("n_points", [512, 2048])
 def test_sampled_row_has_every_field_with_its_dtype_and_shape(scenes, n_points):
-    row = synthetic.sample_scene(scenes[0], n_points, 0)
+    row = sampling.sample_scene(scenes[0], n_points, 0)
     assert set(row) == set(ARRAY_FIELDS) | {"order_id"}
     for name, (dtype, shape) in ARRAY_FIELDS.items():
         value = np.asarray(row[name])
@@ -162,7 +162,7 @@ def test_sampled_row_has_every_field_with_its_dtype_and_shape(scenes, n_points):
 def test_padding_repeats_the_last_valid_point(scenes):
     scene = scenes[1]
     n_points = len(scene["source"]) + 50
-    row = synthetic.sample_scene(scene, n_points, 0)
+    row = sampling.sample_scene(scene, n_points, 0)
     n_valid = len(scene["source"])
     assert row["mask"].sum() == n_valid and row["mask"][:n_valid].all()
     for name in POINT_FIELDS:
@@ -172,7 +172,7 @@ def test_padding_repeats_the_last_valid_point(scenes):
 
 def test_gt_segments_are_the_normalised_gt_edges(scenes):
     for scene in scenes:
-        row = synthetic.sample_scene(scene, 512, 0)
+        row = sampling.sample_scene(scene, 512, 0)
         v, e = row["gt_vertices"], row["gt_edges"]
         assert 1 <= len(e) <= MAX_GT_EDGES and e.min() >= 0 and e.max() < len(v)
         assert len(row["gt_edge_classes"]) == len(e) and row["gt_edge_classes"].max() < len(EDGE_CLASSES)
@@ -182,7 +182,7 @@ def test_gt_segments_are_the_normalised_gt_edges(scenes):
 
 def test_normalisation_inverts_to_the_fused_points_around_the_house(scenes):
     for scene in scenes:
-        row = synthetic.sample_scene(scene, 2048, 0)
+        row = sampling.sample_scene(scene, 2048, 0)
         xyz = row["xyz_norm"][row["mask"]] * row["scale"] + row["center"]
         distance, _ = cKDTree(scene["xyz"]).query(xyz)
         assert distance.max() < 1e-5 * row["scale"] * 10
@@ -209,7 +209,7 @@ def test_normalisation_ignores_outliers():
 
 def test_three_sparse_points_to_one_depth_point(scenes):
     for scene in scenes[:4]:
-        row = synthetic.sample_scene(scene, 2048, 0)
+        row = sampling.sample_scene(scene, 2048, 0)
         source = row["source"][row["mask"]]
         assert (source == SOURCE_SPARSE).sum() == 1536 and (source == SOURCE_DEPTH).sum() == 512
 
@@ -219,16 +219,16 @@ def test_a_short_source_is_filled_from_the_other(scenes):
     keep = np.flatnonzero(scene["source"] == SOURCE_SPARSE)[:100]
     keep = np.concatenate([keep, np.flatnonzero(scene["source"] == SOURCE_DEPTH)])
     short = {k: (v[keep] if k in POINT_FIELDS or k == "xyz" else v) for k, v in scene.items()}
-    row = synthetic.sample_scene(short, 1024, 0)
+    row = sampling.sample_scene(short, 1024, 0)
     assert (row["source"] == SOURCE_SPARSE).sum() == 100 and row["mask"].all()
 
 
 def test_vertex_classes_are_kept_first_then_edges(scenes):
     scene = scenes[2]
-    row = synthetic.sample_scene(scene, 512, 0)
+    row = sampling.sample_scene(scene, 512, 0)
     for source in (SOURCE_SPARSE, SOURCE_DEPTH):
-        cloud_tier = synthetic.TIER[scene["class_id"][scene["source"] == source]]
-        kept = synthetic.TIER[row["class_id"][row["mask"] & (row["source"] == source)]]
+        cloud_tier = sampling.TIER[scene["class_id"][scene["source"] == source]]
+        kept = sampling.TIER[row["class_id"][row["mask"] & (row["source"] == source)]]
         # whatever tier was reached, every point of a better tier was taken
         for tier in range(kept.max()):
             assert (kept == tier).sum() == (cloud_tier == tier).sum(), (source, tier)
@@ -237,10 +237,10 @@ def test_vertex_classes_are_kept_first_then_edges(scenes):
 def test_larger_samples_contain_smaller_ones_and_cover_more(scenes):
     coverage = {512: [], 2048: [], 4096: []}
     for scene in scenes:
-        rows = {s: synthetic.sample_scene(scene, s, 0) for s in coverage}
+        rows = {s: sampling.sample_scene(scene, s, 0) for s in coverage}
         assert point_set(rows[512]) <= point_set(rows[2048]) <= point_set(rows[4096])
         for s, row in rows.items():
-            coverage[s].append(synthetic.structural_coverage(row))
+            coverage[s].append(sampling.structural_coverage(row))
         assert coverage[512][-1] <= coverage[2048][-1] <= coverage[4096][-1]
     assert np.mean(coverage[512]) < np.mean(coverage[2048]) < np.mean(coverage[4096])
 
@@ -254,9 +254,9 @@ def test_structural_coverage_counts_edge_length_near_structural_points():
                               POINT_CLASSES.index("roof")], np.uint8),
         "mask": np.array([True, True, True]),
     }
-    assert synthetic.structural_coverage(row) == pytest.approx(0.2 - 0.2 * (1 - np.sqrt(0.21) / 0.5) / 2, abs=0.01)
+    assert sampling.structural_coverage(row) == pytest.approx(0.2 - 0.2 * (1 - np.sqrt(0.21) / 0.5) / 2, abs=0.01)
     row["mask"] = np.array([False, False, True])
-    assert synthetic.structural_coverage(row) == 0.0
+    assert sampling.structural_coverage(row) == 0.0
 
 
 def test_line_labels_sit_on_gt_edges_of_their_class(scenes):
@@ -278,7 +278,7 @@ def test_line_labels_sit_on_gt_edges_of_their_class(scenes):
 
 def test_the_sparse_cloud_is_denser_on_roof_lines(scenes):
     """COLMAP-like: far more sparse points per unit of GT edge length than depth points."""
-    line_classes = synthetic.TIER[np.arange(len(POINT_CLASSES))] <= 1
+    line_classes = sampling.TIER[np.arange(len(POINT_CLASSES))] <= 1
     sparse_share = np.mean([line_classes[s["class_id"][s["source"] == SOURCE_SPARSE]].mean() for s in scenes])
     depth_share = np.mean([line_classes[s["class_id"][s["source"] == SOURCE_DEPTH]].mean() for s in scenes])
     assert sparse_share > 2 * depth_share
@@ -348,7 +348,7 @@ def test_default_world_reproduces_todays_scenes(scenes):
     assert [(s["footprint"], s["roof"]) for s in scenes] == TODAY["houses"]
     np.testing.assert_allclose([len(s["source"]) for s in scenes], TODAY["points"], rtol=2e-3)
     for n_points, expected in TODAY["coverage"].items():
-        mean = np.mean([synthetic.structural_coverage(synthetic.sample_scene(s, n_points, 0)) for s in scenes])
+        mean = np.mean([sampling.structural_coverage(sampling.sample_scene(s, n_points, 0)) for s in scenes])
         assert mean == pytest.approx(expected, abs=0.01), n_points
     explicit = synthetic.generate_scene(0, 3, "train", dataclasses.asdict(synthetic.World()))
     for name, value in scenes[3].items():
@@ -363,7 +363,7 @@ def test_the_easy_world_has_smaller_wireframes_and_covers_more(scenes):
     coverage = {}
     for name, group in (("easy", easy), ("full", scenes)):
         for n_points in (512, 1024):
-            coverage[name, n_points] = np.mean([synthetic.structural_coverage(synthetic.sample_scene(s, n_points, 0))
+            coverage[name, n_points] = np.mean([sampling.structural_coverage(sampling.sample_scene(s, n_points, 0))
                                                 for s in group])
     assert coverage["easy", 512] > coverage["full", 512] + 0.1 and coverage["easy", 1024] > coverage["full", 1024]
     assert coverage["easy", 512] < coverage["easy", 1024]  # the point count still matters
@@ -461,14 +461,14 @@ def test_a_bad_world_is_one_line_naming_the_key():
     with pytest.raises(ValueError, match="unknown key 'noize'"):
         synthetic.generate_scene(0, 0, "train", {"noize": 0})
     with pytest.raises(ValueError, match="unknown key 'noize'"):
-        synthetic.build_dataset("unused", 1, 1, world={"noize": 0})
+        synthetic_data.build_dataset("unused", 1, 1, world={"noize": 0})
 
 
 def test_the_command_line_reads_a_world(capsys):
     world = synthetic.parse_world(["roofs=[gable, hip]", "noise=0", "extras=false", "footprints=rect"])
     assert world == synthetic.World(footprints=("rect",), roofs=("gable", "hip"), extras=False, noise=0.0)
     with pytest.raises(SystemExit):
-        synthetic.main(["--world", "noise=0", "noize=1"])
+        synthetic_data.main(["--world", "noise=0", "noize=1"])
     assert "unknown key 'noize'" in capsys.readouterr().err.strip().splitlines()[-1]
     with pytest.raises(ValueError, match="expected key=value"):
         synthetic.parse_world(["noise"])
@@ -480,25 +480,25 @@ def test_the_command_line_reads_a_world(capsys):
 
 def test_bad_arguments_name_what_was_expected(scenes):
     with pytest.raises(ValueError, match="n_points must be a positive int"):
-        synthetic.sample_scene(scenes[0], 0, 0)
+        sampling.sample_scene(scenes[0], 0, 0)
     with pytest.raises(ValueError, match="split must be a non-empty string"):
         synthetic.generate_scene(0, 0, "")
     with pytest.raises(ValueError, match="index must be a non-negative int"):
         synthetic.generate_scene(0, -1, "train")
     with pytest.raises(ValueError, match="points must be positive"):
-        synthetic.build_dataset("unused", 1, 1, points=())
+        synthetic_data.build_dataset("unused", 1, 1, points=())
 
 
 @pytest.mark.parametrize("world", [None, {"roofs": ["hip", "cross_hip"], "noise": 0.3}])
 def test_build_dataset_round_trip(tmp_path, world):
-    paths = synthetic.build_dataset(tmp_path, n_train=3, n_val=2, points=(64, 128), seed=5, workers=2, world=world)
+    paths = synthetic_data.build_dataset(tmp_path, n_train=3, n_val=2, points=(64, 128), seed=5, workers=2, world=world)
     assert paths == {64: tmp_path / "sampled_64", 128: tmp_path / "sampled_128"}
     for s, path in paths.items():
         loaded = datasets.load_from_disk(str(path))
         assert {k: len(v) for k, v in loaded.items()} == {"train": 3, "validation": 2}
         assert loaded["train"].features == hf_features()
         row = loaded["validation"].with_format("numpy")[1]
-        expected = synthetic.sample_scene(synthetic.generate_scene(5, 1, "validation", world), s, 5)
+        expected = sampling.sample_scene(synthetic.generate_scene(5, 1, "validation", world), s, 5)
         assert row["order_id"] == expected["order_id"] == "syn-validation-000001"
         for name in ARRAY_FIELDS:
             np.testing.assert_array_equal(np.asarray(row[name]), expected[name], err_msg=name)

@@ -22,7 +22,8 @@ from .data import SceneDataset, collate, to_device
 from .inference import autocast, uses_bf16
 from .losses import Criterion
 from .model import Perceiver
-from .synthetic import generate_scene, sample_scene
+from .sampling import sample_scene
+from .synthetic import generate_scene
 from .trainer import compiled, make_optimizer
 
 

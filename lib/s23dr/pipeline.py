@@ -56,14 +56,14 @@ def build_data(profile):
     """Generate the synthetic dataset of a profile unless it is there already, made by the
     same generator with the same sizes (or the profile trains on other data, as `full`
     does on the hub); return its root or None."""
-    from .synthetic import build_dataset
+    from .synthetic_data import build_dataset
 
     params = load_params("params/stage1.yaml", profile)
     syn = params["data"]["synthetic"]
     root = Path(syn["root"])
     if not Path(params["data"]["train"]).is_relative_to(root):
         return None
-    stamp = json.dumps({**syn, "generator": source_hash("synthetic")}, sort_keys=True)
+    stamp = json.dumps({**syn, "generator": source_hash("synthetic_data")}, sort_keys=True)
     wanted = [p for p in synthetic_points(profile)
               if not (root / f"sampled_{p}" / "dataset_dict.json").is_file()
               or not (root / f"sampled_{p}" / "synthetic.json").is_file()

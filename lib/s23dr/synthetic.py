@@ -1,10 +1,11 @@
 """Synthetic S23DR scenes: procedural houses, their exact roof wireframe and a simulated
-multi-view fused point cloud, sampled into the schema of the real data (`schema.py`; the book, Introduction: the data).
+multi-view fused point cloud, with the per-point fields of the schema of the real data
+(`schema.py`; the book, Introduction: the data, and The synthetic dataset).
 
 This is the project's default data when the hub is out of reach. One scene, top to bottom:
 
 1. `houses.random_house`: footprint, roof, wireframe (metres, Y up, house-local frame).
-2. Surroundings: ground, trees and bushes (occluders) and 3-8 cameras, street level or
+2. `Surroundings`: ground, trees and bushes (occluders) and 3-8 cameras, street level or
    raised, on an arc that may leave a side of the house unseen.
 3. Candidate surface points: a *sparse* pool (COLMAP-like: clumped along the roof lines,
    piled up at corners) and a *depth* pool (uniform on surfaces, thinned where the best
@@ -22,16 +23,9 @@ This is the project's default data when the hub is out of reach. One scene, top 
 6. `center`/`scale` from all depth points of the cloud (median, MAD filter k=2.5, 2.5..97.5
    percentile box; scale = its diagonal), so every S shares one normalisation.
 
-`sample_scene` then draws S points by the priority tiers with the 3:1 sparse:depth quota.
-Its random order within a tier does not depend on S, so a larger S takes a superset of the
-points of a smaller one, and `structural_coverage` can only grow with S.
-
-Structural coverage (our definition): the fraction of GT edge length (metres) lying within
-`radius` (0.5 m, the metric's threshold) of a valid sampled point whose class is a vertex
-or roof-edge class (tiers 0 and 1). A fused cloud holds several thousand such points, many
-piled at corners or in dense clumps, so 2048 points (1536 sparse) cover clearly less than
-4096: about 65% against 72% (512: 46%, 1024: 56%; the seed reports 66% and 74% for the
-real data). `benchmarks/synthetic_speed.py` measures these and the generation speed.
+`sampling.sample_scene` then draws S points of the cloud by the priority tiers, and
+`sampling.structural_coverage` measures how much of the wireframe they keep;
+`synthetic_data.build_dataset` writes the datasets (and is the command line).
 
 The world: `World` (params `data.synthetic.world`) sets the difficulty; its defaults are the
 full difficulty described above, and at them the scenes are exactly those of the generator
@@ -47,26 +41,17 @@ families, `extras` and `occlusion`'s count of trees and bushes change the draws 
 - occlusion: scales trees and bushes (count), the unseen arc of the cameras and the holes' radii (0: none; 0..1).
 - label_errors: scales the segmentation's missed stretches and corners and the wrong-vote chance (0: true labels; 0..1).
 - outliers: scales the share of sparse outliers and of depth flying pixels kept (0: none; 0..1).
-
-Command line: ``python -m s23dr.synthetic --out data/synthetic --train 4000 --val 256
---points 512 1024 2048 4096 --seed 0 [--world noise=0.5 roofs=[gable,hip] ...]``.
 """
 
-import argparse
-import ctypes
 import dataclasses
-import multiprocessing
 import zlib
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import yaml
-from scipy.spatial import cKDTree
 
 from . import houses
 from .schema import (ARRAY_FIELDS, EDGE_CLASSES, NUM_BEHIND_CLASSES, POINT_CLASS,
-                     POINT_CLASSES, SOURCE_DEPTH, SOURCE_SPARSE, hf_features)
+                     POINT_CLASSES, SOURCE_DEPTH, SOURCE_SPARSE)
 
 #: Our simulated gestalt label set (the ids of `behind` and of `visible_id` when `visible_src` is 1).
 GESTALT_CLASSES = (
@@ -87,10 +72,6 @@ VISIBLE_NONE, VISIBLE_GESTALT, VISIBLE_OCCLUDER = 0, 1, 2
 
 #: Class of a stray vote: mostly the big surface classes, rarely a line or corner class.
 STRAY_VOTE = np.array([0.01] * 10 + [0.35, 0.35, 0.2])
-
-#: Sampling priority tier of each point class (the book, The synthetic dataset).
-TIER = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4], dtype=np.int64)
-STRUCTURAL_CLASSES = np.flatnonzero(TIER <= 1)
 
 #: Point class of the points along an edge of each GT edge class.
 EDGE_POINT_CLASS = np.array([POINT_CLASS[{"cornice_return": "eave", "cornice_strip": "eave",
@@ -353,8 +334,29 @@ def _line_probes(house):
 # The scene
 
 
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: arrays have no one truth value
+class Surroundings:
+    """What stands around a house and looks at it (`_surroundings`), in its local frame (metres, Y up).
+
+    Trees and bushes are spheres, trees first; the ground is a plan box around the house at y = 0.
+    Every camera looks along its axis and sees within a cone of half-angle arccos(cos_fov).
+    """
+
+    lo: np.ndarray              # [2] float64, (x, z) low corner of the house's plan box (its wings' boxes)
+    hi: np.ndarray              # [2] float64, (x, z) high corner
+    top: float                  # y of the house's highest vertex
+    sphere_centers: np.ndarray  # [K, 3] float64, the trees' and then the bushes' centres
+    sphere_radii: np.ndarray    # [K] float64
+    n_trees: int                # the first n_trees spheres are trees, the others bushes
+    cams: np.ndarray            # [V, 3] float64, camera positions
+    axis: np.ndarray            # [V, 3] float64, unit viewing directions
+    cos_fov: np.ndarray         # [V] float64, cosine of each camera's half field of view (28..40 degrees)
+    ground_lo: np.ndarray       # [2] float64, (x, z) low corner of the ground
+    ground_hi: np.ndarray       # [2] float64, (x, z) high corner
+
+
 def _surroundings(rng, house, occlusion):
-    """Trees, bushes, ground extent and cameras around the house (local frame).
+    """Trees, bushes, ground extent and cameras around the house (local frame): a `Surroundings`.
 
     `occlusion` scales the number of trees and bushes (rounded down) and the part of the
     circle around the house that the cameras' arc leaves out (0: a full circle).
@@ -391,17 +393,16 @@ def _surroundings(rng, house, occlusion):
     height = np.where(rng.random(n_views) < 0.3, rng.uniform(5, 15, n_views), rng.uniform(1.6, 2.5, n_views))
     cams = np.column_stack([centre[0] + distance * np.cos(azimuth), height, centre[1] + distance * np.sin(azimuth)])
     target = np.array([centre[0], top * 0.5, centre[1]]) + rng.normal(0, 1.0, (n_views, 3))
-    return {
-        "lo": lo, "hi": hi, "top": top,
-        "spheres": (np.vstack([trees, bushes]), np.concatenate([tree_r, bush_r])),
-        "n_trees": n_trees,
-        "cams": cams, "axis": _unit(target - cams),
-        "cos_fov": np.cos(np.radians(rng.uniform(28, 40, n_views))),
-        "ground": (lo - rng.uniform(2, 6), hi + rng.uniform(2, 6)),
-    }
+    cos_fov = np.cos(np.radians(rng.uniform(28, 40, n_views)))
+    ground_lo = lo - rng.uniform(2, 6)
+    ground_hi = hi + rng.uniform(2, 6)
+    return Surroundings(lo=lo, hi=hi, top=top,
+                        sphere_centers=np.vstack([trees, bushes]), sphere_radii=np.concatenate([tree_r, bush_r]),
+                        n_trees=n_trees, cams=cams, axis=_unit(target - cams), cos_fov=cos_fov,
+                        ground_lo=ground_lo, ground_hi=ground_hi)
 
 
-def _candidates(rng, house, env, n_sparse, n_depth, noise):
+def _candidates(rng, house, surroundings, n_sparse, n_depth, noise):
     """Candidate points of both pools, and the line probes (`_line_probes`).
 
     The candidates: a dict of xyz [M,3], normal, kind, source, window flags, depth below the
@@ -414,14 +415,14 @@ def _candidates(rng, house, env, n_sparse, n_depth, noise):
     (rarely sampled: they come last in the priority tiers). Each surface's points are drawn
     once for both pools and split between the sources at random.
     """
-    centers, radii = env["spheres"]
+    centers, radii = surroundings.sphere_centers, surroundings.sphere_radii
     sparse_share = {"roof": 0.13, "wall": 0.08, "ground": 0.02, "tree": 0.03}
     depth_share = {"roof": 0.22, "wall": 0.28, "ground": 0.07, "tree": 0.07}
     count = {part: int(n_sparse * sparse_share[part] + n_depth * depth_share[part]) for part in sparse_share}
     xyz, normal, kind, window, below_roof = {}, {}, {}, {}, {}
     xyz["roof"], normal["roof"] = _roof_points(rng, house, count["roof"])
     xyz["wall"], normal["wall"], window["wall"], below_roof["wall"] = _wall_points(rng, house, count["wall"])
-    g0, g1 = env["ground"]
+    g0, g1 = surroundings.ground_lo, surroundings.ground_hi
     xz = g0 + rng.random((count["ground"], 2)) * (g1 - g0)
     xz = xz[np.isinf(houses.roof_height(house.wings, xz)[0])]  # not under the house
     xyz["ground"] = np.column_stack([xz[:, 0], rng.normal(0, 0.03, len(xz)) * noise, xz[:, 1]])
@@ -429,7 +430,7 @@ def _candidates(rng, house, env, n_sparse, n_depth, noise):
     kind.update(roof=ROOF, wall=WALL, ground=GROUND)
     if len(radii):
         xyz["tree"], normal["tree"], which = _sphere_points(rng, centers, radii, count["tree"], 0.3)
-        kind["tree"] = np.where(which < env["n_trees"], TREE, BUSH)
+        kind["tree"] = np.where(which < surroundings.n_trees, TREE, BUSH)
     if house.chimney is not None:  # split like the roof
         xyz["chimney"], normal["chimney"] = _chimney_points(rng, house, count["roof"] // 50)
         kind["chimney"], sparse_share["chimney"], count["chimney"] = CHIMNEY, sparse_share["roof"], count["roof"]
@@ -460,18 +461,18 @@ def _candidates(rng, house, env, n_sparse, n_depth, noise):
     }, probes
 
 
-def _views(cand, probes, env, house):
+def _views(cand, probes, surroundings, house):
     """`_visibility` of every candidate (with the number of views that see it instead of which);
     points on roof lines take their probe's, computed once."""
     surface = cand["probe"] < 0
     xyz, normal = (np.concatenate([cand[name][surface], probes[name]]) for name in ("xyz", "normal"))
     kind = np.concatenate([cand["kind"][surface], np.full(len(probes["xyz"]), EDGE)])
-    seen, n_hidden, frontal, best = _visibility(xyz, normal, kind, env, house)
+    seen, n_hidden, frontal, best = _visibility(xyz, normal, kind, surroundings, house)
     index = np.where(surface, np.cumsum(surface) - 1, surface.sum() + cand["probe"])
     return seen.sum(0)[index], n_hidden[index], frontal[index], best[index]
 
 
-def _visibility(xyz, normal, kind, env, house):
+def _visibility(xyz, normal, kind, surroundings, house):
     """Which views see each point: seen [V, M], in how many views a tree or bush hides it [M],
     the cosine of its most frontal view's incidence [M] (grazing views sample a surface
     thinly) and that view [M] (a depth point's depth map; the ray of a sparse point's noise).
@@ -483,19 +484,20 @@ def _visibility(xyz, normal, kind, env, house):
     """
     f32 = np.float32
     p, normal = xyz.astype(f32), normal.astype(f32)
-    cams, axis = env["cams"].astype(f32), env["axis"].astype(f32)
+    cams, axis = surroundings.cams.astype(f32), surroundings.axis.astype(f32)
+    cos_fov = surroundings.cos_fov.astype(f32)
     cam_p = _dots(cams, p)  # [V, M]
     q = np.einsum("mk,mk->m", p, p) - cam_p  # (p - cam) . p
     dist2 = np.maximum(q - cam_p + np.einsum("vk,vk->v", cams, cams)[:, None], f32(1e-6))
     dist = np.sqrt(dist2)
     cos_incidence = (_dots(cams, normal) - np.einsum("mk,mk->m", normal, p)) / dist
-    in_view = _dots(axis, p) - np.einsum("vk,vk->v", cams, axis)[:, None] > env["cos_fov"].astype(f32)[:, None] * dist
+    in_view = _dots(axis, p) - np.einsum("vk,vk->v", cams, axis)[:, None] > cos_fov[:, None] * dist
     looked_at = (cos_incidence > 0.05) & in_view
     hidden = np.zeros_like(looked_at)
     # a sphere (c, r) hides p from a camera if, with A = (c - p) . (cam - p), 0 < A < |cam - p|^2
     # and the ray passes within r of c: |c - p|^2 - A^2 / |cam - p|^2 < r^2. When every
     # camera is above the sphere's top, only points below its top can be behind it (bushes).
-    for c, r in zip(*(x.astype(f32) for x in env["spheres"])):
+    for c, r in zip(surroundings.sphere_centers.astype(f32), surroundings.sphere_radii.astype(f32)):
         top = c[1] + r
         cols = np.flatnonzero(p[:, 1] < top) if (cams[:, 1] > top).all() else slice(None)
         a = q[:, cols] + (_dots(cams, c[None]) - _dots(c[None], p[cols]))
@@ -504,8 +506,8 @@ def _visibility(xyz, normal, kind, env, house):
     # ground, trees and bushes behind the house's main box are hidden by it (slab test)
     outside = np.flatnonzero(~np.isin(kind, HOUSE_KINDS))
     if len(outside):
-        lo = (env["lo"][0], 0.0, env["lo"][1])
-        hi = (env["hi"][0], house.vertices[:, 1].min(), env["hi"][1])
+        lo = (surroundings.lo[0], 0.0, surroundings.lo[1])
+        hi = (surroundings.hi[0], house.vertices[:, 1].min(), surroundings.hi[1])
         enter = np.full((len(cams), len(outside)), -np.inf, f32)
         leave = np.full((len(cams), len(outside)), np.inf, f32)
         for k in range(3):
@@ -612,20 +614,21 @@ def generate_scene(seed, index, split, world=None):
     world = World.of(world)
     rng = scene_rng(seed, index, split)
     house = houses.random_house(rng, footprints=world.footprints, roofs=world.roofs, extras=world.extras)
-    env = _surroundings(rng, house, world.occlusion)
+    surroundings = _surroundings(rng, house, world.occlusion)
 
     # what the cameras see: sparse points need two views (triangulation), depth points one,
     # thinned by the incidence of their most frontal view
     n_sparse = np.exp(rng.uniform(np.log(5000), np.log(25000)))  # the feature yield varies by scene
-    cand, probes = _candidates(rng, house, env, int(n_sparse), int(rng.uniform(6000, 10000)), world.noise)
-    n_seen, n_hidden, frontal, view = _views(cand, probes, env, house)
+    cand, probes = _candidates(rng, house, surroundings, int(n_sparse), int(rng.uniform(6000, 10000)), world.noise)
+    n_seen, n_hidden, frontal, view = _views(cand, probes, surroundings, house)
     keep = np.where(cand["source"] == SOURCE_SPARSE, n_seen >= 2, rng.random(len(n_seen)) < frontal)
     keep &= ~_holes(rng, cand["xyz"], cand["source"], house, world.occlusion)
     cand = {k: v[keep] for k, v in cand.items() if k not in ("normal", "probe")}
-    fields = _labels(rng, house, env, cand, n_seen[keep], n_hidden[keep], world.label_errors)
+    fields = _labels(rng, house, surroundings, cand, n_seen[keep], n_hidden[keep], world.label_errors)
 
-    xyz = _add_noise(rng, cand["xyz"], cand["source"], view[keep], n_seen[keep], env, world.noise, world.outliers)
-    xyz, fields = _add_outliers(rng, xyz, fields, env, world.outliers)
+    xyz = _add_noise(rng, cand["xyz"], cand["source"], view[keep], n_seen[keep], surroundings,
+                     world.noise, world.outliers)
+    xyz, fields = _add_outliers(rng, xyz, fields, surroundings, world.outliers)
 
     # world frame: a yaw about Y and a position
     yaw = rng.uniform(0, 2 * np.pi)
@@ -663,7 +666,7 @@ def _holes(rng, xyz, source, house, occlusion):
     return ((d2 < radius[:, None] ** 2) & (pool[:, None] == source)).any(0)
 
 
-def _labels(rng, house, env, cand, n_seen, n_hidden, label_errors):
+def _labels(rng, house, surroundings, cand, n_seen, n_hidden, label_errors):
     """The per-point label fields of the schema for the kept candidates.
 
     class_id and vote_frac come from per-view votes around the true label (`label_errors`
@@ -687,7 +690,7 @@ def _labels(rng, house, env, cand, n_seen, n_hidden, label_errors):
     is_house = np.isin(kind, HOUSE_KINDS)
     behind[~is_house] = GESTALT["unclassified"]
     vegetation = np.flatnonzero((kind == TREE) | (kind == BUSH))
-    behind[vegetation] = _behind_occluder(cand["xyz"][vegetation], env, house, material)
+    behind[vegetation] = _behind_occluder(cand["xyz"][vegetation], surroundings, house, material)
     hidden_more = is_house & (n_hidden > n_seen)  # most views saw a tree or bush in front
     visible = is_house & ~hidden_more
     visible_id = np.select([visible, hidden_more, kind == TREE, kind == BUSH],
@@ -701,11 +704,11 @@ def _labels(rng, house, env, cand, n_seen, n_hidden, label_errors):
     }
 
 
-def _behind_occluder(xyz, env, house, material):
+def _behind_occluder(xyz, surroundings, house, material):
     """Gestalt class behind vegetation points, seen from the mean camera: roof, wall or nothing."""
-    view = _unit(xyz - env["cams"].mean(0)) + 1e-12
-    lo = np.array([env["lo"][0], 0.0, env["lo"][1]])
-    hi = np.array([env["hi"][0], env["top"], env["hi"][1]])
+    view = _unit(xyz - surroundings.cams.mean(0)) + 1e-12
+    lo = np.array([surroundings.lo[0], 0.0, surroundings.lo[1]])
+    hi = np.array([surroundings.hi[0], surroundings.top, surroundings.hi[1]])
     t0, t1 = (lo - xyz) / view, (hi - xyz) / view
     enter, leave = np.minimum(t0, t1).max(-1), np.maximum(t0, t1).min(-1)
     hit = (enter < leave) & (leave > 0)
@@ -713,17 +716,17 @@ def _behind_occluder(xyz, env, house, material):
     return np.where(hit, np.where(y > house.vertices[:, 1].min(), GESTALT["roof"], material), GESTALT["unclassified"])
 
 
-def _add_noise(rng, xyz, source, view, n_seen, env, noise, outliers):
+def _add_noise(rng, xyz, source, view, n_seen, surroundings, noise, outliers):
     """Sparse: isotropic noise plus as much again along the ray, larger with fewer views, with
     a heavy tail. Depth: a per-view depth-scale bias along the ray plus isotropic noise, and
     a few flying pixels slid toward their camera. `noise` scales the noise (0: none),
     `outliers` the share of flying pixels."""
     n = len(xyz)
-    to_cam = env["cams"][view] - xyz
+    to_cam = surroundings.cams[view] - xyz
     sparse = source == SOURCE_SPARSE
     sigma = np.exp(rng.uniform(np.log(0.03), np.log(0.25))) * (1 + 1.5 / n_seen) * np.where(rng.random(n) < 0.07, 3, 1)
     sigma = sigma * noise
-    depth_bias = rng.normal(0, rng.uniform(0.01, 0.04), len(env["cams"]))[view] * noise
+    depth_bias = rng.normal(0, rng.uniform(0.01, 0.04), len(surroundings.cams))[view] * noise
     isotropic = np.where(sparse, sigma, rng.uniform(0.03, 0.15) * noise)
     along = np.where(sparse, rng.normal(size=n) * sigma / np.linalg.norm(to_cam, axis=1), -depth_bias)
     out = xyz + rng.normal(size=(n, 3)) * isotropic[:, None] + to_cam * along[:, None]
@@ -732,17 +735,17 @@ def _add_noise(rng, xyz, source, view, n_seen, env, noise, outliers):
     slide = rng.uniform(0.02, 0.25, (len(flying), 1))  # drawn for all: the stream goes on alike at any `outliers`
     kept = u[flying] < rate * outliers
     flying, slide = flying[kept], slide[kept]
-    out[flying] += (env["cams"][view[flying]] - out[flying]) * slide
+    out[flying] += (surroundings.cams[view[flying]] - out[flying]) * slide
     return out
 
 
-def _add_outliers(rng, xyz, fields, env, outliers):
+def _add_outliers(rng, xyz, fields, surroundings, outliers):
     """Sparse outliers: uniform in a box around the house, with unreliable random labels.
 
     `outliers` is the share of them kept (all are drawn: the random stream goes on alike)."""
     n = int((fields["source"] == SOURCE_SPARSE).sum() * rng.uniform(0.01, 0.06))
-    lo = np.array([env["lo"][0], 0.0, env["lo"][1]]) - 3
-    hi = np.array([env["hi"][0], env["top"], env["hi"][1]]) + 3
+    lo = np.array([surroundings.lo[0], 0.0, surroundings.lo[1]]) - 3
+    hi = np.array([surroundings.hi[0], surroundings.top, surroundings.hi[1]]) + 3
     extra = {
         "class_id": rng.integers(0, len(POINT_CLASSES), n), "source": np.full(n, SOURCE_SPARSE),
         "behind": rng.integers(0, NUM_BEHIND_CLASSES, n), "visible_src": np.full(n, VISIBLE_NONE),
@@ -768,205 +771,3 @@ def normalisation(depth_xyz, k=2.5):
     inlier = (deviation <= k * np.maximum(np.median(deviation, axis=1, keepdims=True), 1e-6)).all(0)
     lo, hi = np.percentile(columns[:, inlier], [2.5, 97.5], axis=1)
     return ((lo + hi) / 2).astype(np.float32), np.float32(np.linalg.norm(hi - lo))
-
-
-# ---------------------------------------------------------------------------------------
-# Sampling to S points, and the coverage it keeps
-
-
-def sample_scene(scene, n_points, seed):
-    """One row in schema form (plus order_id): n_points points by priority tier, 3:1 sparse:depth.
-
-    Within a source, points go by tier (0 vertex classes .. 4 non-house) and then by a
-    random key drawn from (seed, order_id) alone, so the sample at a larger n_points contains
-    the one at a smaller n_points. A source that runs short is filled from the other.
-    Fewer points than n_points: padded by repeating the last valid index, mask False.
-    """
-    return _sample(scene, n_points, seed, _priority_order(scene, seed))
-
-
-def _priority_order(scene, seed):
-    """Indices of the sparse and of the depth points, each in sampling order."""
-    key = np.random.default_rng([int(seed), zlib.crc32(scene["order_id"].encode())]).random(len(scene["source"]))
-    order = np.argsort(TIER[scene["class_id"]] + key)  # by tier, then by key (< 1)
-    sparse = scene["source"][order] == SOURCE_SPARSE
-    return order[sparse], order[~sparse]
-
-
-def _sample(scene, n_points, seed, order):
-    if not (isinstance(n_points, (int, np.integer)) and n_points > 0):
-        raise ValueError(f"n_points must be a positive int, got {n_points!r}")
-    sparse, depth = order
-    n_sparse = min(len(sparse), max(n_points * 3 // 4, n_points - len(depth)))
-    n_depth = min(len(depth), n_points - n_sparse)
-    chosen = np.concatenate([sparse[:n_sparse], depth[:n_depth]])
-    if len(chosen) == 0:
-        raise ValueError(f"scene {scene['order_id']}: no points to sample")
-    shuffle = np.random.default_rng([int(seed), zlib.crc32(scene["order_id"].encode()), int(n_points)])
-    chosen = shuffle.permutation(chosen)  # so that the order within a row tells nothing
-    take = np.concatenate([chosen, np.full(n_points - len(chosen), chosen[-1])])
-    center, scale = scene["center"], scene["scale"]
-    row = {"order_id": scene["order_id"], "xyz_norm": ((scene["xyz"][take] - center) / scale).astype(np.float32)}
-    for name in ("class_id", "source", "behind", "visible_src", "visible_id", "n_views_voted", "vote_frac"):
-        row[name] = scene[name][take]
-    row["mask"] = np.arange(n_points) < len(chosen)
-    row["center"], row["scale"] = center, scale
-    row["gt_vertices"], row["gt_edges"] = scene["gt_vertices"], scene["gt_edges"]
-    vertices = scene["gt_vertices"].astype(np.float64)
-    row["gt_segments"] = ((vertices[scene["gt_edges"]] - center) / scale).astype(np.float32)
-    row["gt_edge_classes"] = scene["gt_edge_classes"]
-    return row
-
-
-def structural_coverage(row, radius=0.5):
-    """Fraction of GT edge length within `radius` metres of a sampled vertex- or edge-class point."""
-    mask = np.asarray(row["mask"], bool)
-    scale, center = float(np.asarray(row["scale"])), np.asarray(row["center"], np.float64)
-    xyz = np.asarray(row["xyz_norm"], np.float64).reshape(-1, 3)[mask] * scale + center
-    structural = xyz[np.isin(np.asarray(row["class_id"])[mask], STRUCTURAL_CLASSES)]
-    vertices = np.asarray(row["gt_vertices"], np.float64).reshape(-1, 3)
-    edges = np.asarray(row["gt_edges"], np.int64).reshape(-1, 2)
-    if len(edges) == 0:
-        raise ValueError(f"scene {row.get('order_id')}: structural coverage needs GT edges, found none")
-    if len(structural) == 0:
-        return 0.0
-    a, b = vertices[edges[:, 0]], vertices[edges[:, 1]]
-    length = np.linalg.norm(b - a, axis=1)
-    steps = np.maximum(np.ceil(length / (radius / 5)).astype(int), 1)
-    edge = np.repeat(np.arange(len(edges)), steps)
-    t = (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps) + 0.5) / steps[edge]
-    probes = a[edge] + t[:, None] * (b - a)[edge]
-    distance, _ = cKDTree(structural).query(probes, distance_upper_bound=radius)
-    weight = (length / steps)[edge]
-    return float(weight[np.isfinite(distance)].sum() / weight.sum())
-
-
-# ---------------------------------------------------------------------------------------
-# Datasets on disk
-
-
-def scene_rows(task):
-    """(seed, split, index, points, world) -> {S: row}: one fused cloud sampled at every S."""
-    seed, split, index, points, world = task
-    scene = generate_scene(seed, index, split, world)
-    order = _priority_order(scene, seed)
-    return {s: _sample(scene, s, seed, order) for s in points}
-
-
-def keep_freed_memory():
-    """Ask glibc to keep freed memory instead of returning it to the OS.
-
-    The generator allocates many large numpy temporaries; on our VMs the fresh page faults
-    of returned-and-remapped memory cost about a tenth of the run time. No-op without glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
-    libc.mallopt(m_mmap_threshold, 256 << 20)
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-
-def generate_rows(tasks, workers=2, progress=False):
-    """Yield scene_rows(task) for each task in order, computed in `workers` processes."""
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(tasks), disable=not progress, desc="synthetic scenes", unit="scene") as bar:
-        if workers <= 1:
-            for task in tasks:
-                yield scene_rows(task)
-                bar.update()
-            return
-        with multiprocessing.get_context("fork").Pool(workers, initializer=keep_freed_memory) as pool:
-            for rows in pool.imap(scene_rows, tasks, chunksize=8):
-                yield rows
-                bar.update()
-            pool.close()
-            pool.join()
-
-
-def build_dataset(out_dir, n_train, n_val, points=(2048, 4096), seed=0, workers=2, progress=False, world=None):
-    """Write out_dir/sampled_{S} (a DatasetDict: train, validation) for every S; return {S: path}.
-
-    Each scene's fused cloud is generated once (in `workers` processes) and sampled at all S.
-    `world`: the difficulty (`World.of`: a World, a mapping of some of its keys, or None).
-    """
-    import datasets
-
-    points = tuple(int(s) for s in points)
-    if not points or min(points) <= 0:
-        raise ValueError(f"points must be positive point counts, got {points!r}")
-    if n_train < 0 or n_val < 0 or n_train + n_val == 0:
-        raise ValueError(f"n_train and n_val must be non-negative and not both 0, got {n_train}, {n_val}")
-    world = World.of(world)
-    splits = {"train": n_train, "validation": n_val}
-    tasks = [(seed, split, i, points, world) for split, n in splits.items() for i in range(n)]
-    rows = {s: {split: [] for split in splits} for s in points}
-    for (_, split, _, _, _), by_size in zip(tasks, generate_rows(tasks, workers, progress)):
-        for s, row in by_size.items():
-            rows[s][split].append(row)
-    schema = hf_features().arrow_schema
-    paths = {}
-    for s in points:
-        # An explicit fingerprint: `datasets` would otherwise hash the whole table by pickling it.
-        dataset = datasets.DatasetDict({
-            split: datasets.Dataset(_arrow_table(split_rows, schema),
-                                    fingerprint=f"s23dr-synthetic-{seed}-{world.tag()}-{split}-{len(split_rows)}-{s}")
-            for split, split_rows in rows[s].items()})
-        paths[s] = Path(out_dir) / f"sampled_{s}"
-        dataset.save_to_disk(str(paths[s]))
-    return paths
-
-
-def _arrow_table(rows, schema):
-    """Rows as the arrow table `Dataset.from_dict(..., features=hf_features())` would build,
-    made directly from the numpy arrays (about ten times faster)."""
-    if not rows:
-        return schema.empty_table()
-    columns = []
-    for field in schema:
-        values = [row[field.name] for row in rows]
-        storage = getattr(field.type, "storage_type", field.type)  # Array2D/3D: nested lists inside
-        if not pa.types.is_list(storage):
-            columns.append(pa.array(values, type=field.type))
-            continue
-        leaf = storage
-        while pa.types.is_list(leaf):
-            leaf = leaf.value_type
-        nested = pa.array(np.concatenate([np.ravel(v) for v in values]), type=leaf)
-        for size in reversed(np.shape(values[0])[1:]):  # fixed trailing axes, innermost first
-            nested = pa.ListArray.from_arrays(pa.array(np.arange(0, len(nested) + 1, size, dtype=np.int32)), nested)
-        offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
-        nested = pa.ListArray.from_arrays(pa.array(offsets), nested)
-        columns.append(nested if storage is field.type else pa.ExtensionArray.from_storage(field.type, nested))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m s23dr.synthetic", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("data/synthetic"), help="output folder")
-    parser.add_argument("--train", type=int, default=4000, help="training scenes")
-    parser.add_argument("--val", type=int, default=256, help="validation scenes")
-    parser.add_argument("--points", type=int, nargs="+", default=[512, 1024, 2048, 4096], help="sample sizes S")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--world", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
-                        help=f"difficulty, e.g. noise=0 roofs=[gable,hip] (keys: {', '.join(WORLD_KEYS)})")
-    args = parser.parse_args(argv)
-    try:
-        world = parse_world(args.world)
-    except ValueError as err:
-        parser.error(str(err))
-    paths = build_dataset(args.out, args.train, args.val, args.points, args.seed, args.workers, progress=True,
-                          world=world)
-    import datasets
-
-    for s, path in paths.items():
-        validation = datasets.load_from_disk(str(path))["validation"].with_format("numpy")
-        coverage = [structural_coverage(row) for row in validation] if len(validation) else [float("nan")]
-        print(f"{path}: structural coverage (validation, 0.5 m) {np.mean(coverage):.1%}")
-
-
-if __name__ == "__main__":
-    main()
