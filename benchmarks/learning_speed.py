@@ -41,7 +41,7 @@ from s23dr.inference import NO_AUGMENT, first, predict, score_predictions
 from s23dr.losses import Criterion
 from s23dr.matcher import matched_mass_at_cost
 from s23dr.model import Perceiver
-from s23dr.trainer import data_uri, init_queries, lr_at, make_optimizer
+from s23dr.loop import data_uri, init_queries, lr_at, make_optimizer
 
 TARGET_HSS = 0.8
 LOW_THRESHOLD = 0.3

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from s23dr import checkpoint, trainer
+from s23dr import checkpoint, loop
 from s23dr.config import load_params
 from s23dr.data import open_dataset
 from s23dr.model import Perceiver
 from s23dr.train import run_stage
-from s23dr.trainer import EpochBatches, MetricsLog, lr_at, train
+from s23dr.loop import EpochBatches, MetricsLog, lr_at, train
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -150,7 +150,7 @@ def test_stages_chain_through_the_runs_directory(synthetic_root, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
-    real = trainer.Criterion
+    real = loop.Criterion
 
     class Exploding(real):
         calls = 0
@@ -162,7 +162,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_p
                 losses["total"] = losses["total"] * float("nan")
             return losses
 
-    monkeypatch.setattr(trainer, "Criterion", Exploding)
+    monkeypatch.setattr(loop, "Criterion", Exploding)
     with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) within steps 4\.\.4 .*step000002.pt"):
         train(smoke("stage1", synthetic_root, "train.ckpt_every=2", "train.eval_every=100"),
               tmp_path / "n", progress=False)
@@ -315,22 +315,22 @@ def test_cpu_precision_picks_the_autocast():
 
 def test_kmeans_query_init_puts_the_anchors_on_the_training_midpoints(synthetic_root):
     params = smoke("stage1", synthetic_root)
-    scenes = open_dataset(trainer.data_uri(params, "train"))
+    scenes = open_dataset(loop.data_uri(params, "train"))
     torch.manual_seed(0)
     model = Perceiver(**params["model"])
     before = model.query_offset.detach().clone()
-    trainer.init_queries(model, scenes, params)  # query_init normal: the seed's offsets stay
+    loop.init_queries(model, scenes, params)  # query_init normal: the seed's offsets stay
     assert torch.equal(model.query_offset, before)
 
     kmeans = {**params, "model": {**params["model"], "query_init": "kmeans"}}
-    trainer.init_queries(model, scenes, kmeans)
+    loop.init_queries(model, scenes, kmeans)
     anchors = model.query_offset.detach()
     mids = np.concatenate([s["gt_segments"].mean(axis=1) for s in scenes])
     radius = np.linalg.norm(mids[:, [0, 2]], axis=1).max()  # augmentation rotates about Y
     assert np.linalg.norm(anchors[:, [0, 2]], axis=1).max() <= radius + 1e-5
     assert mids[:, 1].min() - 1e-5 <= anchors[:, 1].min() and anchors[:, 1].max() <= mids[:, 1].max() + 1e-5
     again = Perceiver(**params["model"])
-    trainer.init_queries(again, scenes, kmeans)
+    loop.init_queries(again, scenes, kmeans)
     assert torch.equal(again.query_offset, model.query_offset)  # seeded by train.seed
 
 
@@ -338,7 +338,7 @@ def test_what_retrains_is_what_a_training_run_imports():
     """The code version hashes the modules `s23dr.train` runs; a module that only presents
     results is not one of them, and the synthetic data's stamp covers the writer's and the generator's."""
     trained = {p.stem for p in checkpoint.imported_modules("train")}
-    assert {"train", "trainer", "model", "losses", "matcher", "data", "features", "config"} <= trained
+    assert {"train", "loop", "model", "losses", "matcher", "data", "features", "config"} <= trained
     assert not trained & {"figures", "report", "pipeline", "bench", "synthetic", "sampling", "synthetic_data"}
     written = {p.stem for p in checkpoint.imported_modules("synthetic_data")}
     assert written == {"synthetic_data", "synthetic", "sampling", "houses", "schema"}

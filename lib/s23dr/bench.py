@@ -24,7 +24,7 @@ from .losses import Criterion
 from .model import Perceiver
 from .sampling import sample_scene
 from .synthetic import generate_scene
-from .trainer import compiled, make_optimizer
+from .loop import compiled, make_optimizer
 
 
 def sync(device):

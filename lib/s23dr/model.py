@@ -143,7 +143,7 @@ class Perceiver(nn.Module):
 
     `query_init`: normal, the seed's query offsets N(0, 0.05) around the centre; kmeans (an
     addition, the book, Method), the trainer then moves them onto the k-means centres of
-    the training set's GT midpoints (`trainer.init_queries`), one anchor per query.
+    the training set's GT midpoints (`loop.init_queries`), one anchor per query.
     `encoder_layers` is accepted and ignored: in the baseline's code it belongs to an older
     plain-transformer variant; its Perceiver runs no self-attention over the point tokens
     (the book, Method: architecture). `pre_encoder_layers` is that optional self-attention, 0 in the seed.

@@ -27,7 +27,7 @@ from .losses import Criterion
 from .model import Perceiver
 from .predict import load_model
 from .train import run_stage, stage_runs
-from .trainer import MetricsLog, data_uri, init_queries, make_optimizer
+from .loop import MetricsLog, data_uri, init_queries, make_optimizer
 
 
 def chdir_root(start=None):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import checkpoint
 from .config import ParamsError, load_params
-from .trainer import MetricsLog, train, upstream_checkpoint
+from .loop import MetricsLog, train, upstream_checkpoint
 
 
 def stage_runs(params, runs_dir):
