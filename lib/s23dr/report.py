@@ -5,7 +5,7 @@ Each stage and ablation notebook is its narrative plus the calls of one `StageRe
 the five pages show the same things the same way and cannot drift apart. The stages a
 page draws beside its own on the step axis come from params alone: the chain of
 `init_from`, and for an ablation the stage file it inherits from (`inherit:`). The seed's
-figures a page quotes come from `params/seed_results.yaml`.
+figures a page quotes come from `params/baseline_results.yaml`.
 """
 
 import json
@@ -80,10 +80,10 @@ def departures(params, path):
     recipe (the same file at `full`): one row per key of RECIPE_GROUPS, ours beside the
     seed's; empty at `full`. Every stage page shows it, so a switch a profile turns on
     (a smaller model, `loss.matching`, an easier world) is never silent."""
-    ours, seed = (checkpoint.flatten(p) for p in (params, load_params(path, "full")))
-    rows = [{"key": key, "this profile": ours.get(key), "seed's recipe": seed.get(key)}
-            for key in sorted(ours.keys() | seed.keys())
-            if key.startswith(RECIPE_GROUPS) and ours.get(key) != seed.get(key)]
+    ours, baseline = (checkpoint.flatten(p) for p in (params, load_params(path, "full")))
+    rows = [{"key": key, "this profile": ours.get(key), "seed's recipe": baseline.get(key)}
+            for key in sorted(ours.keys() | baseline.keys())
+            if key.startswith(RECIPE_GROUPS) and ours.get(key) != baseline.get(key)]
     return pd.DataFrame(rows, columns=["key", "this profile", "seed's recipe"]).set_index("key")
 
 
@@ -214,12 +214,12 @@ def learning_speed_table(folder="benchmarks/results/learning_speed"):
 
 
 
-SEED_RESULTS = "params/seed_results.yaml"
+BASELINE_RESULTS = "params/baseline_results.yaml"
 
 
-def seed_results():
-    """The seed's reported figures (params/seed_results.yaml)."""
-    return yaml.safe_load(open(SEED_RESULTS))
+def baseline_results():
+    """The seed's reported figures (params/baseline_results.yaml)."""
+    return yaml.safe_load(open(BASELINE_RESULTS))
 
 
 def upstream_stages(path, profile):
@@ -244,7 +244,7 @@ class StageReport:
         self.init, self.device, self.seed = init, device, seed
         self.recipe = notebook_params(params, profile, data, seed)
         self.stage = self.recipe["stage"]
-        self.seed_figures = seed_results()
+        self.baseline_figures = baseline_results()
         self.finals, self.minutes, self.shown = None, None, None
         glue("profile", profile, display=False)
 
