@@ -276,8 +276,7 @@ class StageReport:
         if self.shown is None:
             self.shown = {}
             for name in upstream_stages(self.path, self.profile):
-                upstream = notebook_params(Path(self.path).parent / f"{name}.yaml", self.profile,
-                                                    self.data, self.seed)
+                upstream = notebook_params(Path(self.path).parent / f"{name}.yaml", self.profile, self.data, self.seed)
                 self.shown.update(run_metrics(upstream, self.runs))
             self.shown.update(run_metrics(self.recipe, self.runs))
         return self.shown
@@ -303,10 +302,10 @@ class StageReport:
         glue(f"{self.stage}_wireframes", view, display=False)
         return view
 
-    def numbers(self, seed_numbers):
+    def numbers(self, baseline_numbers):
         """The last evaluation's numbers (`summary`), each glued as `<stage>_<key>`,
-        beside the seed's (`seed_numbers`, None where the seed reports none)."""
+        beside the seed's (`baseline_numbers`, None where the seed reports none)."""
         numbers = summary(self.metrics()[self.stage], self.recipe, self.minutes)
         for key, value in numbers.items():
             glue(f"{self.stage}_{key}", value, display=False)
-        return pd.DataFrame({"ours": numbers, "seed": seed_numbers}).style.format(precision=3, na_rep="—")
+        return pd.DataFrame({"ours": numbers, "seed": baseline_numbers}).style.format(precision=3, na_rep="—")
