@@ -41,6 +41,7 @@ from s23dr.inference import NO_AUGMENT, first, predict, score_predictions
 from s23dr.losses import Criterion
 from s23dr.matcher import matched_mass_at_cost
 from s23dr.model import Perceiver
+from s23dr.synthetic import World
 from s23dr.loop import data_uri, init_queries, lr_at, make_optimizer
 
 TARGET_HSS = 0.8
@@ -140,7 +141,10 @@ def main(argv=None):
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         label = args.label or ", ".join(args.set) or "the profile's params"
-        Path(args.out).write_text(json.dumps({"label": label, "profile": args.profile, "scenes": len(scenes),
+        uri = data_uri(params, "train")
+        synthetic = Path(uri).is_relative_to(params["data"]["synthetic"]["root"])
+        world = World.of(params["data"]["synthetic"]["world"]).describe() if synthetic else uri
+        Path(args.out).write_text(json.dumps({"label": label, "profile": args.profile, "scenes": len(scenes), "world": world,
                                               "set": args.set, "threads": torch.get_num_threads(),
                                               "steps_to_target": reached, "rows": rows,
                                               "mass_against_cost": ceiling}, indent=1))

@@ -198,7 +198,7 @@ def test_param_groups_cover_every_parameter_once():
     assert groups["head"]["weight_decay"] == 0.1 and groups["decay"]["weight_decay"] == 0.01
     no_decay = {id(p) for p in groups["no_decay"]["params"]}
     for p in (model.latents, model.queries, model.query_offset, model.tokenizer.class_emb.weight,
-              model.encoder[0].self_attn.attn.log_scale, model.out_norm.weight):
+              model.encoder[0].self_attn.attn.log_scale, model.point_norm.weight):
         assert id(p) in no_decay
     assert all(p.ndim == 2 for p in groups["decay"]["params"])
     torch.optim.AdamW(param_groups(model, 0.01, 0.1), betas=(0.9, 0.95))  # accepted as is

@@ -336,9 +336,10 @@ def surface_distance(house, xyz):
     return best
 
 
-def test_base_yaml_world_is_the_full_difficulty_default():
-    world = yaml.safe_load(open("params/base.yaml"))["data"]["synthetic"]["world"]
-    assert tuple(world) == synthetic.WORLD_KEYS
+def test_params_name_every_world_key_and_full_world_yaml_is_the_full_difficulty_default():
+    for path in ("params/base.yaml", "params/full_world.yaml"):
+        assert tuple(yaml.safe_load(open(path))["data"]["synthetic"]["world"]) == synthetic.WORLD_KEYS, path
+    world = yaml.safe_load(open("params/full_world.yaml"))["data"]["synthetic"]["world"]
     assert synthetic.World.of(world) == synthetic.World() == synthetic.World.of(None)
     assert synthetic.World().footprints == houses.FOOTPRINTS and set(synthetic.World().roofs) == set(houses.ROOFS)
 
@@ -502,3 +503,9 @@ def test_build_dataset_round_trip(tmp_path, world):
         assert row["order_id"] == expected["order_id"] == "syn-validation-000001"
         for name in ARRAY_FIELDS:
             np.testing.assert_array_equal(np.asarray(row[name]), expected[name], err_msg=name)
+
+
+def test_world_describe_names_what_differs_from_full_difficulty():
+    assert synthetic.World().describe() == "full difficulty"
+    easier = synthetic.World.of({"footprints": ["rect"], "roofs": ["gable", "hip"], "extras": False, "noise": 0})
+    assert easier.describe() == "footprints rect; roofs gable, hip; extras off; noise 0"

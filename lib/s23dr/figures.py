@@ -89,6 +89,25 @@ def threshold_sweep(sweeps, confidences, threshold):
     return fig
 
 
+def nearest_errors(errors, threshold):
+    """Share of validation GT segments whose nearest query lies within d metres at both ends,
+    against d, one line per run (errors: {label: array of metres, from report.nearest_errors}).
+    The grey line is the metric's vertex threshold: a segment is scored only left of it."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.3))
+    for i, (label, metres) in enumerate(errors.items()):
+        d = np.sort(np.asarray(metres))
+        ax.step(d, np.arange(1, len(d) + 1) / len(d), where="post", color=f"C{i}", lw=1.2, label=label)
+    ax.axvline(threshold, color="0.45", ls="--", lw=1)
+    ticks = [0.125, 0.25, 0.5, 1, 2, 4, 8, 16]
+    ax.set(xscale="log", xticks=ticks, xticklabels=[f"{t:g}" for t in ticks],
+           xlabel="distance of the nearest query at its farther end (m)",
+           ylabel="share of GT segments", title="how close the nearest query comes to each GT segment", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def data_overview(samples):
     """Class and source shares of the valid points at each sampling; GT vertices and edges
     per scene (the GT does not depend on the sampling: each scene counts once).

@@ -88,7 +88,9 @@ def init_queries(model, scenes, params):
 
 
 def data_uri(params, split):
-    return params["data"][split].format(points=params["data"]["points"])
+    """params data.train or data.val with its {points} and {synthetic_root} filled in."""
+    data = params["data"]
+    return data[split].format(points=data["points"], synthetic_root=data["synthetic"]["root"])
 
 
 def open_split(params, split, progress=True):

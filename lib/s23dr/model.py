@@ -7,7 +7,9 @@ Wiring (the book, Method: architecture), read top to bottom in `Perceiver.forwar
   head: per query, midpoint/direction/length -> two endpoints, and a confidence logit.
 Every block is pre-norm with a residual and dropout on its branch (not on the attention weights,
 which would force SDPA off its fused kernels); output projections start at zero, so at init
-every block is the identity and the model grows from there.
+every block is the identity and the model grows from there. As in the seed's public code, only
+the points pass a norm on their way in: the latents enter the decoder, and the decoder's output
+the head, as they are (a norm at either place made learning slower: the book, Method).
 """
 
 import math
@@ -121,8 +123,8 @@ class FeedForward(nn.Module):
 class Layer(nn.Module):
     """[cross-attention to a context] → self-attention → FFN.
 
-    The context must already be normalised (the points leave the input projection through a norm,
-    the latents through `latent_norm`), so only the query stream is normed inside the block.
+    Only the query stream is normed inside the block; the context enters as it is (the points
+    have passed a norm after the input projection, the latents none), as in the seed's code.
     """
 
     def __init__(self, dim, ff, num_heads, kv_heads_cross, kv_heads_self, qk_norm, dropout, rms_norm,
@@ -172,11 +174,9 @@ class Perceiver(nn.Module):
         self.cross_layers = cross_attn_layers(latent_layers, cross_attn_interval)
         self.latents = nn.Parameter(torch.randn(latent_tokens, hidden) * EMBED_STD)
         self.encoder = nn.ModuleList(layer(cross=i in self.cross_layers) for i in range(latent_layers))
-        self.latent_norm = make_norm(hidden, rms_norm)
 
         self.queries = nn.Parameter(torch.randn(segments, hidden) * EMBED_STD)
         self.decoder = nn.ModuleList(layer(cross=True) for _ in range(decoder_layers))
-        self.out_norm = make_norm(hidden, rms_norm)
 
         # Head: 7 numbers per query (midpoint 3, direction 3, length 1) and a confidence logit.
         self.segment_head = nn.Linear(hidden, 7)
@@ -199,15 +199,13 @@ class Perceiver(nn.Module):
             points = layer(points, self_mask=mask)
         points = self.point_norm(points)
 
-        x = self.latents.expand(points.shape[0], -1, -1)
+        latents = self.latents.expand(points.shape[0], -1, -1)
         for layer in self.encoder:
-            x = layer(x, points, mask)
-        latents = self.latent_norm(x)
+            latents = layer(latents, points, mask)
 
         q = self.queries.expand(points.shape[0], -1, -1)
         for layer in self.decoder:
             q = layer(q, latents)
-        q = self.out_norm(q)
 
         raw = self.segment_head(q).float()
         midpoint = raw[..., :3] + self.query_offset

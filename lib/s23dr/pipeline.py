@@ -5,7 +5,8 @@ profile trains on, executes the notebooks with papermill into `book/executed/`, 
 builds the Jupyter Book into `_build/html` with warnings as errors. A notebook is
 executed again only when its inputs changed: its source, the params, the library or an
 upstream notebook. Training inside the notebooks has its own cache (`train.run_stage`).
-What the notebooks call is `s23dr.report`; `prepare_runs` is the test suite's setup.
+Every stage's runs are trained first, side by side where the recipe allows
+(`prepare_runs`, also the test suite's setup). What the notebooks call is `s23dr.report`.
 """
 
 import argparse
@@ -23,7 +24,7 @@ import torch
 
 from .checkpoint import source_hash
 from .config import load_params
-from .report import train_stage
+from .loop import data_uri
 
 EXECUTED = Path("book/executed")
 PLOTLY_JS = Path("book/_static/plotly.min.js")
@@ -39,11 +40,13 @@ NOTEBOOKS = {
     "stage3": ["stage2"],
     "ablation_4096_scratch": ["stage1"],
     "ablation_high_lr": ["stage2"],
-    "results": ["reproducibility", "stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr"],
+    "full_world": ["stage1"],
+    "results": ["reproducibility", "stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr",
+                "full_world"],
 }
 
 #: The notebooks that train `params/<name>.yaml`, in an order where each upstream stage comes first.
-STAGES = ("stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr")
+STAGES = ("stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr", "full_world")
 
 
 def synthetic_points(profile):
@@ -53,26 +56,34 @@ def synthetic_points(profile):
 
 
 def build_data(profile):
-    """Generate the synthetic dataset of a profile unless it is there already, made by the
-    same generator with the same sizes (or the profile trains on other data, as `full`
-    does on the hub); return its root or None."""
+    """Generate the synthetic datasets the profile's stages train on, each unless it is there
+    already, made by the same generator with the same sizes and world; a stage on other data
+    (as at `full`, the hub) needs none. Returns the roots of the synthetic datasets."""
     from .synthetic_data import build_dataset
 
-    params = load_params("params/stage1.yaml", profile)
-    syn = params["data"]["synthetic"]
-    root = Path(syn["root"])
-    if not Path(params["data"]["train"]).is_relative_to(root):
-        return None
-    stamp = json.dumps({**syn, "generator": source_hash("synthetic_data")}, sort_keys=True)
-    wanted = [p for p in synthetic_points(profile)
-              if not (root / f"sampled_{p}" / "dataset_dict.json").is_file()
-              or not (root / f"sampled_{p}" / "synthetic.json").is_file()
-              or (root / f"sampled_{p}" / "synthetic.json").read_text() != stamp]
-    if wanted:
-        for path in build_dataset(root, syn["train"], syn["val"], points=tuple(wanted), seed=syn["seed"],
-                                  world=syn["world"]).values():
-            (Path(path) / "synthetic.json").write_text(stamp)
-    return root
+    wanted = {}  # root -> (params data.synthetic, point counts)
+    for name in STAGES:
+        params = load_params(f"params/{name}.yaml", profile)
+        syn = params["data"]["synthetic"]
+        root = Path(syn["root"])
+        if not Path(data_uri(params, "train")).is_relative_to(root):
+            continue
+        known, points = wanted.setdefault(root, (syn, set()))
+        if known != syn:
+            raise ValueError(f"params/{name}.yaml at profile {profile}: data.synthetic.root {root} is another "
+                             "stage's dataset with other sizes or world; give this one its own root")
+        points.add(params["data"]["points"])
+    for root, (syn, points) in wanted.items():
+        stamp = json.dumps({**syn, "generator": source_hash("synthetic_data")}, sort_keys=True)
+        stale = [p for p in sorted(points)
+                 if not (root / f"sampled_{p}" / "dataset_dict.json").is_file()
+                 or not (root / f"sampled_{p}" / "synthetic.json").is_file()
+                 or (root / f"sampled_{p}" / "synthetic.json").read_text() != stamp]
+        if stale:
+            for path in build_dataset(root, syn["train"], syn["val"], points=tuple(stale), seed=syn["seed"],
+                                      world=syn["world"]).values():
+                (Path(path) / "synthetic.json").write_text(stamp)
+    return list(wanted)
 
 
 def inputs_hash(name, profile, runs, done):
@@ -156,11 +167,50 @@ def build_book():
         raise RuntimeError(f"these pages load remote assets, but the book must read offline: {', '.join(online)}")
 
 
-def prepare_runs(profile, runs="runs"):
-    """The data and every stage's runs of a profile, trained in dependency order (the test suite's setup)."""
-    build_data(profile)
+def stage_chains(profile):
+    """The stages in chains that can train side by side: a stage joins the chain of its
+    `init_from` stage, after it; each chain is in STAGES order."""
+    chains = {}
     for name in STAGES:
-        train_stage(load_params(f"params/{name}.yaml", profile), runs)
+        upstream = load_params(f"params/{name}.yaml", profile)["init_from"]
+        root = next((r for r, chain in chains.items() if upstream in chain), name)
+        chains.setdefault(root, []).append(name)
+    return list(chains.values())
+
+
+def prepare_runs(profile, runs="runs", workers=None):
+    """The data and every stage's runs of a profile, trained before any notebook reads them.
+
+    The chains of `stage_chains` train side by side, each in its own process
+    (`python -m s23dr.train`) with its share of the CPU threads: on a small CPU two
+    one-thread trainings make nearly twice the samples per second of one two-thread
+    training (`python -m s23dr.bench`). The notebooks then find their runs current.
+    A run that fails stops the job with its stage and the tail of its log.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    build_data(profile)
+    chains = stage_chains(profile)
+    workers = workers or max(1, min(len(chains), torch.get_num_threads()))
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, torch.get_num_threads() // workers))}
+    logs = Path(runs) / profile / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def train_chain(chain):
+        for name in chain:
+            log = logs / f"{name}.log"
+            with open(log, "w") as out:
+                done = subprocess.run([sys.executable, "-m", "s23dr.train", f"params/{name}.yaml", "--profile", profile,
+                                       "--runs", str(runs), "--restart"], env=env, stdout=out, stderr=subprocess.STDOUT)
+            if done.returncode:
+                tail = log.read_text().strip().splitlines()[-1:] or ["(empty log)"]
+                raise RuntimeError(f"training {name} failed ({log}): {tail[0]}")
+            print(f"{name}: trained or current")
+
+    print(f"training {len(chains)} chains of stages on {workers} worker(s): " + "; ".join(" -> ".join(c) for c in chains))
+    with ThreadPoolExecutor(workers) as pool:
+        for finished in [pool.submit(train_chain, chain) for chain in chains]:
+            finished.result()
 
 
 def main(argv=None):
@@ -172,10 +222,12 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="execute only these notebooks")
     args = parser.parse_args(argv)
     args.profile = args.profile or ("smoke" if args.what == "checks" else "cpu")
-    build_data(args.profile)
-    if args.what == "checks":
+    if args.what == "data":
+        build_data(args.profile)
+    elif args.what == "checks":
         record_checks(args.profile, args.runs)
-    if args.what in ("notebooks", "book"):
+    else:
+        prepare_runs(args.profile, args.runs)
         execute_notebooks(args.profile, args.runs, args.only)
     if args.what == "book":
         build_book()

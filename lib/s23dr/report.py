@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -72,18 +73,22 @@ def recipe_table(params):
 
 #: The params groups in which a profile may depart from the seed's recipe, beyond the scaling
 #: of steps, LRs, points and batch that `recipe_table` shows.
-RECIPE_GROUPS = ("model.", "loss.", "optim.", "data.augment.", "data.synthetic.world.")
+RECIPE_GROUPS = ("model.", "loss.", "optim.", "data.augment.")
 
 
 def departures(params, path):
     """Where `params` (a profile's run of the params file `path`) departs from the seed's
     recipe (the same file at `full`): one row per key of RECIPE_GROUPS, ours beside the
-    seed's; empty at `full`. Every stage page shows it, so a switch a profile turns on
-    (a smaller model, `loss.matching`, an easier world) is never silent."""
+    seed's, and, when the run trains on synthetic data, the world it was made in (the seed
+    trained on the real data); empty at `full`. Every stage page shows it, so a switch a
+    profile turns on (a smaller model, `loss.matching`, an easier world) is never silent."""
     ours, baseline = (checkpoint.flatten(p) for p in (params, load_params(path, "full")))
     rows = [{"key": key, "this profile": ours.get(key), "seed's recipe": baseline.get(key)}
             for key in sorted(ours.keys() | baseline.keys())
             if key.startswith(RECIPE_GROUPS) and ours.get(key) != baseline.get(key)]
+    if Path(data_uri(params, "train")).is_relative_to(params["data"]["synthetic"]["root"]):
+        rows += [{"key": key, "this profile": value, "seed's recipe": "real data"}
+                 for key, value in sorted(ours.items()) if key.startswith("data.synthetic.world.")]
     return pd.DataFrame(rows, columns=["key", "this profile", "seed's recipe"]).set_index("key")
 
 
@@ -199,6 +204,31 @@ def scores_by_threshold(path, thresholds, device=None, n=None):
     return pd.DataFrame(rows).set_index("threshold"), conf
 
 
+def nearest_query(segments, gt):
+    """(distance [G], index [G]): for each GT segment of `gt` [G,2,3], the query of `segments`
+    [Q,2,3] nearest to it at its farther end, taking the better of the two ways to pair the
+    endpoints, and that distance (in the units of the inputs)."""
+    d = np.linalg.norm(segments[:, None, :, None] - gt[None, :, None], axis=-1)  # [Q,G,2 query ends,2 GT ends]
+    farther = np.minimum(np.maximum(d[..., 0, 0], d[..., 1, 1]), np.maximum(d[..., 0, 1], d[..., 1, 0]))
+    index = farther.argmin(0)
+    return farther[index, np.arange(len(gt))], index
+
+
+def nearest_errors(path, device=None, n=None):
+    """(metres, confidences): for each GT segment of the first `n` (default `eval.max_scenes`)
+    validation scenes, how far the nearest query is from it (`nearest_query`), and that
+    query's confidence. The metric counts a vertex only within `eval.vert_thresh` metres, so
+    this says how far a model is from scoring, whatever its confidences."""
+    model, params, device, scenes = _with_val_scenes(path, device, n)
+    segments, conf, _ = predict(model, scenes, params, device)
+    metres, confidences = [], []
+    for scene, pred, c in zip(scenes, segments, conf):
+        distance, index = nearest_query(pred, np.asarray(scene["gt_segments"], np.float64).reshape(-1, 2, 3))
+        metres.append(distance * float(scene["scale"]))
+        confidences.append(c[index])
+    return np.concatenate(metres), np.concatenate(confidences)
+
+
 def learning_speed_table(folder="benchmarks/results/learning_speed"):
     """The runs of `benchmarks/learning_speed.py` saved in `folder`, one row each: what it
     tried, and its figures at its last step on the scenes it fitted."""
@@ -206,12 +236,11 @@ def learning_speed_table(folder="benchmarks/results/learning_speed"):
     for path in sorted(Path(folder).glob("*.json")):
         run = json.loads(path.read_text())
         last = run["rows"][-1]
-        rows.append({"run": run["label"], "scenes": run["scenes"], "steps": last["step"],
+        rows.append({"run": run["label"], "world": run["world"], "scenes": run["scenes"], "steps": last["step"],
                      "HSS@0.7": last["hss"], "HSS@0.3": last["hss_low"], "highest confidence": last["max_conf"],
                      "GT mass in dustbin": last["gt_dustbin"], "best mass per GT": last["best_mass"],
                      "transport term": last["sinkhorn"], "reached HSS 0.8 at step": run["steps_to_target"]})
     return pd.DataFrame(rows).astype({"reached HSS 0.8 at step": "Int64"}).set_index("run")
-
 
 
 BASELINE_RESULTS = "params/baseline_results.yaml"

@@ -158,6 +158,17 @@ class World:
                                  f"{', '.join(houses.suitable_roofs(footprint))}")
         return out
 
+    def describe(self):
+        """The world in words, for tables: "full difficulty", or the keys that differ from it."""
+        def text(value):
+            if isinstance(value, tuple):
+                return ", ".join(value)
+            return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+
+        full = World()
+        parts = [f"{key} {text(getattr(self, key))}" for key in WORLD_KEYS if getattr(self, key) != getattr(full, key)]
+        return "; ".join(parts) or "full difficulty"
+
     def tag(self):
         """A short stable digest of the world, for dataset fingerprints."""
         return f"{zlib.crc32(repr(self).encode()):08x}"
