@@ -42,7 +42,7 @@ from s23dr.losses import Criterion
 from s23dr.matcher import matched_mass_at_cost
 from s23dr.model import Perceiver
 from s23dr.synthetic import World
-from s23dr.loop import data_uri, init_queries, lr_at, make_optimizer
+from s23dr.loop import data_uri, init_queries, lr_at, make_optimizer, trains_on_synthetic
 
 TARGET_HSS = 0.8
 LOW_THRESHOLD = 0.3
@@ -141,9 +141,8 @@ def main(argv=None):
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         label = args.label or ", ".join(args.set) or "the profile's params"
-        uri = data_uri(params, "train")
-        synthetic = Path(uri).is_relative_to(params["data"]["synthetic"]["root"])
-        world = World.of(params["data"]["synthetic"]["world"]).describe() if synthetic else uri
+        world = (World.of(params["data"]["synthetic"]["world"]).describe() if trains_on_synthetic(params)
+                 else data_uri(params, "train"))
         Path(args.out).write_text(json.dumps({"label": label, "profile": args.profile, "scenes": len(scenes), "world": world,
                                               "set": args.set, "threads": torch.get_num_threads(),
                                               "steps_to_target": reached, "rows": rows,

@@ -93,6 +93,11 @@ def data_uri(params, split):
     return data[split].format(points=data["points"], synthetic_root=data["synthetic"]["root"])
 
 
+def trains_on_synthetic(params):
+    """Whether the params' training data is their synthetic dataset (under data.synthetic.root)."""
+    return Path(data_uri(params, "train")).is_relative_to(params["data"]["synthetic"]["root"])
+
+
 def open_split(params, split, progress=True):
     """The scenes of `split` (train or val), every one checked before training starts, so a
     bad scene fails now and named, not part-way through the run (`data.check_scenes`).

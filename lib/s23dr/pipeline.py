@@ -24,7 +24,7 @@ import torch
 
 from .checkpoint import source_hash
 from .config import load_params
-from .loop import data_uri
+from .loop import trains_on_synthetic
 
 EXECUTED = Path("book/executed")
 PLOTLY_JS = Path("book/_static/plotly.min.js")
@@ -64,10 +64,10 @@ def build_data(profile):
     wanted = {}  # root -> (params data.synthetic, point counts)
     for name in STAGES:
         params = load_params(f"params/{name}.yaml", profile)
+        if not trains_on_synthetic(params):
+            continue
         syn = params["data"]["synthetic"]
         root = Path(syn["root"])
-        if not Path(data_uri(params, "train")).is_relative_to(root):
-            continue
         known, points = wanted.setdefault(root, (syn, set()))
         if known != syn:
             raise ValueError(f"params/{name}.yaml at profile {profile}: data.synthetic.root {root} is another "

@@ -28,7 +28,7 @@ from .losses import Criterion
 from .model import Perceiver
 from .predict import load_model
 from .train import run_stage, stage_runs
-from .loop import MetricsLog, data_uri, init_queries, make_optimizer
+from .loop import MetricsLog, data_uri, init_queries, make_optimizer, trains_on_synthetic
 
 
 def chdir_root(start=None):
@@ -86,7 +86,7 @@ def departures(params, path):
     rows = [{"key": key, "this profile": ours.get(key), "seed's recipe": baseline.get(key)}
             for key in sorted(ours.keys() | baseline.keys())
             if key.startswith(RECIPE_GROUPS) and ours.get(key) != baseline.get(key)]
-    if Path(data_uri(params, "train")).is_relative_to(params["data"]["synthetic"]["root"]):
+    if trains_on_synthetic(params):
         rows += [{"key": key, "this profile": value, "seed's recipe": "real data"}
                  for key, value in sorted(ours.items()) if key.startswith("data.synthetic.world.")]
     return pd.DataFrame(rows, columns=["key", "this profile", "seed's recipe"]).set_index("key")
