@@ -267,3 +267,21 @@ def test_anchor_matching_depends_on_the_anchors_not_the_predictions():
     assert torch.equal(plans[0], plans[1])
     assert torch.equal(plans[0][0, 10:15, :5], torch.eye(5).flip(0))
     assert plans[0][0, :10, :-1].sum() == 0 and plans[0][0, P, :5].sum() == 0
+
+
+def test_aux_loss_adds_each_earlier_layer_matched_on_its_own():
+    """loss.aux: every earlier decoder layer's predictions pay the same loss, at the aux weight."""
+    outputs, batch = scenes(n_gt=(5, 1))
+    perfect = {k: v.clone() for k, v in outputs.items()}
+    reversed_queries = {k: v.flip(1) for k, v in outputs.items()}  # the same segments, other queries
+    outputs["layers"] = [reversed_queries, random_outputs(2)]
+    crit = Criterion(**{**LOSS, "matching": "hungarian", "aux": {"weight": 0.5}})
+    terms = crit(outputs, batch)
+    layer_totals = [crit.set_terms(layer, batch)["total"] for layer in outputs["layers"]]
+    torch.testing.assert_close(terms["aux"], sum(layer_totals))
+    torch.testing.assert_close(terms["total"], crit.set_terms(perfect, batch)["total"] + 0.5 * terms["aux"])
+    # matched on its own: the perfect segments in other queries cost what they cost in their own
+    torch.testing.assert_close(crit.set_terms(reversed_queries, batch)["sinkhorn"], torch.tensor(0.0))
+    terms["total"].backward()
+    assert outputs["layers"][1]["segments"].grad.abs().sum() > 0
+    assert "aux" not in Criterion(**LOSS)(outputs, batch)

@@ -9,7 +9,7 @@ import yaml
 import s23dr.model
 
 from s23dr.features import PointTokenizer
-from s23dr.model import Perceiver, cross_attn_layers, param_groups
+from s23dr.model import Perceiver, cross_attn_layers, output_tensors, param_groups
 
 BASE = yaml.safe_load((Path(__file__).parents[1] / "params" / "base.yaml").read_text())
 SMALL = {**BASE["model"], "hidden": 32, "ff": 64, "latent_tokens": 8, "latent_layers": 3,
@@ -42,8 +42,9 @@ def pad_batch(batch, extra, seed=1):
 
 
 def random_loss(out, seed=0):
+    """A random linear function of every output tensor, the earlier decoder layers' too."""
     g = torch.Generator().manual_seed(seed)
-    return sum((v * torch.randn(v.shape, generator=g)).sum() for v in out.values())
+    return sum((v * torch.randn(v.shape, generator=g)).sum() for v in output_tensors(out))
 
 
 def test_output_shapes_and_dtypes():
@@ -81,17 +82,18 @@ def warmed_up(model, steps=2):
     return model.eval()
 
 
-def test_gradients_reach_every_parameter():
-    model = warmed_up(Perceiver(**SMALL)).train()
+@pytest.mark.parametrize("decoder_reads_points", [False, True])
+def test_gradients_reach_every_parameter(decoder_reads_points):
+    model = warmed_up(Perceiver(**{**SMALL, "decoder_reads_points": decoder_reads_points})).train()
     model.zero_grad()
     random_loss(model(make_batch()), seed=9).backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not dead, f"no gradient for {dead}"
 
 
-@pytest.mark.parametrize("pre_encoder_layers", [0, 1])
-def test_padded_points_do_not_change_the_output(pre_encoder_layers):
-    model = warmed_up(Perceiver(**{**SMALL, "pre_encoder_layers": pre_encoder_layers}))
+@pytest.mark.parametrize("switch", [{}, {"pre_encoder_layers": 1}, {"decoder_reads_points": True}])
+def test_padded_points_do_not_change_the_output(switch):
+    model = warmed_up(Perceiver(**{**SMALL, **switch}))
     batch = make_batch(S=30)
     with torch.no_grad():
         ref, padded = model(batch), model(pad_batch(batch, extra=25))

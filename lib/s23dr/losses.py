@@ -47,7 +47,7 @@ class ConfConfig:
 
 
 @dataclass(frozen=True)
-class EndpointConfig:
+class TermWeight:
     weight: float
 
 
@@ -59,7 +59,7 @@ def endpoint_distance(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 class Criterion(nn.Module):
-    """forward(outputs, batch) -> dict of scalar terms: sinkhorn, conf and endpoint (each when its
+    """forward(outputs, batch) -> dict of scalar terms: sinkhorn, conf, endpoint and aux (each when its
     weight is > 0; sinkhorn always) and total.
 
     sinkhorn: transport cost per GT segment: Σ plan·cost over matched pairs, plus `dustbin` for
@@ -68,9 +68,12 @@ class Criterion(nn.Module):
     conf (mode sinkhorn): BCE of each query's confidence logit against its matched mass, the
       plan's row sum over real GT (in [0, 1]).
     endpoint: Σ plan · endpoint_distance per GT segment.
+    aux (weight > 0; an addition, the book, Method): the sum over the earlier decoder layers'
+      predictions (`outputs["layers"]`) of the same total, each matched on its own, as DETR's
+      auxiliary decoding losses; added to `total` at its weight.
     """
 
-    def __init__(self, sinkhorn: dict, conf: dict, endpoint: dict, matching: str, cost: dict):
+    def __init__(self, sinkhorn: dict, conf: dict, endpoint: dict, aux: dict, matching: str, cost: dict):
         super().__init__()
         if matching not in MATCHINGS:
             raise ValueError(f"loss.matching must be one of {MATCHINGS}, got {matching!r}")
@@ -78,7 +81,8 @@ class Criterion(nn.Module):
         self.cost = CostWeights(**cost)
         self.sinkhorn = SinkhornConfig(**sinkhorn)
         self.conf = ConfConfig(**conf)
-        self.endpoint = EndpointConfig(**endpoint)
+        self.endpoint = TermWeight(**endpoint)
+        self.aux = TermWeight(**aux)
         if self.conf.mode not in CONF_MODES:
             raise ValueError(f"loss.conf.mode must be one of {CONF_MODES}, got {self.conf.mode!r}")
 
@@ -107,6 +111,14 @@ class Criterion(nn.Module):
         return cost, plan
 
     def forward(self, outputs: dict, batch: dict) -> dict:
+        terms = self.set_terms(outputs, batch)
+        if self.aux.weight > 0:
+            terms["aux"] = sum(self.set_terms(layer, batch)["total"] for layer in outputs["layers"])
+            terms["total"] = terms["total"] + self.aux.weight * terms["aux"]
+        return terms
+
+    def set_terms(self, outputs: dict, batch: dict) -> dict:
+        """The terms of one set of predictions (the last decoder layer's, or an earlier one's)."""
         pred = outputs["segments"]
         with torch.autocast(pred.device.type, enabled=False):
             gt_mask = batch["gt_mask"]

@@ -3,7 +3,7 @@
 Wiring (the book, Method: architecture), read top to bottom in `Perceiver.forward`:
   tokens --Linear→act→Linear--> [optional pre-encoder: self-attention over points] --norm--> points
   latents: latent_layers × ([cross-attention latents←points on some layers] → self-attn → FFN)
-  queries: decoder_layers × (cross-attention queries←latents → self-attn → FFN)
+  queries: decoder_layers × ([cross-attention queries←points] → cross-attention queries←latents → self-attn → FFN)
   head: per query, midpoint/direction/length -> two endpoints, and a confidence logit.
 Every block is pre-norm with a residual and dropout on its branch (not on the attention weights,
 which would force SDPA off its fused kernels); output projections start at zero, so at init
@@ -149,12 +149,16 @@ class Perceiver(nn.Module):
     `encoder_layers` is accepted and ignored: in the baseline's code it belongs to an older
     plain-transformer variant; its Perceiver runs no self-attention over the point tokens
     (the book, Method: architecture). `pre_encoder_layers` is that optional self-attention, 0 in the seed.
+    `decoder_reads_points`: before each decoder layer the queries cross-attend to the point tokens
+    themselves, not only to the latents (an option of the seed's public code, off in its recipe;
+    the `cpu` profile turns it on: the book, Method).
     """
 
     def __init__(self, *, hidden, ff, latent_tokens, latent_layers, encoder_layers, pre_encoder_layers,
                  decoder_layers, cross_attn_interval, num_heads, kv_heads_cross, kv_heads_self, qk_norm,
                  rms_norm, dropout, segments, segment_param, segment_conf, behind_emb_dim, vote_features,
-                 activation, fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim, query_init):
+                 activation, fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim, query_init,
+                 decoder_reads_points):
         super().__init__()
         if query_init not in QUERY_INITS:
             raise ValueError(f"model.query_init must be one of {QUERY_INITS}, got {query_init!r}")
@@ -177,6 +181,8 @@ class Perceiver(nn.Module):
 
         self.queries = nn.Parameter(torch.randn(segments, hidden) * EMBED_STD)
         self.decoder = nn.ModuleList(layer(cross=True) for _ in range(decoder_layers))
+        block = partial(AttentionBlock, hidden, num_heads, kv_heads_cross, qk_norm, dropout, rms_norm)
+        self.point_readers = nn.ModuleList(block() for _ in range(decoder_layers if decoder_reads_points else 0))
 
         # Head: 7 numbers per query (midpoint 3, direction 3, length 1) and a confidence logit.
         self.segment_head = nn.Linear(hidden, 7)
@@ -191,7 +197,8 @@ class Perceiver(nn.Module):
     def forward(self, batch: dict) -> dict:
         """batch: the data contract's dict. Returns segments [B,Q,2,3] (normalised space), the
         queries' anchors [Q,3] (their midpoint offsets) and, with segment_conf, conf_logits [B,Q];
-        all float32 also under autocast."""
+        all float32 also under autocast. `layers` holds the same read from each earlier decoder
+        layer by the same head (DETR's auxiliary outputs; trained with params loss.aux)."""
         mask = batch["mask"]
         # .float(): under autocast the residual streams stay fp32 (the latents and queries are fp32 too).
         points = self.input_proj(self.tokenizer(batch)).float()
@@ -204,9 +211,16 @@ class Perceiver(nn.Module):
             latents = layer(latents, points, mask)
 
         q = self.queries.expand(points.shape[0], -1, -1)
-        for layer in self.decoder:
+        layers = []
+        for i, layer in enumerate(self.decoder):
+            if self.point_readers:
+                q = self.point_readers[i](q, points, mask)
             q = layer(q, latents)
+            layers.append(self.head(q))
+        return {**layers[-1], "layers": layers[:-1]}
 
+    def head(self, q: torch.Tensor) -> dict:
+        """Segments, anchors and confidence logits read from decoder output q [B,Q,hidden]."""
         raw = self.segment_head(q).float()
         midpoint = raw[..., :3] + self.query_offset
         direction = F.normalize(raw[..., 3:6], dim=-1)
@@ -217,6 +231,10 @@ class Perceiver(nn.Module):
             out["conf_logits"] = self.conf_head(q).squeeze(-1).float()
         return out
 
+
+def output_tensors(out: dict) -> list:
+    """Every tensor of a forward's output, the earlier decoder layers' (`out["layers"]`) included."""
+    return [v for k, v in out.items() if k != "layers"] + [v for layer in out["layers"] for v in layer.values()]
 
 
 def param_groups(model: Perceiver, weight_decay: float, head_wd: float) -> list:

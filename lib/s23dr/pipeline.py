@@ -87,10 +87,11 @@ def build_data(profile):
 
 
 def inputs_hash(name, profile, runs, done):
-    """What an executed notebook depends on; it is executed again when this changes."""
+    """What an executed notebook depends on; it is executed again when this changes. The
+    benchmarks' saved results count too: the Results notebook tabulates them."""
     digest = hashlib.sha256()
     for path in [Path(f"notebooks/{name}.ipynb"), *sorted(Path("params").glob("*.yaml")),
-                 *sorted(Path("lib/s23dr").glob("*.py"))]:
+                 *sorted(Path("lib/s23dr").glob("*.py")), *sorted(Path("benchmarks/results").rglob("*.json"))]:
         digest.update(path.read_bytes())
     digest.update(json.dumps([profile, str(runs), [done[d] for d in NOTEBOOKS[name]]]).encode())
     return digest.hexdigest()

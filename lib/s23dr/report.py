@@ -243,6 +243,18 @@ def learning_speed_table(folder="benchmarks/results/learning_speed"):
     return pd.DataFrame(rows).astype({"reached HSS 0.8 at step": "Int64"}).set_index("run")
 
 
+GENERALISATION_COLUMNS = ("HSS@0.7", "F1@0.7", "HSS@0.3", "median midpoint m", "median angle deg",
+                          "median length m", "median endpoint m", "endpoints within thresh")
+
+
+def generalisation_table(folder="benchmarks/results/generalisation"):
+    """The runs of `benchmarks/generalisation.py` saved in `folder`, one row each: what the
+    stage-1 variant tried, its steps, and its figures on the validation scenes."""
+    runs = [json.loads(path.read_text()) for path in sorted(Path(folder).glob("*.json"))]
+    rows = [{"run": run["label"], "steps": run["steps"], **{k: run[k] for k in GENERALISATION_COLUMNS}} for run in runs]
+    return pd.DataFrame(rows).sort_values("HSS@0.7").set_index("run")
+
+
 BASELINE_RESULTS = "params/baseline_results.yaml"
 
 
