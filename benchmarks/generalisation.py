@@ -12,7 +12,8 @@ on the first `eval.max_scenes` validation scenes, prints:
 - where the errors are: each GT segment paired one-to-one (Hungarian, on the endpoint
   distance) with a query, whatever its confidence, and the medians over those pairs of
   the midpoint distance, the angle, the length difference and the mean endpoint distance
-  (metres, degrees), and the share of pairs whose endpoints are within `eval.vert_thresh`.
+  (metres, degrees), and the share of pairs whose mean endpoint distance (L1) is within
+  `eval.vert_thresh`.
 It is the second gate after `learning_speed.py` (which fits 64 scenes): what a change does
 on validation scenes at the book's budget. The JSON files in
 benchmarks/results/generalisation/ are such runs; the book's Method chapter cites them.

@@ -229,12 +229,16 @@ def nearest_errors(path, device=None, n=None):
     return np.concatenate(metres), np.concatenate(confidences)
 
 
+def saved_runs(folder):
+    """The JSON files a benchmark script saved in `folder`, read, in the order of their names."""
+    return [json.loads(path.read_text()) for path in sorted(Path(folder).glob("*.json"))]
+
+
 def learning_speed_table(folder="benchmarks/results/learning_speed"):
     """The runs of `benchmarks/learning_speed.py` saved in `folder`, one row each: what it
     tried, and its figures at its last step on the scenes it fitted."""
     rows = []
-    for path in sorted(Path(folder).glob("*.json")):
-        run = json.loads(path.read_text())
+    for run in saved_runs(folder):
         last = run["rows"][-1]
         rows.append({"run": run["label"], "world": run["world"], "scenes": run["scenes"], "steps": last["step"],
                      "HSS@0.7": last["hss"], "HSS@0.3": last["hss_low"], "highest confidence": last["max_conf"],
@@ -250,8 +254,8 @@ GENERALISATION_COLUMNS = ("HSS@0.7", "F1@0.7", "HSS@0.3", "median midpoint m", "
 def generalisation_table(folder="benchmarks/results/generalisation"):
     """The runs of `benchmarks/generalisation.py` saved in `folder`, one row each: what the
     stage-1 variant tried, its steps, and its figures on the validation scenes."""
-    runs = [json.loads(path.read_text()) for path in sorted(Path(folder).glob("*.json"))]
-    rows = [{"run": run["label"], "steps": run["steps"], **{k: run[k] for k in GENERALISATION_COLUMNS}} for run in runs]
+    rows = [{"run": run["label"], "steps": run["steps"], **{k: run[k] for k in GENERALISATION_COLUMNS}}
+            for run in saved_runs(folder)]
     return pd.DataFrame(rows).sort_values("HSS@0.7").set_index("run")
 
 
