@@ -4,12 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
-import s23dr.model
-
 from s23dr.features import PointTokenizer
-from s23dr.model import Perceiver, cross_attn_layers, output_tensors, param_groups
+from s23dr.model import Attention, Perceiver, cross_attn_layers, output_tensors, param_groups
 
 BASE = yaml.safe_load((Path(__file__).parents[1] / "params" / "base.yaml").read_text())
 SMALL = {**BASE["model"], "hidden": 32, "ff": 64, "latent_tokens": 8, "latent_layers": 3,
@@ -112,15 +111,23 @@ def test_output_is_invariant_to_point_order():
         torch.testing.assert_close(model(shuffled)["segments"], model(batch)["segments"], atol=1e-5, rtol=1e-5)
 
 
-def test_expanded_kv_heads_match_native_gqa(monkeypatch):
-    """CPU/fp32 expands the kv heads itself, CUDA/bf16 lets SDPA group them: a checkpoint must mean
-    the same on both, so both must pair query head h with kv head h // (num_heads / kv_heads)."""
-    model = warmed_up(Perceiver(**{**SMALL, "kv_heads_self": 2, "kv_heads_cross": 1}))
+def test_grouped_heads_are_standard_grouped_query_attention():
+    """Attention folds the query heads of one kv head into one sequence: it must equal the plain
+    reading, where query head h attends with kv head h // (num_heads / kv_heads), and keep
+    F.normalize's qk-norm, so that a checkpoint means what it says."""
+    torch.manual_seed(0)
+    attn = Attention(dim=16, num_heads=4, kv_heads=2, qk_norm=True)
+    torch.nn.init.normal_(attn.out.weight)  # zero at init would hide any mix-up
     with torch.no_grad():
-        expanded = model(make_batch())
-        monkeypatch.setattr(s23dr.model, "use_native_gqa", lambda q: True)
-        native = model(make_batch())
-    torch.testing.assert_close(native["segments"], expanded["segments"])
+        attn.log_scale.copy_(torch.randn(4))
+    x, context, mask = torch.randn(3, 5, 16), torch.randn(3, 7, 16), torch.rand(3, 7) > 0.3
+    mask[:, 0] = True
+
+    q = F.normalize(attn.q(x).view(3, 5, 4, 4).transpose(1, 2), dim=-1) * attn.log_scale.exp()[:, None, None]
+    k, v = attn.kv(context).view(3, 7, 2, 2, 4).permute(2, 0, 3, 1, 4)
+    k, v = F.normalize(k, dim=-1).repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :], scale=1.0)
+    torch.testing.assert_close(attn(x, context, mask), attn.out(y.transpose(1, 2).reshape(3, 5, 16)))
 
 
 def test_cross_attention_placement():

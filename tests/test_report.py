@@ -1,10 +1,13 @@
-"""The stage report: which stages a page draws beside its own comes from params alone."""
+"""The report behind the notebooks: which stages a page draws beside its own comes from params alone; the threshold sweep."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from s23dr.report import upstream_stages
+from s23dr.config import load_params
+from s23dr.inference import score_predictions
+from s23dr.report import threshold_sweep, upstream_stages
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -69,3 +72,61 @@ def test_a_saved_benchmark_result_makes_the_notebooks_stale(tmp_path, monkeypatc
     before = inputs_hash("data", "cpu", "runs", {})
     (tmp_path / "benchmarks/results/a/other.json").write_text("{}")
     assert inputs_hash("data", "cpu", "runs", {}) != before
+
+
+def test_threshold_sweep_scores_as_each_threshold_alone(make_scene):
+    """The sweep scores a scene once per set of kept queries; its means must be those of
+    scoring every threshold from scratch."""
+    rng = np.random.default_rng(0)
+    scenes = [make_scene(f"s{i}", n_edges=4, seed=i) for i in range(4)]
+    segments = np.stack([s["gt_segments"][[0, 1, 2, 3, 0, 1]] for s in scenes])
+    segments = (segments + rng.normal(0, 0.01, segments.shape)).astype(np.float32)
+    conf = rng.choice([0.05, 0.35, 0.95], size=segments.shape[:2]).astype(np.float32)
+    params = load_params(PARAMS / "stage1.yaml", "smoke")
+    thresholds = [0.1, 0.2, 0.3, 0.5, 0.7]
+    sweep = threshold_sweep(scenes, segments, conf, params, thresholds)
+    for t in thresholds:
+        at = {**params, "eval": {**params["eval"], "conf_threshold": t}}
+        mean = score_predictions(scenes, segments, conf, at)[1].mean
+        assert list(sweep.loc[t]) == pytest.approx([mean.hss, mean.f1, mean.iou], abs=1e-12)
+
+
+def test_notebooks_execute_side_by_side_after_what_they_read(tmp_path, monkeypatch):
+    """Two at a time, each after the notebooks it reads, the ALONE ones first with nothing
+    beside them; a second call finds every notebook current."""
+    import subprocess
+    import threading
+    import time
+
+    from s23dr import pipeline
+
+    events, lock = [], threading.Lock()
+
+    def papermill(cmd, env, stdout, stderr):
+        name = Path(cmd[3]).stem
+        with lock:
+            events.append(("start", name))
+        time.sleep(0.02)
+        Path(cmd[4]).write_text("{}")
+        with lock:
+            events.append(("end", name))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.chdir(PARAMS.parent)
+    monkeypatch.setattr(pipeline, "EXECUTED", tmp_path)
+    monkeypatch.setattr(pipeline.subprocess, "run", papermill)
+    monkeypatch.setattr(pipeline.torch, "get_num_threads", lambda: 2)
+    pipeline.execute_notebooks("smoke", runs=tmp_path / "runs")
+
+    at = {event: i for i, event in enumerate(events)}
+    assert {name for _, name in events} == set(pipeline.NOTEBOOKS)
+    for name, reads in pipeline.NOTEBOOKS.items():
+        assert all(at[("end", read)] < at[("start", name)] for read in reads), name
+    alone = [event for name in pipeline.ALONE for event in (("start", name), ("end", name))]
+    assert events[:len(alone)] == alone
+    running = [sum(+1 if kind == "start" else -1 for kind, _ in events[:i + 1]) for i in range(len(events))]
+    assert max(running) == 2
+
+    events.clear()
+    pipeline.execute_notebooks("smoke", runs=tmp_path / "runs")
+    assert events == []

@@ -57,7 +57,7 @@ def measure(params, device, steps, warmup):
     torch.manual_seed(0)
     model = Perceiver(**params["model"]).to(device).train()
     criterion = Criterion(**params["loss"])
-    optimizer = make_optimizer(model, params, device)
+    optimizer = make_optimizer(model, params)
     net, loss_fn = compiled(model, criterion, params["train"])  # as the trainer runs them
     batch_size = params["train"]["batch_size"]
     batch = synthetic_batch(params["data"]["points"], batch_size, device)

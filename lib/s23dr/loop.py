@@ -60,12 +60,13 @@ class EpochBatches(torch.utils.data.Sampler):
 ANCHOR_DRAWS = 4
 
 
-def make_optimizer(model, params, device=torch.device("cpu")):
+def make_optimizer(model, params):
     """AdamW as every stage trains with it: params optim, the confidence head's own weight
-    decay (loss.conf.head_wd; `param_groups`) and the stage's LR (schedule.lr)."""
+    decay (loss.conf.head_wd; `param_groups`) and the stage's LR (schedule.lr). The fused
+    kernel, on the CPU too: there it takes a quarter of the per-tensor loop's time."""
     return torch.optim.AdamW(
         param_groups(model, params["optim"]["weight_decay"], params["loss"]["conf"]["head_wd"]),
-        lr=params["schedule"]["lr"], betas=tuple(params["optim"]["betas"]), fused=device.type == "cuda")
+        lr=params["schedule"]["lr"], betas=tuple(params["optim"]["betas"]), fused=True)
 
 
 def init_queries(model, scenes, params):
@@ -221,7 +222,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
 
     torch.manual_seed(cfg["seed"])
     model = Perceiver(**params["model"]).to(device)
-    optimizer = make_optimizer(model, params, device)
+    optimizer = make_optimizer(model, params)
     criterion = Criterion(**params["loss"])
 
     step = sched["start_step"]

@@ -179,5 +179,9 @@ def score_scenes(preds, gts, vert_thresh=0.5, edge_thresh=0.5, workers=2):
         with ProcessPoolExecutor(workers) as pool:
             chunk = max(1, len(pairs) // (8 * workers))
             scenes = list(pool.map(score, pairs, chunksize=chunk))
-    mean = Score(**{f.name: float(np.mean([getattr(s, f.name) for s in scenes])) for f in fields(Score)})
-    return Evaluation(scenes=scenes, mean=mean)
+    return Evaluation(scenes=scenes, mean=mean_score(scenes))
+
+
+def mean_score(scenes):
+    """The mean over scenes of each per-scene number (a Score)."""
+    return Score(**{f.name: float(np.mean([getattr(s, f.name) for s in scenes])) for f in fields(Score)})

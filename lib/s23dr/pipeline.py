@@ -1,8 +1,9 @@
 """The main job: synthetic data, every notebook in dependency order, the book.
 
 `python -m s23dr.pipeline book --profile cpu` generates the synthetic dataset the
-profile trains on, executes the notebooks with papermill into `book/executed/`, and
-builds the Jupyter Book into `_build/html` with warnings as errors. A notebook is
+profile trains on, executes the notebooks with papermill into `book/executed/` (side by
+side, each after the notebooks it reads), and builds the Jupyter Book into `_build/html`
+with warnings as errors. A notebook is
 executed again only when its inputs changed: its source, the params, the library or an
 upstream notebook. Training inside the notebooks has its own cache (`train.run_stage`).
 Every stage's runs are trained first, side by side where the recipe allows
@@ -44,6 +45,9 @@ NOTEBOOKS = {
     "results": ["reproducibility", "stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr",
                 "full_world"],
 }
+
+#: Notebooks executed with nothing beside them: reproducibility times training steps (s23dr.bench).
+ALONE = ("reproducibility",)
 
 #: The notebooks that train `params/<name>.yaml`, in an order where each upstream stage comes first.
 STAGES = ("stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr", "full_world")
@@ -98,25 +102,51 @@ def inputs_hash(name, profile, runs, done):
 
 
 def execute_notebooks(profile, runs="runs", only=None):
-    """Execute the notebooks with papermill in dependency order, skipping current ones."""
-    import papermill
+    """Execute the notebooks with papermill, skipping current ones: those in ALONE first, one
+    by one, then the rest side by side on the CPU's threads, each once the notebooks it
+    reads are done. A notebook that fails stops the job with the tail of its log."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    done = {}
+    done, stale = {}, []
     for name in NOTEBOOKS:
         done[name] = inputs_hash(name, profile, runs, done)
-        out, stamp = EXECUTED / f"{name}.ipynb", EXECUTED / f"{name}.inputs"
+        stamp = EXECUTED / f"{name}.inputs"
         if only and name not in only:
             continue
-        if out.is_file() and stamp.is_file() and stamp.read_text() == done[name]:
+        if (EXECUTED / f"{name}.ipynb").is_file() and stamp.is_file() and stamp.read_text() == done[name]:
             print(f"{name}: current")
-            continue
+        else:
+            stamp.unlink(missing_ok=True)
+            stale.append(name)
+    workers = max(1, torch.get_num_threads())
+
+    def execute(name, threads):
         print(f"{name}: executing")
-        stamp.unlink(missing_ok=True)
-        papermill.execute_notebook(f"notebooks/{name}.ipynb", str(out), cwd=str(Path.cwd()),
-                                   parameters={"profile": profile, "runs": str(runs)},
-                                   progress_bar=False, kernel_name="python3")
-        stamp.write_text(done[name])
+        log = EXECUTED / f"{name}.log"
+        with open(log, "w") as out:
+            run = subprocess.run([sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb",
+                                  str(EXECUTED / f"{name}.ipynb"), "-r", "profile", profile, "-r", "runs", str(runs),
+                                  "--cwd", str(Path.cwd()), "-k", "python3", "--no-progress-bar"],
+                                 env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stdout=out, stderr=subprocess.STDOUT)
+        if run.returncode:
+            tail = [line for line in log.read_text().splitlines() if line.strip()][-1:] or ["(empty log)"]
+            raise RuntimeError(f"executing notebooks/{name}.ipynb failed ({log}): {tail[0]}")
+        (EXECUTED / f"{name}.inputs").write_text(done[name])
+        print(f"{name}: executed")
+
+    for name in [n for n in stale if n in ALONE]:
+        execute(name, workers)
+    pending, running = [n for n in stale if n not in ALONE], {}
+    with ThreadPoolExecutor(workers) as pool:
+        while pending or running:
+            ready = [n for n in pending if not any(d in pending or d in running for d in NOTEBOOKS[n])]
+            for name in ready[:workers - len(running)]:
+                pending.remove(name)
+                running[name] = pool.submit(execute, name, 1)
+            finished, _ = wait(running.values(), return_when=FIRST_COMPLETED)
+            for name in [n for n, job in running.items() if job in finished]:
+                running.pop(name).result()
 
 
 def record_checks(profile="smoke", runs="runs"):

@@ -82,6 +82,12 @@ def flatten_edges(vertices, edges, max_deg):
     return flattened
 
 
+def kept_queries(conf, conf_threshold):
+    """[G] bool: the segments a wireframe keeps, those with confidence above the threshold
+    (compared in float64, whatever the dtype of `conf`)."""
+    return _numpy(conf) > conf_threshold
+
+
 def segments_to_wireframe(
     segments,
     conf,
@@ -119,7 +125,7 @@ def segments_to_wireframe(
         raise ValueError(f"conf: expected shape [{len(segments)}], got {conf.shape}")
     if conf_is_logit:
         conf = expit(conf)
-    kept = segments[conf > conf_threshold] * scale + center
+    kept = segments[kept_queries(conf, conf_threshold)] * scale + center
     vertices = kept.reshape(-1, 3)
     edges = np.arange(len(vertices)).reshape(-1, 2)
     vertices, edges = merge_vertices(vertices, edges, merge_radii)

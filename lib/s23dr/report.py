@@ -29,6 +29,8 @@ from .model import Perceiver
 from .predict import load_model
 from .train import run_stage, stage_runs
 from .loop import MetricsLog, data_uri, init_queries, make_optimizer, trains_on_synthetic
+from .metrics import mean_score
+from .postprocess import kept_queries
 
 
 def chdir_root(start=None):
@@ -196,12 +198,25 @@ def scores_by_threshold(path, thresholds, device=None, n=None):
     the scores owe to `eval.conf_threshold`, and whether any confidence reaches it."""
     model, params, device, scenes = _with_val_scenes(path, device, n)
     segments, conf, _ = predict(model, scenes, params, device)
+    return threshold_sweep(scenes, segments, conf, params, thresholds), conf
+
+
+def threshold_sweep(scenes, segments, conf, params, thresholds):
+    """A table of the mean HSS / F1 / IoU of predictions at each confidence threshold. A scene
+    keeps the same queries at most thresholds, so each scene is scored once per set of kept
+    queries."""
+    scored = {}  # (scene, queries kept) -> Score
     rows = []
     for threshold in thresholds:
-        at = {**params, "eval": {**params["eval"], "conf_threshold": threshold}}
-        mean = score_predictions(scenes, segments, conf, at)[1].mean
+        keys = [(i, kept_queries(c, threshold).tobytes()) for i, c in enumerate(conf)]
+        new = [i for i, key in enumerate(keys) if key not in scored]
+        if new:
+            at = {**params, "eval": {**params["eval"], "conf_threshold": threshold}}
+            scores = score_predictions([scenes[i] for i in new], segments[new], conf[new], at)[1].scenes
+            scored.update((keys[i], score) for i, score in zip(new, scores))
+        mean = mean_score([scored[key] for key in keys])
         rows.append({"threshold": threshold, "hss": mean.hss, "f1": mean.f1, "iou": mean.iou})
-    return pd.DataFrame(rows).set_index("threshold"), conf
+    return pd.DataFrame(rows).set_index("threshold")
 
 
 def nearest_query(segments, gt):
