@@ -128,6 +128,15 @@ def test_deterministic_runs_are_bit_identical(synthetic_root, tmp_path):
                         weights(train(params, tmp_path / "b", progress=False)))
 
 
+def test_scenes_in_memory_and_in_a_loader_process_train_alike(synthetic_root, tmp_path):
+    """data.in_memory and data.num_workers decide how batches are made, never what they hold."""
+    run = ("train.deterministic=true", "schedule.end_step=5")
+    lazy = smoke("stage1", synthetic_root, *run, "data.in_memory=false", "data.num_workers=1")
+    held = smoke("stage1", synthetic_root, *run, "data.in_memory=true", "data.num_workers=0")
+    assert_same_weights(weights(train(lazy, tmp_path / "a", progress=False)),
+                        weights(train(held, tmp_path / "b", progress=False)))
+
+
 def test_resume_with_other_params_is_refused(synthetic_root, tmp_path):
     train(smoke("stage1", synthetic_root, "schedule.end_step=2"), tmp_path / "r", progress=False)
     with pytest.raises(ValueError, match="cannot resume with other params \\(schedule.lr\\)"):

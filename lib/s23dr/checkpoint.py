@@ -218,7 +218,7 @@ def load(path, params=None):
 
 #: Keys that may change between an interrupted run and its resumption.
 RESUMABLE = ("schedule.end_step", "train.log_every", "train.eval_every", "train.ckpt_every",
-             "train.compile", "train.compile_mode", "data.num_workers", "eval", "profile")
+             "train.compile", "train.compile_mode", "data.num_workers", "data.in_memory", "eval", "profile")
 
 
 def flatten(tree, prefix=""):

@@ -103,14 +103,15 @@ def open_split(params, split, progress=True):
     """The scenes of `split` (train or val), every one checked before training starts, so a
     bad scene fails now and named, not part-way through the run (`data.check_scenes`).
     `data.drop_invalid` leaves the invalid ones out instead; `data.bad_samples` applies
-    to training only."""
+    to training only. With `data.in_memory` the scenes are read into a list once."""
     data = params["data"]
     bad_samples = data["bad_samples"] if split == "train" else None
     hint = "; set data.drop_invalid=true to leave invalid scenes out"
     if split == "train":
         hint += ", or list them in data.bad_samples"
-    return check_scenes(open_dataset(data_uri(params, split), bad_samples=bad_samples),
-                        drop=data["drop_invalid"], hint=hint, progress=progress)
+    scenes = check_scenes(open_dataset(data_uri(params, split), bad_samples=bad_samples),
+                          drop=data["drop_invalid"], hint=hint, progress=progress)
+    return [scenes[i] for i in range(len(scenes))] if data["in_memory"] else scenes
 
 
 def _distributed():
