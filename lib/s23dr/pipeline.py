@@ -123,15 +123,10 @@ def execute_notebooks(profile, runs="runs", only=None):
 
     def execute(name, threads):
         print(f"{name}: executing")
-        log = EXECUTED / f"{name}.log"
-        with open(log, "w") as out:
-            run = subprocess.run([sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb",
-                                  str(EXECUTED / f"{name}.ipynb"), "-r", "profile", profile, "-r", "runs", str(runs),
-                                  "--cwd", str(Path.cwd()), "-k", "python3", "--no-progress-bar"],
-                                 env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stdout=out, stderr=subprocess.STDOUT)
-        if run.returncode:
-            tail = [line for line in log.read_text().splitlines() if line.strip()][-1:] or ["(empty log)"]
-            raise RuntimeError(f"executing notebooks/{name}.ipynb failed ({log}): {tail[0]}")
+        run_logged([sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb", str(EXECUTED / f"{name}.ipynb"),
+                    "-r", "profile", profile, "-r", "runs", str(runs), "--cwd", str(Path.cwd()), "-k", "python3",
+                    "--no-progress-bar"], EXECUTED / f"{name}.log", {**os.environ, "OMP_NUM_THREADS": str(threads)},
+                   f"executing notebooks/{name}.ipynb")
         (EXECUTED / f"{name}.inputs").write_text(done[name])
         print(f"{name}: executed")
 
@@ -147,6 +142,16 @@ def execute_notebooks(profile, runs="runs", only=None):
             finished, _ = wait(running.values(), return_when=FIRST_COMPLETED)
             for name in [n for n, job in running.items() if job in finished]:
                 running.pop(name).result()
+
+
+def run_logged(command, log, env, what):
+    """Run `command` with its output in the file `log`; if it fails, raise naming `what`, the
+    log and the log's last line."""
+    with open(log, "w") as out:
+        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode:
+        tail = [line for line in log.read_text().splitlines() if line.strip()][-1:] or ["(empty log)"]
+        raise RuntimeError(f"{what} failed ({log}): {tail[0]}")
 
 
 def record_checks(profile="smoke", runs="runs"):
@@ -229,13 +234,8 @@ def prepare_runs(profile, runs="runs", workers=None):
 
     def train_chain(chain):
         for name in chain:
-            log = logs / f"{name}.log"
-            with open(log, "w") as out:
-                done = subprocess.run([sys.executable, "-m", "s23dr.train", f"params/{name}.yaml", "--profile", profile,
-                                       "--runs", str(runs), "--restart"], env=env, stdout=out, stderr=subprocess.STDOUT)
-            if done.returncode:
-                tail = log.read_text().strip().splitlines()[-1:] or ["(empty log)"]
-                raise RuntimeError(f"training {name} failed ({log}): {tail[0]}")
+            run_logged([sys.executable, "-m", "s23dr.train", f"params/{name}.yaml", "--profile", profile,
+                        "--runs", str(runs), "--restart"], logs / f"{name}.log", env, f"training {name}")
             print(f"{name}: trained or current")
 
     print(f"training {len(chains)} chains of stages on {workers} worker(s): " + "; ".join(" -> ".join(c) for c in chains))
