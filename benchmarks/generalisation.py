@@ -28,13 +28,12 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from s23dr import checkpoint
 from s23dr.config import load_params
 from s23dr.data import open_dataset
 from s23dr.inference import first, predict, score_predictions
 from s23dr.loop import data_uri
 from s23dr.losses import endpoint_distance
-from s23dr.model import Perceiver
+from s23dr.predict import load_model
 from s23dr.train import run_stage
 
 THRESHOLDS = (0.3, 0.5, 0.7)
@@ -67,9 +66,8 @@ def main(argv=None):
 
     params = load_params("params/stage1.yaml", args.profile, args.set)
     start = time.perf_counter()
-    path = args.checkpoint or run_stage(params, args.runs, restart=True)[0]
-    model = Perceiver(**params["model"])
-    model.load_state_dict(checkpoint.load(path)["model"])
+    path = args.checkpoint or run_stage(params, args.runs, restart=True, seed=params["train"]["seed"])[0]
+    model = load_model(path, torch.device("cpu"))[0]
     scenes = first(open_dataset(data_uri(params, "val")), params["eval"]["max_scenes"])
     segments, conf, _ = predict(model, scenes, params, torch.device("cpu"))
     out = {"label": args.label, "profile": args.profile, "set": args.set, "checkpoint": str(path),

@@ -38,11 +38,9 @@ import torch
 from s23dr.config import load_params
 from s23dr.data import SceneDataset, collate, open_dataset
 from s23dr.inference import NO_AUGMENT, first, predict, score_predictions
-from s23dr.losses import Criterion
 from s23dr.matcher import matched_mass_at_cost
-from s23dr.model import Perceiver
 from s23dr.synthetic import World
-from s23dr.loop import data_uri, init_queries, lr_at, make_optimizer, trains_on_synthetic
+from s23dr.loop import build, data_uri, init_queries, lr_at, train_step, trains_on_synthetic
 
 TARGET_HSS = 0.8
 LOW_THRESHOLD = 0.3
@@ -77,11 +75,8 @@ def main(argv=None):
     scenes = first(open_dataset(data_uri(params, "train")), args.scenes)
     items = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, cfg["seed"])
     fixed = collate([items[i] for i in range(min(len(items), 64))])  # for the plan figures
-    torch.manual_seed(cfg["seed"])
-    model = Perceiver(**params["model"])
+    model, criterion, optimizer = build(params)
     init_queries(model, scenes, {**params, "data": {**params["data"], "augment": NO_AUGMENT}})
-    optimizer = make_optimizer(model, params)
-    criterion = Criterion(**params["loss"])
     threshold = params["eval"]["conf_threshold"]
     low = {**params, "eval": {**params["eval"], "conf_threshold": LOW_THRESHOLD}}
     print(f"profile {args.profile}, {len(scenes)} scenes at {params['data']['points']} points, "
@@ -96,15 +91,8 @@ def main(argv=None):
     for step in range(1, args.steps + 1):
         model.train()
         pick = rng.choice(len(items), cfg["batch_size"], replace=len(items) < cfg["batch_size"])
-        batch = collate([items[i] for i in pick])
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(sched["start_step"] + step, sched)
-        terms = criterion(model(batch), batch)
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        if params["optim"]["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), params["optim"]["grad_clip"])
-        optimizer.step()
+        terms = train_step(model, criterion, optimizer, collate([items[i] for i in pick]), params,
+                           torch.device("cpu"), lr_at(sched["start_step"] + step, sched))
         for k, v in terms.items():
             running[k] = running.get(k, 0.0) + v.item()
         if step % args.every and step != args.steps:

@@ -1,4 +1,4 @@
-"""The report behind the notebooks: which stages a page draws beside its own comes from params alone; the threshold sweep."""
+"""The report behind the notebooks: departures, the threshold sweep, the notebooks' execution."""
 
 from pathlib import Path
 
@@ -7,30 +7,9 @@ import pytest
 
 from s23dr.config import load_params
 from s23dr.inference import score_predictions
-from s23dr.report import threshold_sweep, upstream_stages
+from s23dr.report import threshold_sweep
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
-
-
-@pytest.mark.parametrize("name, expected", [
-    ("stage1", []),
-    ("stage2", ["stage1"]),
-    ("stage3", ["stage1", "stage2"]),
-    ("ablation_4096_scratch", ["stage1"]),          # inherits stage1.yaml, starts from scratch
-    ("ablation_high_lr", ["stage1", "stage2"]),     # starts from stage 1, inherits stage2.yaml
-])
-def test_upstream_stages_follow_init_from_and_inherit(name, expected):
-    for profile in ("full", "smoke"):
-        assert upstream_stages(PARAMS / f"{name}.yaml", profile) == expected
-
-
-def test_stage_chains_train_side_by_side_only_what_does_not_depend(monkeypatch):
-    from s23dr.pipeline import stage_chains
-
-    monkeypatch.chdir(PARAMS.parent)
-    for profile in ("full", "cpu", "smoke"):
-        assert stage_chains(profile) == [["stage1", "stage2", "stage3", "ablation_high_lr"],
-                                         ["ablation_4096_scratch"], ["full_world"]]
 
 
 def test_departures_name_the_synthetic_world_but_not_at_full():
@@ -119,8 +98,8 @@ def test_notebooks_execute_side_by_side_after_what_they_read(tmp_path, monkeypat
     pipeline.execute_notebooks("smoke", runs=tmp_path / "runs")
 
     at = {event: i for i, event in enumerate(events)}
-    assert {name for _, name in events} == set(pipeline.NOTEBOOKS)
-    for name, reads in pipeline.NOTEBOOKS.items():
+    assert {name for _, name in events} == set(pipeline.notebooks())
+    for name, reads in pipeline.notebooks().items():
         assert all(at[("end", read)] < at[("start", name)] for read in reads), name
     alone = [event for name in pipeline.ALONE for event in (("start", name), ("end", name))]
     assert events[:len(alone)] == alone

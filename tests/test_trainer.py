@@ -144,18 +144,26 @@ def test_resume_with_other_params_is_refused(synthetic_root, tmp_path):
               tmp_path / "r", progress=False)
 
 
-def test_stages_chain_through_the_runs_directory(synthetic_root, tmp_path):
+def test_stages_chain_through_the_runs_directory_seed_by_seed(synthetic_root, tmp_path):
     runs = tmp_path / "runs"
     with pytest.raises(FileNotFoundError, match="run stage stage1 first"):
         run_stage(smoke("stage2", synthetic_root), runs, progress=False)
-    (s1,) = run_stage(smoke("stage1", synthetic_root), runs, progress=False)
-    (s2,) = run_stage(smoke("stage2", synthetic_root), runs, progress=False)
-    assert checkpoint.load(s2)["step"] == smoke("stage2", synthetic_root)["schedule"]["end_step"]
-    mtime = s2.stat().st_mtime_ns
-    assert run_stage(smoke("stage2", synthetic_root), runs, progress=False) == [s2]
-    assert s2.stat().st_mtime_ns == mtime, "a current run must not be retrained"
-    sweep = run_stage(smoke("ablation_high_lr", synthetic_root), runs, progress=False)
-    assert [p.parent.name for p in sweep] == ["lr0.0003", "lr0.001"]
+    with pytest.raises(ValueError, match="no run of training seed 7"):
+        run_stage(smoke("stage1", synthetic_root), runs, progress=False, seed=7)
+    s1 = run_stage(smoke("stage1", synthetic_root), runs, progress=False)
+    s2 = run_stage(smoke("stage2", synthetic_root), runs, progress=False)
+    seeds = [353 + i for i in range(smoke("stage2", synthetic_root)["seeds"])]
+    assert [p.parent.name for p in s2] == [f"seed{s}" for s in seeds]
+    for a, b in zip(s1, s2):  # each seed's stage 2 starts from that seed's stage 1
+        assert checkpoint.load(b)["step"] == smoke("stage2", synthetic_root)["schedule"]["end_step"]
+        assert checkpoint.load(b)["inputs"]["upstream"] == checkpoint.inputs_of(None, checkpoint.load(a))["upstream"]
+    assert len({weights(p)["latents"].sum().item() for p in s1}) == len(seeds), "seeds must train apart"
+    mtime = s2[0].stat().st_mtime_ns
+    assert run_stage(smoke("stage2", synthetic_root), runs, progress=False, seed=seeds[0]) == [s2[0]]
+    assert s2[0].stat().st_mtime_ns == mtime, "a current run must not be retrained"
+    sweep = run_stage(smoke("ablation_high_lr", synthetic_root), runs, progress=False, seed=seeds[1])
+    assert [p.parent.relative_to(runs / "smoke" / "ablation_high_lr") for p in sweep] == [
+        Path(f"lr{lr:g}") / f"seed{seeds[1]}" for lr in smoke("ablation_high_lr", synthetic_root)["sweep_lr"]]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch):
@@ -183,7 +191,8 @@ def test_two_process_ddp_matches_one_process(synthetic_root, tmp_path):
     """torchrun with 2 gloo processes, each half the batch, trains like one process."""
     sets = ["--set", f"data.train={synthetic_root}/sampled_{{points}}:train",
             "--set", f"data.val={synthetic_root}/sampled_{{points}}:validation",
-            "--set", "model.dropout=0.0", "--set", "schedule.end_step=3", "--set", "train.eval_every=100"]
+            "--set", "model.dropout=0.0", "--set", "schedule.end_step=3", "--set", "train.eval_every=100",
+            "--set", "seeds=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
            "-m", "s23dr.train", str(PARAMS / "stage1.yaml"), "--profile", "smoke",
@@ -311,15 +320,25 @@ def test_invalid_scenes_stop_training_before_step_1_or_are_dropped(synthetic_roo
     assert f"left out 1 invalid scenes ({bad})" in caplog.text
 
 
-def test_cpu_precision_picks_the_autocast():
-    from s23dr.inference import cpu_bf16_pays, uses_bf16
+def test_cpu_precision_is_decided_by_what_the_cpu_reports(monkeypatch):
+    from s23dr import inference
 
     cpu = torch.device("cpu")
     at = lambda precision: {"train": {"bf16": True, "cpu_precision": precision}}  # noqa: E731
-    assert not uses_bf16(at("fp32"), cpu) and uses_bf16(at("bf16"), cpu)
-    assert uses_bf16(at("auto"), cpu) == cpu_bf16_pays()  # measured: False on an AVX2-only CPU
+    assert not inference.uses_bf16(at("fp32"), cpu) and inference.uses_bf16(at("bf16"), cpu)
+    for native in (False, True):  # auto follows the CPU's bf16 instructions, and nothing else
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert [inference.uses_bf16(at("auto"), cpu) for _ in range(5)] == [native] * 5
     with pytest.raises(ValueError, match="train.cpu_precision"):
-        uses_bf16(at("half"), cpu)
+        inference.uses_bf16(at("half"), cpu)
+
+
+def test_a_run_logs_how_it_ran(synthetic_root, tmp_path):
+    train(smoke("stage1", synthetic_root, "schedule.end_step=2"), tmp_path / "r", progress=False)
+    (row,) = [r for r in loop.MetricsLog.read(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "run"]
+    assert row["precision"] == "fp32" and row["torch"] == torch.__version__ and row["train_scenes"] == 32
+    assert row["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_kmeans_query_init_puts_the_anchors_on_the_training_midpoints(synthetic_root):

@@ -20,11 +20,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import load_params
 from .data import SceneDataset, collate, to_device
 from .inference import autocast, uses_bf16
-from .losses import Criterion
-from .model import Perceiver
 from .sampling import sample_scene
 from .synthetic import generate_scene
-from .loop import compiled, make_optimizer
+from .loop import build, compiled, train_step
 
 
 def sync(device):
@@ -54,21 +52,14 @@ def synthetic_batch(points, batch_size, device):
 
 def measure(params, device, steps, warmup):
     """Samples/s, FLOPs per sample and peak memory of training steps at these params."""
-    torch.manual_seed(0)
-    model = Perceiver(**params["model"]).to(device).train()
-    criterion = Criterion(**params["loss"])
-    optimizer = make_optimizer(model, params)
+    model, criterion, optimizer = build({**params, "train": {**params["train"], "seed": 0}}, device)
+    model.train()
     net, loss_fn = compiled(model, criterion, params["train"])  # as the trainer runs them
     batch_size = params["train"]["batch_size"]
     batch = synthetic_batch(params["data"]["points"], batch_size, device)
 
     def step():
-        with autocast(params, device):
-            out = net(batch)
-        loss = loss_fn(out, batch)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(net, loss_fn, optimizer, batch, params, device)
 
     with FlopCounterMode(display=False) as counter:
         with autocast(params, device):

@@ -20,7 +20,7 @@ STEP_KEYS = ("start_step", "end_step", "warmup", "cooldown_start", "cooldown_ste
 #: The numbers the trainer counts, divides or steps by: key -> (int or float, minimum).
 #: null passes only where base.yaml has null (the merge refuses it elsewhere).
 LIMITS = {
-    "schedule.start_step": (int, 0), "schedule.end_step": (int, 1), "schedule.lr": (float, 0.0),
+    "seeds": (int, 1), "schedule.start_step": (int, 0), "schedule.end_step": (int, 1), "schedule.lr": (float, 0.0),
     "schedule.warmup": (int, 0), "schedule.cooldown_start": (int, 0), "schedule.cooldown_steps": (int, 0),
     "optim.weight_decay": (float, 0.0), "optim.grad_clip": (float, 0.0),
     "data.points": (int, 1), "data.num_workers": (int, 0), "eval.max_scenes": (int, 1),

@@ -38,7 +38,8 @@ REFERENCE_STYLES = (":", "--", "-.")
 def curves(runs, keys, kind="eval", references=None):
     """One panel per metrics-log key against the global step, one line per run, one legend.
 
-    runs: {label: rows}; kind: which rows to draw, "train" or "eval".
+    runs: {label: rows}; kind: which rows to draw, "train" or "eval". The seeds of one arm
+    (labels "<arm> seed=<N>") share a colour and one legend entry.
     references: {key: {label: value}}, drawn as grey horizontal lines (the seed's figures),
     one line style per label; a None value is left out.
     """
@@ -47,13 +48,19 @@ def curves(runs, keys, kind="eval", references=None):
     names = dict.fromkeys(name for refs in references.values() for name in refs)
     styles = {name: REFERENCE_STYLES[i % len(REFERENCE_STYLES)] for i, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(keys), figsize=(min(10.5, 1 + 3.6 * len(keys)), 3.3), squeeze=False)
+    arms = list(dict.fromkeys(label.split(" seed=")[0] for label in runs))
+    seeds = {arm: sum(label.split(" seed=")[0] == arm for label in runs) for arm in arms}
     for ax, key in zip(axes[0], keys):
-        for i, (label, rows) in enumerate(runs.items()):
+        labelled = set()
+        for label, rows in runs.items():
+            arm = label.split(" seed=")[0]
             points = [(r["step"], r[key]) for r in rows if r["kind"] == kind and r.get(key) is not None]
             if points:
                 steps, values = zip(*points)
-                ax.plot(steps, values, color=f"C{i}", label=label, lw=1.2,
-                        marker="o" if kind == "eval" else None, markersize=3)
+                legend = "_nolegend_" if arm in labelled else arm + (f" ({seeds[arm]} seeds)" if seeds[arm] > 1 else "")
+                labelled.add(arm)
+                ax.plot(steps, values, color=f"C{arms.index(arm) % 10}", label=legend, lw=1.0,
+                        marker="o" if kind == "eval" else None, markersize=2.5, alpha=0.85)
         for name, value in references.get(key, {}).items():
             ax.axhline(value, color="0.45", ls=styles[name], lw=1, label=name)
         ax.set_title(TITLES.get(key, key))
@@ -67,6 +74,26 @@ def curves(runs, keys, kind="eval", references=None):
     fig.tight_layout()
     if legend:
         fig.legend(legend.values(), legend.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    return fig
+
+
+def claim_differences(parts):
+    """Each claim part's difference A - B, one row per part: every seed's difference as a dot,
+    the 95% interval over the seeds as a bar through their mean, zero as a line. The parts a
+    verdict reads are drawn dark, those shown beside it grey. parts: {row label: the part's
+    figures (`claims.rule_part`)}."""
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(parts) + 1.0))
+    for y, (label, part) in enumerate(reversed(list(parts.items()))):
+        color = "C0" if part["decides"] else "0.55"
+        low, high = (part["low"], part["high"]) if np.isfinite([part["low"], part["high"]]).all() else (None, None)
+        if low is not None:
+            ax.plot([low, high], [y, y], color=color, lw=3, alpha=0.6, solid_capstyle="butt")
+        ax.plot(part["differences"], [y] * len(part["differences"]), "o", color=color, markersize=4)
+        ax.plot([part["mean"]], [y], "|", color="black", markersize=12)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(parts)), list(reversed(parts)), fontsize=8)
+    ax.set_xlabel("difference A - B (per seed: dots; 95% interval over seeds: bar)")
+    fig.tight_layout()
     return fig
 
 

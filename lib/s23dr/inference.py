@@ -6,8 +6,7 @@ are computed the same way.
 """
 
 import contextlib
-import functools
-import time
+import os
 
 import torch
 
@@ -23,14 +22,15 @@ CPU_PRECISIONS = ("auto", "bf16", "fp32")
 
 def uses_bf16(params, device):
     """Whether a step on `device` runs under bf16 autocast. CUDA: `train.bf16`. CPU:
-    `train.cpu_precision`, whose `auto` takes bf16 only where this CPU multiplies bf16
-    matrices faster than fp32 ones (`cpu_bf16_pays`)."""
+    `train.cpu_precision`, whose `auto` takes bf16 only where the CPU reports native bf16
+    arithmetic (`cpu_has_native_bf16`); it never times anything, so two processes on one
+    machine always choose alike."""
     if device.type == "cuda":
         return params["train"]["bf16"]
     precision = params["train"]["cpu_precision"]
     if precision not in CPU_PRECISIONS:
         raise ValueError(f"train.cpu_precision must be one of {CPU_PRECISIONS}, got {precision!r}")
-    return precision == "bf16" or (precision == "auto" and cpu_bf16_pays())
+    return precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
 
 
 def autocast(params, device):
@@ -38,22 +38,21 @@ def autocast(params, device):
     return torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(params, device) else contextlib.nullcontext()
 
 
-@functools.cache
-def cpu_bf16_pays(n=256, repeats=3):
-    """Whether a bf16 matmul beats an fp32 one on this CPU, measured once per process. With
-    native bf16 (AVX-512 BF16, AMX) one machine class here ran a 2048² matmul ~6x faster in
-    bf16; without it (AVX2) bf16 is emulated and ~25x slower than fp32."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def cpu_has_native_bf16():
+    """Whether this CPU reports native bf16 instructions (AVX-512 BF16 or AMX), as torch reads
+    its CPUID. Without them (AVX2 alone) bf16 is emulated and a bf16 matmul is ~25x slower than
+    fp32; with them ~6x faster at large sizes, though not at the `cpu` profile's small
+    matrices, which is why that profile sets fp32 (the book, Method)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
-    def seconds(dtype):
-        x, y = a.to(dtype), b.to(dtype)
-        x @ y
-        start = time.perf_counter()
-        for _ in range(repeats):
-            x @ y
-        return time.perf_counter() - start
 
-    return seconds(torch.bfloat16) < seconds(torch.float32)
+def how_it_ran(params, device):
+    """How a run computes, for its log and the stage pages: precision, device, the CPU kernels
+    torch dispatches to (ATEN_CPU_CAPABILITY may lower them), the torch version and threads."""
+    return {"precision": "bf16" if uses_bf16(params, device) else "fp32", "device": str(device),
+            "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+            "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "(unset)"),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 @torch.no_grad()
@@ -113,14 +112,19 @@ def score_model(model, scenes, params, device, criterion=None):
 
 
 def validate(model, val_scenes, params, device, criterion, train_scenes=None):
-    """Val loss, HSS / F1 / IoU, and with `train_scenes` the train/val loss ratio.
+    """Val loss, HSS / F1 / IoU (their means, and per validation scene as `scenes`:
+    {order_id: [hss, f1, iou]}, which the verdicts pair between runs), and with `train_scenes`
+    the train/val loss ratio.
 
     The ratio (val loss over train loss, both without dropout or augmentation on the
-    first `eval.max_scenes` scenes of each split) is the seed's overfitting measure.
+    first `eval.max_scenes` scenes of each split) is our reading of the seed's overfitting
+    measure (the book, Results).
     """
     n = params["eval"]["max_scenes"]
-    _, scores, val_loss = score_model(model, first(val_scenes, n), params, device, criterion)
-    row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou}
+    scenes = first(val_scenes, n)
+    _, scores, val_loss = score_model(model, scenes, params, device, criterion)
+    row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
+           "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}
     if train_scenes is not None:
         _, _, train_loss = predict(model, first(train_scenes, n), params, device, criterion)
         row.update(train_loss=train_loss, ratio=val_loss / max(train_loss, 1e-12))

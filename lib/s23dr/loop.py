@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .data import SceneDataset, augmentation, check_scenes, collate, open_dataset, to_device
-from .inference import autocast, validate
+from .experiments import upstream_run_dir
+from .inference import autocast, how_it_ran, validate
 from .losses import Criterion
 from .model import Perceiver, param_groups
 
@@ -67,6 +68,34 @@ def make_optimizer(model, params):
     return torch.optim.AdamW(
         param_groups(model, params["optim"]["weight_decay"], params["loss"]["conf"]["head_wd"]),
         lr=params["schedule"]["lr"], betas=tuple(params["optim"]["betas"]), fused=True)
+
+
+def build(params, device="cpu"):
+    """(model, criterion, optimizer) as every training and measurement of a step starts them
+    from params: the model drawn from `train.seed`, the loss, AdamW (`make_optimizer`)."""
+    torch.manual_seed(params["train"]["seed"])
+    model = Perceiver(**params["model"]).to(device)
+    return model, Criterion(**params["loss"]), make_optimizer(model, params)
+
+
+def train_step(net, loss_fn, optimizer, batch, params, device, lr=None):
+    """One update as the trainer makes it, at `lr` when given: the forward under the run's
+    precision (`inference.autocast`), the loss, backward, gradient clipping at
+    `optim.grad_clip` when set, AdamW. `net` and `loss_fn` may be compiled or DDP-wrapped.
+    Returns the loss terms of the batch before the update (tensors, not yet read)."""
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    with autocast(params, device):
+        outputs = net(batch)
+    losses = loss_fn(outputs, batch)
+    optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    if params["optim"]["grad_clip"]:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                       params["optim"]["grad_clip"])
+    optimizer.step()
+    return losses
 
 
 def init_queries(model, scenes, params):
@@ -174,12 +203,13 @@ class MetricsLog:
 
 
 def upstream_checkpoint(params, runs_dir):
-    """The checkpoint a stage starts from: its `init_from` stage's step at our start step."""
-    path = checkpoint.path_for(Path(runs_dir) / params["init_from"], params["schedule"]["start_step"])
+    """The checkpoint a run starts from: its `init_from` stage's run of the same training seed
+    (`experiments.upstream_run_dir`), at our start step."""
+    path = checkpoint.path_for(upstream_run_dir(params, runs_dir), params["schedule"]["start_step"])
     if not path.is_file():
         raise FileNotFoundError(
-            f"stage {params['stage']} starts from {path}, which does not exist: "
-            f"run stage {params['init_from']} first (same profile and runs directory)")
+            f"stage {params['stage']} (seed {params['train']['seed']}) starts from {path}, which does not "
+            f"exist: run stage {params['init_from']} first (same profile and runs directory)")
     return path
 
 
@@ -221,10 +251,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     if cfg["batch_size"] % world:
         raise ValueError(f"train.batch_size {cfg['batch_size']} is not divisible by {world} processes")
 
-    torch.manual_seed(cfg["seed"])
-    model = Perceiver(**params["model"]).to(device)
-    optimizer = make_optimizer(model, params)
-    criterion = Criterion(**params["loss"])
+    model, criterion, optimizer = build(params, device)
 
     step = sched["start_step"]
     resume = resume or checkpoint.latest(run_dir)
@@ -255,6 +282,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
 
     train_scenes = open_split(params, "train", progress and rank == 0)
     val_scenes = open_split(params, "val", progress and rank == 0)
+    log.write({"step": step, "kind": "run", "train_scenes": len(train_scenes), **how_it_ran(params, device)})
     if resume is None and init_state is None:
         init_queries(model, train_scenes, params)
     dataset = SceneDataset(train_scenes, params["data"]["points"], params["data"]["augment"], cfg["seed"])
@@ -302,18 +330,8 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     data = batches(step - sched["start_step"])
     running, seen, t0 = {}, 0, time.perf_counter()
     while step < sched["end_step"]:
-        batch = to_device(next(data), device)
         lr = lr_at(step + 1, sched)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with autocast(params, device):
-            outputs = net(batch)
-        losses = loss_fn(outputs, batch)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        if params["optim"]["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), params["optim"]["grad_clip"])
-        optimizer.step()
+        losses = train_step(net, loss_fn, optimizer, to_device(next(data), device), params, device, lr)
         step += 1
         bar.update(1)
 

@@ -24,39 +24,35 @@ from pathlib import Path
 import torch
 
 from .checkpoint import source_hash
-from .config import load_params
+from .experiments import seeds, stage_files, stage_params, upstream_stages
 from .loop import trains_on_synthetic
 
 EXECUTED = Path("book/executed")
 PLOTLY_JS = Path("book/_static/plotly.min.js")
 CHECK = "# NBVAL_CHECK_OUTPUT"  # marks a cell whose output nbval compares
 
-#: The notebooks in execution order, each with the notebooks whose results it reads.
-#: (ablation_high_lr trains from stage 1's checkpoint and is compared with stage 2.)
-NOTEBOOKS = {
-    "data": [],
-    "reproducibility": [],
-    "stage1": [],
-    "stage2": ["stage1"],
-    "stage3": ["stage2"],
-    "ablation_4096_scratch": ["stage1"],
-    "ablation_high_lr": ["stage2"],
-    "full_world": ["stage1"],
-    "results": ["reproducibility", "stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr",
-                "full_world"],
-}
+#: The notebooks that train nothing, in execution order, with the notebooks each reads
+#: ("stages": the page of every stage); a stage's page comes from `stage_notebooks`.
+PAGES = {"data": [], "reproducibility": [], "results": ["reproducibility", "stages"]}
 
 #: Notebooks executed with nothing beside them: reproducibility times training steps (s23dr.bench).
 ALONE = ("reproducibility",)
 
-#: The notebooks that train `params/<name>.yaml`, in an order where each upstream stage comes first.
-STAGES = ("stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr", "full_world")
+
+def stage_notebooks():
+    """{stage: the stages whose pages it reads} of the stages with a page (`notebooks/<stage>.ipynb`):
+    the stages its page draws beside its own (`report.upstream_stages`) that have pages too."""
+    pages = [name for name in stage_files() if Path(f"notebooks/{name}.ipynb").is_file()]
+    return {name: [s for s in upstream_stages(stage_files()[name]) if s in pages] for name in pages}
 
 
-def synthetic_points(profile):
-    """The point counts a profile trains on (stage 1's and stage 2's)."""
-    return sorted({load_params(f"params/{stage}.yaml", profile)["data"]["points"]
-                   for stage in ("stage1", "stage2")})
+def notebooks():
+    """{notebook: the notebooks it reads}, in an order where each comes after those it reads."""
+    stages = stage_notebooks()
+    order = {name: reads for name, reads in PAGES.items() if name != "results"}
+    order.update(stages)
+    order["results"] = [r for read in PAGES["results"] for r in (list(stages) if read == "stages" else [read])]
+    return order
 
 
 def build_data(profile):
@@ -66,8 +62,7 @@ def build_data(profile):
     from .synthetic_data import build_dataset
 
     wanted = {}  # root -> (params data.synthetic, point counts)
-    for name in STAGES:
-        params = load_params(f"params/{name}.yaml", profile)
+    for name, params in stage_params(profile).items():
         if not trains_on_synthetic(params):
             continue
         syn = params["data"]["synthetic"]
@@ -97,7 +92,7 @@ def inputs_hash(name, profile, runs, done):
     for path in [Path(f"notebooks/{name}.ipynb"), *sorted(Path("params").glob("*.yaml")),
                  *sorted(Path("lib/s23dr").glob("*.py")), *sorted(Path("benchmarks/results").rglob("*.json"))]:
         digest.update(path.read_bytes())
-    digest.update(json.dumps([profile, str(runs), [done[d] for d in NOTEBOOKS[name]]]).encode())
+    digest.update(json.dumps([profile, str(runs), [done[d] for d in notebooks()[name]]]).encode())
     return digest.hexdigest()
 
 
@@ -105,11 +100,9 @@ def execute_notebooks(profile, runs="runs", only=None):
     """Execute the notebooks with papermill, skipping current ones: those in ALONE first, one
     by one, then the rest side by side on the CPU's threads, each once the notebooks it
     reads are done. A notebook that fails stops the job with the tail of its log."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    done, stale = {}, []
-    for name in NOTEBOOKS:
+    graph, done, stale = notebooks(), {}, []
+    for name in graph:
         done[name] = inputs_hash(name, profile, runs, done)
         stamp = EXECUTED / f"{name}.inputs"
         if only and name not in only:
@@ -121,7 +114,7 @@ def execute_notebooks(profile, runs="runs", only=None):
             stale.append(name)
     workers = max(1, torch.get_num_threads())
 
-    def execute(name, threads):
+    def execute(name, threads=1):
         print(f"{name}: executing")
         run_logged([sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb", str(EXECUTED / f"{name}.ipynb"),
                     "-r", "profile", profile, "-r", "runs", str(runs), "--cwd", str(Path.cwd()), "-k", "python3",
@@ -132,16 +125,28 @@ def execute_notebooks(profile, runs="runs", only=None):
 
     for name in [n for n in stale if n in ALONE]:
         execute(name, workers)
-    pending, running = [n for n in stale if n not in ALONE], {}
+    run_graph({n: [r for r in graph[n] if r in stale] for n in stale if n not in ALONE}, execute, workers)
+
+
+def run_graph(tasks, run, workers, priority=None):
+    """Call `run(task)` for each task of `tasks` ({task: the tasks it waits for}) on `workers`
+    threads, each once those it waits for are done, the ready one of highest `priority(task)`
+    first (default: in the order given). The first failure stops the job: it is raised once the
+    running tasks have ended."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    pending, running = list(tasks), {}
+    rank = priority or (lambda task: -list(tasks).index(task))
     with ThreadPoolExecutor(workers) as pool:
         while pending or running:
-            ready = [n for n in pending if not any(d in pending or d in running for d in NOTEBOOKS[n])]
-            for name in ready[:workers - len(running)]:
-                pending.remove(name)
-                running[name] = pool.submit(execute, name, 1)
+            ready = sorted((t for t in pending if not any(d in pending or d in running for d in tasks[t])),
+                           key=rank, reverse=True)
+            for task in ready[:workers - len(running)]:
+                pending.remove(task)
+                running[task] = pool.submit(run, task)
             finished, _ = wait(running.values(), return_when=FIRST_COMPLETED)
-            for name in [n for n, job in running.items() if job in finished]:
-                running.pop(name).result()
+            for task in [t for t, job in running.items() if job in finished]:
+                running.pop(task).result()
 
 
 def run_logged(command, log, env, what):
@@ -166,7 +171,7 @@ def record_checks(profile="smoke", runs="runs"):
     torch.set_num_threads(1)
     prepare_runs(profile, runs)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in NOTEBOOKS:
+        for name in notebooks():
             template, out = Path(f"notebooks/{name}.ipynb"), Path(tmp) / f"{name}.ipynb"
             papermill.execute_notebook(str(template), str(out), cwd=str(Path.cwd()),
                                        parameters={"profile": profile, "runs": str(runs)},
@@ -203,45 +208,54 @@ def build_book():
         raise RuntimeError(f"these pages load remote assets, but the book must read offline: {', '.join(online)}")
 
 
-def stage_chains(profile):
-    """The stages in chains that can train side by side: a stage joins the chain of its
-    `init_from` stage, after it; each chain is in STAGES order."""
-    chains = {}
-    for name in STAGES:
-        upstream = load_params(f"params/{name}.yaml", profile)["init_from"]
-        root = next((r for r, chain in chains.items() if upstream in chain), name)
-        chains.setdefault(root, []).append(name)
-    return list(chains.values())
+def training_runs(profile):
+    """{(stage, seed): the (stage, seed) it starts from} of every stage's runs at `profile`, and
+    {(stage, seed): the samples x points its training and what starts from it still need}
+    (the longest chain first keeps every worker busy to the end)."""
+    stages = stage_params(profile)
+    tasks, cost = {}, {}
+    for name, params in stages.items():
+        sched = params["schedule"]
+        work = ((sched["end_step"] - sched["start_step"]) * params["train"]["batch_size"]
+                * params["data"]["points"] * len(params["sweep_lr"] or [None]))
+        for seed in seeds(params):
+            upstream = stages.get(params["init_from"])
+            tasks[(name, seed)] = [] if upstream is None else [
+                (params["init_from"], seed if seed in seeds(upstream) else seeds(upstream)[0])]
+            cost[(name, seed)] = work
+    chain = {}
+    for task in reversed(list(tasks)):  # stage_files order: what starts from a task comes after it
+        chain[task] = cost[task] + max((chain[t] for t, after in tasks.items() if task in after), default=0)
+    return tasks, chain
 
 
 def prepare_runs(profile, runs="runs", workers=None):
     """The data and every stage's runs of a profile, trained before any notebook reads them.
 
-    The chains of `stage_chains` train side by side, each in its own process
-    (`python -m s23dr.train`) with its share of the CPU threads: on a small CPU two
-    one-thread trainings make nearly twice the samples per second of one two-thread
-    training (`python -m s23dr.bench`). The notebooks then find their runs current.
-    A run that fails stops the job with its stage and the tail of its log.
+    Each run of a stage and training seed (`training_runs`) trains in its own process
+    (`python -m s23dr.train --seed`) once the run it starts from is done, side by side with
+    one CPU thread each: on a small CPU two one-thread trainings make nearly twice the
+    samples per second of one two-thread training (`python -m s23dr.bench`). The notebooks
+    then find their runs current. A run that fails stops the job with its stage and the
+    tail of its log.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     build_data(profile)
-    chains = stage_chains(profile)
-    workers = workers or max(1, min(len(chains), torch.get_num_threads()))
+    tasks, chain = training_runs(profile)
+    files = stage_files()
+    workers = workers or max(1, min(len(tasks), torch.get_num_threads()))
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, torch.get_num_threads() // workers))}
     logs = Path(runs) / profile / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
-    def train_chain(chain):
-        for name in chain:
-            run_logged([sys.executable, "-m", "s23dr.train", f"params/{name}.yaml", "--profile", profile,
-                        "--runs", str(runs), "--restart"], logs / f"{name}.log", env, f"training {name}")
-            print(f"{name}: trained or current")
+    def train(task):
+        name, seed = task
+        run_logged([sys.executable, "-m", "s23dr.train", str(files[name]), "--profile", profile,
+                    "--runs", str(runs), "--restart", "--seed", str(seed)],
+                   logs / f"{name}-seed{seed}.log", env, f"training {name} (seed {seed})")
+        print(f"{name} seed {seed}: trained or current")
 
-    print(f"training {len(chains)} chains of stages on {workers} worker(s): " + "; ".join(" -> ".join(c) for c in chains))
-    with ThreadPoolExecutor(workers) as pool:
-        for finished in [pool.submit(train_chain, chain) for chain in chains]:
-            finished.result()
+    print(f"training {len(tasks)} runs of {len(files)} stages on {workers} worker(s)")
+    run_graph(tasks, train, workers, priority=chain.get)
 
 
 def main(argv=None):

@@ -20,15 +20,14 @@ import torch
 import yaml
 from myst_nb import glue
 
-from . import checkpoint, figures
+from . import checkpoint, claims, figures
 from .config import load_params, read_yaml
 from .data import SceneDataset, collate, open_dataset
-from .inference import first, predict, score_model, score_predictions
-from .losses import Criterion
-from .model import Perceiver
+from .experiments import run_label, stage_runs, upstream_stages
+from .inference import autocast, first, predict, score_model, score_predictions
 from .predict import load_model
-from .train import run_stage, stage_runs
-from .loop import MetricsLog, data_uri, init_queries, make_optimizer, trains_on_synthetic
+from .train import run_stage
+from .loop import MetricsLog, build, data_uri, init_queries, train_step, trains_on_synthetic
 from .metrics import mean_score
 from .postprocess import kept_queries
 
@@ -97,19 +96,11 @@ def departures(params, path):
 def train_stage(params, runs="runs", device=None, init=None):
     """Train every run of a stage unless current (`train.run_stage`, retraining a stale run).
 
-    Returns the final checkpoints and the wall-clock minutes spent training now (None
-    when every run was current and nothing was trained).
+    Returns the final checkpoints (in `stage_runs` order) and whether anything was trained now.
     """
     start = time.time()
     finals = run_stage(params, runs, device, init=init, restart=True, progress=False)
-    trained = any(path.stat().st_mtime >= start for path in finals)
-    return finals, (time.time() - start) / 60 if trained else None
-
-
-def run_label(params, run):
-    """How the notebooks name one run of a stage: the stage, and for each run of a sweep
-    `<stage> lr=<its LR>`."""
-    return f"{params['stage']} lr={run['schedule']['lr']:g}" if params["sweep_lr"] else params["stage"]
+    return finals, any(path.stat().st_mtime >= start for path in finals)
 
 
 def run_metrics(params, runs="runs"):
@@ -122,28 +113,69 @@ def run_metrics(params, runs="runs"):
     return out
 
 
-def summary(rows, params, minutes=None):
+def summary(rows, params):
     """A run's headline numbers: the last evaluation's HSS, F1, IoU and train/val loss ratio,
-    its final global step, and `minutes` of training (when None: the training loop's time
-    read from the log's throughput, evaluations not counted)."""
+    its final global step, and its minutes of training (the training loop's time read from
+    the log's throughput, evaluations not counted)."""
     last = [r for r in rows if r["kind"] == "eval"][-1]
-    if minutes is None:
-        step, seconds = params["schedule"]["start_step"], 0.0
-        for row in (r for r in rows if r["kind"] == "train"):
-            seconds += (row["step"] - step) * params["train"]["batch_size"] / row["samples_per_s"]
-            step = row["step"]
-        minutes = seconds / 60
+    step, seconds = params["schedule"]["start_step"], 0.0
+    for row in (r for r in rows if r["kind"] == "train"):
+        seconds += (row["step"] - step) * params["train"]["batch_size"] / row["samples_per_s"]
+        step = row["step"]
     return {"hss": last["hss"], "f1": last["f1"], "iou": last["iou"], "ratio": last["ratio"],
-            "steps": last["step"], "minutes": minutes}
+            "steps": last["step"], "minutes": seconds / 60}
+
+
+def arm_numbers(params, runs="runs"):
+    """{arm: DataFrame of `summary` per seed (rows) with its mean and standard deviation} of
+    each arm of a stage (the stage, or each LR of its sweep), from the runs' logs."""
+    logs = run_metrics(params, runs)
+    tables = {}
+    for run, _ in stage_runs(params, runs):
+        label = run_label(params, run)
+        if label in logs:
+            arm = label.split(" seed=")[0]
+            tables.setdefault(arm, {})[run["train"]["seed"]] = summary(logs[label], run)
+    return {arm: pd.DataFrame(rows).T.rename_axis("seed") for arm, rows in tables.items()}
+
+
+def what_changed(recipe):
+    """What a stage changes from the one it starts from, in words read from its params."""
+    start = f"from {recipe['init_from']}" if recipe["init_from"] else "from scratch"
+    endpoint = ", endpoint loss" if recipe["loss"]["endpoint"]["weight"] > 0 else ""
+    cooldown = ", cooldown" if recipe["schedule"]["cooldown_start"] is not None else ""
+    return f"{recipe['data']['points']} points {start}, lr {recipe['schedule']['lr']:g}{cooldown}{endpoint}"
+
+
+def key_numbers(recipes, numbers, baseline):
+    """The seed's "Key Numbers" table from our runs: per stage the mean (and standard deviation)
+    over its seeds of the last evaluation (`arm_numbers`), beside the seed's figures."""
+    rows = []
+    for name in ("stage1", "stage2", "stage3"):
+        table, theirs = numbers[name][name], baseline["stages"][name]
+        rows.append({"stage": name, "seeds": len(table), "steps": recipes[name]["schedule"]["end_step"],
+                     "HSS": table["hss"].mean(), "HSS sd": table["hss"].std(), "F1": table["f1"].mean(),
+                     "IoU": table["iou"].mean(), "what changed": what_changed(recipes[name]),
+                     "seed steps": theirs["step"], "seed HSS": theirs["hss"], "seed F1": theirs["f1"],
+                     "seed IoU": theirs["iou"]})
+    return pd.DataFrame(rows).set_index("stage").style.format(precision=3, na_rep="—")
+
+
+def how_runs_ran(params, runs="runs"):
+    """One row per run of a stage: how it computed (`inference.how_it_ran`, logged at its start)."""
+    rows = {label: next((r for r in log if r["kind"] == "run"), {}) for label, log in run_metrics(params, runs).items()}
+    return pd.DataFrame({label: {k: v for k, v in row.items() if k not in ("step", "kind")}
+                         for label, row in rows.items()}).T
 
 
 def first_losses(params, steps=4):
     """One line per run, '<run>: loss at init 0.1234 (its terms), after N steps 0.123': the
     stage notebooks' regression check.
 
-    Each run's model is built from `train.seed` and takes `steps` AdamW updates at the run's
-    LR (`schedule.lr`) on its first training batch (its point count, augmentation and loss
-    terms), in eval mode so that no dropout draw enters. These numbers follow the library's
+    Each run's model is built from `train.seed` (the first seed's runs only) and takes `steps`
+    updates of the trainer's step (`loop.train_step`) at the run's LR (`schedule.lr`) on its
+    first training batch (its point count, augmentation and loss terms), in eval mode so that
+    no dropout draw enters. These numbers follow the library's
     code and the params (the Sinkhorn's eps moves them in the second decimal) but hardly the
     CPU's kernels, where the end of a trained trajectory (and stage 2 starts from the end of
     stage 1's) does: between ATEN_CPU_CAPABILITY=default and avx2 the loss at init differs
@@ -151,28 +183,26 @@ def first_losses(params, steps=4):
     amplifies rounding). Hence 4 steps, printed to 3 decimals. At init every residual branch
     is zero, so the points reach the loss only from the third update on.
     """
-    lines = []
+    lines, cpu = [], torch.device("cpu")
     for run, _ in stage_runs(params, "."):
-        torch.manual_seed(run["train"]["seed"])
-        model = Perceiver(**run["model"]).eval()
-        optimizer = make_optimizer(model, run)
-        criterion = Criterion(**run["loss"])
+        if run["train"]["seed"] != params["train"]["seed"]:
+            continue
+        model, criterion, optimizer = build(run)
+        model.eval()
         training = open_dataset(data_uri(run, "train"))
         if run["init_from"] is None:
             init_queries(model, training, run)
         scenes = first(training, run["train"]["batch_size"])
         items = SceneDataset(scenes, run["data"]["points"], run["data"]["augment"], run["train"]["seed"])
         batch = collate([items[i] for i in range(len(items))])
-        at_init = criterion(model(batch), batch)
-        terms = at_init
-        for _ in range(steps):
-            optimizer.zero_grad()
-            terms["total"].backward()
-            optimizer.step()
-            terms = criterion(model(batch), batch)
+        at_init = train_step(model, criterion, optimizer, batch, run, cpu)
+        for _ in range(steps - 1):
+            train_step(model, criterion, optimizer, batch, run, cpu)
+        with torch.no_grad(), autocast(run, cpu):
+            after = criterion(model(batch), batch)["total"]
         parts = ", ".join(f"{k} {v.item():.4f}" for k, v in at_init.items() if k != "total")
         lines.append(f"{run_label(params, run)}: loss at init {at_init['total'].item():.4f} ({parts}), "
-                     f"after {steps} steps {terms['total'].item():.3f}")
+                     f"after {steps} steps {after.item():.3f}")
     return "\n".join(lines)
 
 
@@ -282,17 +312,38 @@ def baseline_results():
     return yaml.safe_load(open(BASELINE_RESULTS))
 
 
-def upstream_stages(path, profile):
-    """The stages drawn before the one of params file `path`: its `init_from` chain, oldest
-    first, then the stage file it inherits from when that is a stage (an ablation's)."""
-    folder = Path(path).parent
-    chain, name = [], load_params(path, profile)["init_from"]
-    while name:
-        chain.insert(0, name)
-        name = load_params(folder / f"{name}.yaml", profile)["init_from"]
-    parent = read_yaml(path).get("inherit")
-    inherited = read_yaml(folder / parent).get("stage") if parent else None  # base.yaml names none
-    return chain + [inherited] if inherited and inherited not in chain else chain
+def verdicts(recipes, runs, profile):
+    """The Results chapter's verdicts: every claim ruled on the runs' logs (`claims`), glued as
+    `verdict_<n>` (the label), `verdict_<n>_evidence` (every part's figures, in full),
+    `results_verdicts` (the table) and `results_claim_differences` (the figure). Returns both."""
+    evidence = claims.gather(recipes, runs)
+    rows, parts = {}, {}
+    for claim in claims.claims(recipes, baseline_results(), evidence):
+        label, results, met, reason = claims.rule(claim, evidence)
+        decisive = "; ".join(
+            claims.describe(r) + " (the arms differ in " + ", ".join(
+                claims.changed_keys(claims.arm_params(recipes, r["a"]), claims.arm_params(recipes, r["b"]))) + ")"
+            for r in results if r["decides"])
+        beside = "; ".join(claims.describe(r) for r in results if not r["decides"])
+        text = (decisive + (f". Beside it: {beside}" if beside else "")
+                + ("" if met else f". Not testable here: {reason}"))
+        rows[claim.number] = {"claim": claim.text, "verdict": label, "evidence (ours)": text,
+                              "condition for a test": claim.condition, "measured": reason or "—",
+                              "the seed's evidence": claim.seed_evidence}
+        parts.update({f"{claim.number}: {r['part']} ({r['metric']})": r for r in results})
+        glue(f"verdict_{claim.number}", label, display=False)
+        glue(f"verdict_{claim.number}_evidence", text, display=False)
+    label, text = claims.reproducibility(Path(runs) / profile / "reproducibility.json")
+    rows[5] = {"claim": "deterministic mode is bit-identical across runs", "verdict": label, "evidence (ours)": text,
+               "condition for a test": "none", "measured": "—", "the seed's evidence": "max diff 0.0 (CUDA)"}
+    glue("verdict_5", label, display=False)
+    glue("verdict_5_evidence", text, display=False)
+    table = pd.DataFrame(rows).T.rename_axis("claim no.")
+    styled = table.style.set_properties(**{"text-align": "left", "white-space": "normal"})
+    glue("results_verdicts", styled, display=False)
+    figure = figures.claim_differences(parts)
+    glue("results_claim_differences", figure, display=False)
+    return styled, figure
 
 
 class StageReport:
@@ -305,7 +356,7 @@ class StageReport:
         self.recipe = notebook_params(params, profile, data, seed)
         self.stage = self.recipe["stage"]
         self.baseline_figures = baseline_results()
-        self.finals, self.minutes, self.shown = None, None, None
+        self.finals, self.shown = None, None
         glue("profile", profile, display=False)
 
     def recipe_table(self):
@@ -319,13 +370,17 @@ class StageReport:
 
     def train(self):
         """Train the stage unless current (`train_stage`); say which."""
-        self.finals, self.minutes = train_stage(self.recipe, self.runs, self.device, self.init)
-        return "trained now" if self.minutes is not None else "cached: nothing to train"
+        self.finals, trained = train_stage(self.recipe, self.runs, self.device, self.init)
+        return "trained now" if trained else "cached: nothing to train"
 
     def checkpoints(self):
         """The checkpoints each run wrote, one line per run."""
-        return "\n".join(f"{final.parent.name}: " + " ".join(sorted(p.name for p in final.parent.glob("step*.pt")))
-                         for final in self.finals)
+        return "\n".join(f"{run_label(self.recipe, run)}: " + " ".join(sorted(p.name for p in final.parent.glob("step*.pt")))
+                          for (run, _), final in zip(stage_runs(self.recipe, self.runs), self.finals))
+
+    def how_it_ran(self):
+        """How each run computed (precision, device, CPU kernels, torch version, threads)."""
+        return how_runs_ran(self.recipe, self.runs)
 
     def first_losses(self):
         """The regression check from a fixed init (`first_losses`)."""
@@ -335,7 +390,7 @@ class StageReport:
         """{run: metrics rows} of the upstream stages and this one, on one step axis."""
         if self.shown is None:
             self.shown = {}
-            for name in upstream_stages(self.path, self.profile):
+            for name in upstream_stages(self.path):
                 upstream = notebook_params(Path(self.path).parent / f"{name}.yaml", self.profile, self.data, self.seed)
                 self.shown.update(run_metrics(upstream, self.runs))
             self.shown.update(run_metrics(self.recipe, self.runs))
@@ -362,10 +417,25 @@ class StageReport:
         glue(f"{self.stage}_wireframes", view, display=False)
         return view
 
-    def numbers(self, baseline_numbers):
-        """The last evaluation's numbers (`summary`), each glued as `<stage>_<key>`,
-        beside the seed's (`baseline_numbers`, None where the seed reports none)."""
-        numbers = summary(self.metrics()[self.stage], self.recipe, self.minutes)
-        for key, value in numbers.items():
-            glue(f"{self.stage}_{key}", value, display=False)
-        return pd.DataFrame({"ours": numbers, "seed": baseline_numbers}).style.format(precision=3, na_rep="—")
+    def numbers(self, baseline_numbers, beside=None):
+        """Each run's last-evaluation numbers (`summary`) and, per arm, their mean over the
+        seeds, glued as `<stage>_<key>` (a sweep's arm as `<stage>_<LR as the params file
+        writes it>_<key>`), beside the seed's (`baseline_numbers`, None where the seed reports
+        none) and the arms of the stage params `beside` (not glued)."""
+        as_written = {f"{lr:g}": written for lr, written in
+                      zip(self.recipe["sweep_lr"] or [], notebook_params(self.path, "full")["sweep_lr"] or [])}
+        columns = {}
+        for recipe in [self.recipe] + ([beside] if beside else []):
+            for arm, table in arm_numbers(recipe, self.runs).items():
+                mean = table.mean()
+                if recipe is self.recipe:
+                    lr = arm.partition(" lr=")[2]
+                    prefix = self.stage + (f"_{as_written[lr]:g}" if lr else "")
+                    for key, value in mean.items():
+                        glue(f"{prefix}_{key}", float(value), display=False)
+                columns[f"{arm}: mean of {len(table)}"] = mean
+                if len(table) > 1:
+                    columns[f"{arm}: sd"] = table.std()
+                    columns.update({f"{arm} seed={s}": row for s, row in table.iterrows()})
+        columns["the seed's"] = pd.Series(baseline_numbers)
+        return pd.DataFrame(columns).style.format(precision=3, na_rep="—")

@@ -2,29 +2,18 @@
 
 Runs live in `<runs>/<profile>/<stage>`; a stage with `init_from` starts from its
 upstream stage's checkpoint at its own start step, found in the same runs directory.
-An ablation with `sweep_lr` trains one run per LR in `<stage>/lr<LR>`.
+An ablation with `sweep_lr` trains one run per LR in `<stage>/lr<LR>`, a stage with
+several `seeds` one per training seed in `seed<N>` (`experiments.stage_runs`).
 """
 
 import argparse
 import shutil
 import sys
-from pathlib import Path
 
 from . import checkpoint
 from .config import ParamsError, load_params
+from .experiments import stage_runs
 from .loop import MetricsLog, train, upstream_checkpoint
-
-
-def stage_runs(params, runs_dir):
-    """(params, run directory) of each run of a stage: one, or one per LR of `sweep_lr`."""
-    run_dir = Path(runs_dir) / params["profile"] / params["stage"]
-    if not params["sweep_lr"]:
-        return [(params, run_dir)]
-    runs = []
-    for lr in params["sweep_lr"]:
-        variant = {**params, "schedule": {**params["schedule"], "lr": float(lr)}}
-        runs.append((variant, run_dir / f"lr{lr:g}"))
-    return runs
 
 
 def is_current(params, run_dir, init):
@@ -39,17 +28,23 @@ def is_current(params, run_dir, init):
     return not checkpoint.differences(stored, checkpoint.inputs_of(params, init_state))
 
 
-def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, restart=False, progress=True):
-    """Train every run of a stage unless it is current; returns their final checkpoints.
+def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, restart=False, progress=True,
+              seed=None):
+    """Train every run of a stage (or those of training seed `seed`) unless it is current;
+    returns their final checkpoints.
 
     With `restart`, a run directory made from other params or code is removed and the
     run trained anew (the notebooks' behaviour); without it, training resumes there.
     """
     finals = []
-    for variant, run_dir in stage_runs(params, runs_dir):
+    runs = [(v, d) for v, d in stage_runs(params, runs_dir) if seed is None or v["train"]["seed"] == seed]
+    if not runs:
+        raise ValueError(f"stage {params['stage']} has no run of training seed {seed}; its seeds are "
+                         f"{sorted({v['train']['seed'] for v, _ in stage_runs(params, runs_dir)})}")
+    for variant, run_dir in runs:
         start = init
         if start is None and variant["init_from"]:
-            start = upstream_checkpoint(variant, Path(runs_dir) / variant["profile"])
+            start = upstream_checkpoint(variant, runs_dir)
         if is_current(variant, run_dir, start):
             finals.append(checkpoint.path_for(run_dir, variant["schedule"]["end_step"]))
             continue
@@ -73,10 +68,12 @@ def main(argv=None):
     parser.add_argument("--restart", action="store_true",
                         help="retrain a run whose directory was made from other params or code")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--seed", type=int, help="train only the runs of this training seed (default: every seed)")
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.profile, args.set)
-        for final in run_stage(params, args.runs, args.device, args.init, args.resume, args.restart):
+        for final in run_stage(params, args.runs, args.device, args.init, args.resume, args.restart,
+                               seed=args.seed):
             print(final)
     except (ParamsError, OSError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)

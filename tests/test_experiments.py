@@ -1,0 +1,76 @@
+"""The experiment graph comes from params alone: the stages, what each starts from and is
+drawn beside, their runs per LR and seed, the order they train in, the book's pages."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from s23dr import pipeline
+from s23dr.experiments import run_label, stage_files, stage_params, stage_runs, upstream_run_dir, upstream_stages
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params"
+
+
+def test_stages_are_the_params_files_that_name_one_each_after_what_it_starts_from():
+    files = stage_files(PARAMS)
+    assert set(files) == {yaml.safe_load(p.read_text()).get("stage") for p in PARAMS.glob("*.yaml")} - {None}
+    order = list(files)
+    for name, params in stage_params("full", PARAMS).items():
+        if params["init_from"]:
+            assert order.index(params["init_from"]) < order.index(name)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("stage1", []),
+    ("stage2", ["stage1"]),
+    ("stage3", ["stage1", "stage2"]),
+    ("ablation_4096_scratch", ["stage1"]),          # inherits stage1.yaml, starts from scratch
+    ("ablation_high_lr", ["stage1", "stage2"]),     # starts from stage 1, inherits stage2.yaml
+    ("control_points", ["stage1", "stage2"]),
+    ("control_endpoint", ["stage1", "stage2", "stage3"]),
+])
+def test_upstream_stages_follow_init_from_and_inherit(name, expected):
+    assert upstream_stages(PARAMS / f"{name}.yaml") == expected
+
+
+def test_runs_per_lr_and_seed_and_their_labels():
+    params = stage_params("cpu", PARAMS)["ablation_high_lr"]
+    runs = stage_runs(params, "r")
+    assert len(runs) == len(params["sweep_lr"]) * params["seeds"]
+    run, run_dir = runs[1]
+    lr, seed = run["schedule"]["lr"], params["train"]["seed"] + 1
+    assert run["train"]["seed"] == seed and run_dir == Path("r/cpu/ablation_high_lr") / f"lr{lr:g}" / f"seed{seed}"
+    assert run_label(params, run) == f"ablation_high_lr lr={lr:g} seed={seed}"
+    single = stage_params("full", PARAMS)["stage1"]
+    assert stage_runs(single, "r") == [(single, Path("r/full/stage1"))] and run_label(single, single) == "stage1"
+
+
+def test_a_run_starts_from_its_upstream_run_of_the_same_seed(tmp_path):
+    params = stage_runs(stage_params("cpu", PARAMS)["stage2"], tmp_path)[2][0]
+    assert upstream_run_dir(params, tmp_path) == tmp_path / "cpu" / "stage1"  # a single-seed upstream
+    (tmp_path / "cpu" / "stage1" / f"seed{params['train']['seed']}").mkdir(parents=True)
+    assert upstream_run_dir(params, tmp_path) == tmp_path / "cpu" / "stage1" / f"seed{params['train']['seed']}"
+
+
+def test_training_runs_wait_for_their_upstream_run(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    for profile in ("full", "cpu", "smoke"):
+        tasks, chain = pipeline.training_runs(profile)
+        stages = stage_params(profile)
+        assert set(tasks) == {(n, run["train"]["seed"]) for n, p in stages.items() for run, _ in stage_runs(p, ".")}
+        for (name, seed), after in tasks.items():
+            assert after == ([] if not stages[name]["init_from"] else [(stages[name]["init_from"], seed)])
+            assert all(chain[a] > chain[(name, seed)] for a in after)
+
+
+def test_every_notebook_is_in_the_table_of_contents_and_reads_what_it_draws(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    toc = (ROOT / "_toc.yml").read_text()
+    graph = pipeline.notebooks()
+    assert set(graph) == {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
+    assert all(f"file: book/executed/{name}\n" in toc for name in graph)
+    for name, reads in pipeline.stage_notebooks().items():
+        assert reads == [s for s in upstream_stages(PARAMS / f"{name}.yaml") if s in graph]
+    assert set(graph["results"]) == set(graph) - {"data", "results"}
