@@ -167,6 +167,30 @@ def test_missing_path_names_the_uri_and_the_synthetic_default(tmp_path):
         open_dataset(uri)
 
 
+@pytest.mark.parametrize("form", ["npz", "save_to_disk"])
+def test_a_duplicate_order_id_is_refused_naming_it(tmp_path, make_scene, form):
+    scenes = [make_scene("a"), make_scene("b", seed=1), make_scene("b", seed=2)]
+    if form == "npz":
+        (tmp_path / "data").mkdir()
+        for i, scene in enumerate(scenes):
+            np.savez(tmp_path / "data" / f"file{i}.npz", **scene)  # the stored order_id names the scene
+        where = re.escape(f"({tmp_path}/data/file1.npz and {tmp_path}/data/file2.npz)")
+    else:
+        as_dataset(scenes).save_to_disk(str(tmp_path / "data"))
+        where = r"\(.* row 1 \(order_id b\) and .* row 2 \(order_id b\)\)"
+    with pytest.raises(ValueError, match=rf"data: order_id 'b' names more than one scene {where}$"):
+        open_dataset(tmp_path / "data")
+
+
+def test_an_empty_saved_split_is_named_and_the_others_still_open(tmp_path, splits):
+    saved = {name: as_dataset(scenes) for name, scenes in splits.items()}
+    datasets.DatasetDict({**saved, "test": saved["train"].select([])}).save_to_disk(str(tmp_path))
+    assert open_dataset(f"{tmp_path}:validation").order_ids == ["val0", "val1"]
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path))}:test: {re.escape(str(tmp_path / 'test'))} "
+                                         r"holds no scenes \(an empty split: no .arrow files\)$"):
+        open_dataset(f"{tmp_path}:test")
+
+
 def test_a_folder_without_data_is_refused(tmp_path):
     with pytest.raises(ValueError, match="holds no dataset"):
         open_dataset(tmp_path)
@@ -396,6 +420,15 @@ def test_valid_points_beyond_n_points_fail_clearly(make_scene):
     dataset = SceneDataset([make_scene("crowded", n_points=64, n_valid=40)], n_points=32)
     with pytest.raises(ValueError, match="'crowded' has 40 valid points, more than n_points=32"):
         dataset[0]
+
+
+def test_check_scenes_refuses_scenes_beyond_the_params_point_count_before_training(tmp_path, make_scene):
+    write_npz_files(tmp_path, [make_scene("fits", n_valid=30), make_scene("crowded", n_points=64, n_valid=40)])
+    scenes = open_dataset(tmp_path)
+    assert check_scenes(scenes) is scenes
+    with pytest.raises(ValueError, match=r"^scene 'crowded' has 40 valid points, more than n_points=32: .*"
+                                         rf"\(1 of 2 scenes in {re.escape(str(tmp_path))} are invalid: crowded\)$"):
+        check_scenes(scenes, n_points=32)
 
 
 def test_to_device_moves_tensors_and_keeps_order_ids(make_scene):
