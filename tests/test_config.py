@@ -65,8 +65,6 @@ def test_override_sets_a_nested_key():
     ("model.kv_heads_self=3", r"model.num_heads \(2\) should be divisible by model.kv_heads_self \(3\)"),
     ("schedule.warmup=26", r"schedule.warmup \(26\) should end within the schedule, by schedule.end_step \(25\)"),
     ("postprocess.merge_radii=[0.1,-1]", r"postprocess.merge_radii should be a list of numbers > 0, got \[0.1, -1\]"),
-    ("data.synthetic.world.occlusion=2", r"data.synthetic.world.occlusion should be a number in \[0, 1\], got 2"),
-    ("data.synthetic.world.roofs=[dome]", "data.synthetic.world.roofs should be a non-empty list of gable"),
     ("sweep_lr=0.1", "sweep_lr should be null or a list of positive learning rates, got 0.1"),
     ("data.bad_samples=3", "data.bad_samples should be null or a name, got 3"),
 ])

@@ -2,6 +2,7 @@
 
 import logging
 import re
+import socket
 
 import datasets
 import numpy as np
@@ -135,8 +136,16 @@ def test_only_a_trailing_name_without_slashes_is_a_split(tmp_path, splits):
     assert open_dataset(existing).order_ids == ["train0", "train1", "train2"]
 
 
+class Reachable:
+    """What socket.create_connection returns where the hub answers."""
+
+    def close(self):
+        pass
+
+
 def test_hub_uri_goes_through_load_dataset(monkeypatch, splits):
     calls = []
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: Reachable())
 
     def fake_load_dataset(repo, split):
         calls.append((repo, split))
@@ -156,9 +165,27 @@ def test_unreachable_hub_names_the_uri_and_the_synthetic_default(monkeypatch):
         raise ConnectionError("Couldn't reach the Hugging Face Hub")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # declared offline: the cache, no probe
     uri = "hf://usm3d/s23dr-2026-sampled_4096_v2:train"
     with pytest.raises(FileNotFoundError, match=re.escape(uri) + ".*Couldn't reach.*python -m s23dr.pipeline data --profile cpu"):
         open_dataset(uri)
+
+
+def test_a_hub_uri_without_network_fails_at_once_after_one_probe(monkeypatch):
+    probes = []
+
+    def no_network(address, timeout):
+        probes.append(address)
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: pytest.fail("load_dataset retries offline"))
+    uri = "hf://usm3d/s23dr-2026-sampled_4096_v2:train"
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(uri)}: the Hugging Face hub \(huggingface.co\) cannot be "
+                                                r"reached \(\[Errno 101\] Network is unreachable\); with the dataset in "
+                                                r"the local cache, set HF_HUB_OFFLINE=1\. Without network") as err:
+        open_dataset(uri)
+    assert probes == [("huggingface.co", 443)] and "\n" not in str(err.value)
 
 
 def test_missing_path_names_the_uri_and_the_synthetic_default(tmp_path):

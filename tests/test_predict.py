@@ -141,3 +141,25 @@ def test_evaluate_scores_a_good_submission_with_empty_fields(gt_scenes, tmp_path
     path.write_text(json.dumps([{"order_id": "whole", "wf_vertices": [], "wf_edges": []}]))
     status, out, _ = run(evaluate, [path, gt_scenes], capsys)
     assert status == 0 and out.startswith("1 scenes: HSS 0.0000")
+
+
+def test_predict_takes_a_run_directory_for_its_newest_checkpoint(model_path, test_scenes, tmp_path, capsys):
+    out = tmp_path / "submission.json"
+    assert run(predict, [model_path.parent, test_scenes, "--out", out], capsys)[0] == 0
+    assert len(json.loads(out.read_text())) == 3
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    status, _, err = run(predict, [empty, test_scenes, "--out", out], capsys)
+    assert status == 2
+    assert err == f"error: {empty}: a folder without checkpoints (step*.pt); name a checkpoint or a run directory that holds one\n"
+
+
+@pytest.mark.parametrize("command", [predict, evaluate])
+@pytest.mark.parametrize("device, message", [
+    ("tpu", "expected cpu, cuda or cuda:N"),
+    ("cuda:99", "(CUDA is not available on this machine; use --device cpu|this machine has \\d CUDA device)"),
+])
+def test_an_unusable_device_is_one_line(command, device, message, model_path, test_scenes, tmp_path, capsys):
+    status = command.main([str(model_path), str(test_scenes), "--device", device])
+    err = capsys.readouterr().err
+    assert status == 2 and re.fullmatch(rf"error: --device {device}: {message}.*\n", err)

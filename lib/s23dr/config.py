@@ -3,9 +3,11 @@
 `params/base.yaml` names every key there is; a stage file, a profile and a command
 line may only override them. An unknown key fails with the closest known names, a
 value of the wrong type (null included, where base.yaml has a value) names the key and
-the type it should have, and `check` refuses values the trainer cannot run with (a
-zero batch size, say), so each mistake is one line naming its key, not a traceback
-part-way through a run. The result is a plain nested dict, stored in every checkpoint.
+the type it should have, and `check` refuses values the trainer cannot run with or that
+would quietly ruin a run or a score: a number outside its range (`LIMITS`), a name
+outside its choices (`CHOICES`), keys that do not fit together (heads that do not
+divide the width, a cooldown outside the stage). So each mistake is one line naming
+its key, not a traceback part-way through a run. The result is a plain nested dict, stored in every checkpoint.
 """
 
 import copy
@@ -15,8 +17,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import yaml
-
-from .synthetic import World
 
 PROFILES_FILE = "profiles.yaml"
 STEP_KEYS = ("start_step", "end_step", "warmup", "cooldown_start", "cooldown_steps")
@@ -243,10 +243,6 @@ def check(params, path):
     radii = params["postprocess"]["merge_radii"]
     if not all(above(0.0).holds(r) for r in radii):
         raise ParamsError(f"postprocess.merge_radii should be a list of numbers > 0, got {radii!r}")
-    try:
-        World.of(params["data"]["synthetic"]["world"])
-    except ValueError as err:
-        raise ParamsError(f"data.synthetic.{err}") from None
     betas = params["optim"]["betas"]
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
         raise ParamsError(f"optim.betas should be two numbers in [0, 1), got {betas!r}")

@@ -33,6 +33,8 @@ every array of every `.npz`), so a truncated or corrupt file fails there, named.
 import json
 import logging
 import os
+import socket
+import urllib.parse
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -52,6 +54,7 @@ from .schema import (ARRAY_FIELDS, GT_FIELDS, MAX_GT_EDGES, NUM_SOURCES, POINT_C
 log = logging.getLogger(__name__)
 
 #: What to do without the hub (there is no network on our machines).
+HUB_PROBE_TIMEOUT = 5  # seconds for the one connection that tells whether the hub is reachable
 OFFLINE_HINT = ("Without network, use the synthetic default: build it with `make data` "
                 "(python -m s23dr.pipeline data --profile cpu) and train with --profile cpu, "
                 "or pass its path, e.g. data/synthetic/sampled_1024:train.")
@@ -444,11 +447,25 @@ def _read_table(file):
 
 
 def _load_hub(repo, split, uri):
+    if not datasets.config.HF_HUB_OFFLINE:  # offline, `datasets` reads its cache and asks no one
+        _probe_hub(uri)
     try:
         return datasets.load_dataset(repo, split=split)
     except Exception as err:  # offline, unknown repo or split: all mean the data is not here
         raise FileNotFoundError(f"{uri}: could not load {repo!r} split {split!r} from the Hugging Face "
                                 f"hub ({type(err).__name__}: {err}). {OFFLINE_HINT}") from err
+
+
+def _probe_hub(uri):
+    """One connection to the hub, so that a machine without network fails at once, in one
+    line, rather than after `datasets`' retries and timeouts."""
+    endpoint = urllib.parse.urlsplit(datasets.config.HF_ENDPOINT)
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT).close()
+    except OSError as err:
+        raise FileNotFoundError(f"{uri}: the Hugging Face hub ({host}) cannot be reached ({err}); with the "
+                                f"dataset in the local cache, set HF_HUB_OFFLINE=1. {OFFLINE_HINT}") from None
 
 
 def _pick_split(splits, split, uri):
@@ -558,6 +575,23 @@ def collate(items):
              for name, dtype in BATCH_DTYPES.items()}
     batch["order_id"] = [item["order_id"] for item in items]
     return batch
+
+
+def check_device(name):
+    """torch.device(name) where this machine has that device; else one line saying so
+    (torch would fail at the first tensor moved there, mid-way and with a traceback)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: expected cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and count == 0:
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= count:
+        raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def to_device(batch, device, non_blocking=True):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .data import open_dataset
+from .data import check_device, open_dataset
 from .metrics import score_scenes
 from .predict import load_model, submission
 
@@ -103,7 +103,7 @@ def score_source(source, data_uri, device="cpu"):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("source", help="a checkpoint (.pt) or a submission (.json)")
+    parser.add_argument("source", help="a checkpoint (.pt), a run directory (its newest checkpoint) or a submission (.json)")
     parser.add_argument("data", help="dataset URI with GT, e.g. data/synthetic/sampled_1024:validation")
     parser.add_argument("--per-scene", help="write per-scene scores to this JSON file")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -111,7 +111,7 @@ def main(argv=None):
     try:
         if args.per_scene:
             checkpoint.check_writable(args.per_scene, "--per-scene")
-        result, scenes = score_source(args.source, args.data, args.device)
+        result, scenes = score_source(args.source, args.data, check_device(args.device))
         if args.per_scene:
             rows = [{"order_id": s["order_id"], **asdict(r)} for s, r in zip(scenes, result.scenes)]
             with checkpoint.atomic_write(args.per_scene) as f:
