@@ -1,13 +1,16 @@
 """Params: inheritance, profiles, overrides, and the errors for bad ones."""
 
+import math
+import re
 from pathlib import Path
 
 import pytest
 
-from s23dr.config import ParamsError, load_params
+from s23dr.model import ACTIVATIONS
+from s23dr.config import CHOICES, LIMITS, ParamsError, load_params, read_yaml
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
-STAGES = ["stage1", "stage2", "stage3", "ablation_4096_scratch", "ablation_high_lr"]
+STAGES = sorted(path.stem for path in PARAMS.glob("*.yaml") if read_yaml(path).get("stage"))
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -58,12 +61,54 @@ def test_override_sets_a_nested_key():
     ("schedule.cooldown_start=3", "schedule.cooldown_steps should be >= 1 when schedule.cooldown_start is set"),
     ("optim.betas=[0.9,", r"--set optim.betas=\[0.9,: '\[0.9,' is not a valid YAML value \(expected the node content"),
     ("optim.betas=[0.9]", r"optim.betas should be two numbers in \[0, 1\), got \[0.9\]"),
+    ("model.hidden=33", r"model.hidden \(33\) should be divisible by model.num_heads \(2\)"),
+    ("model.kv_heads_self=3", r"model.num_heads \(2\) should be divisible by model.kv_heads_self \(3\)"),
+    ("schedule.warmup=26", r"schedule.warmup \(26\) should end within the schedule, by schedule.end_step \(25\)"),
+    ("postprocess.merge_radii=[0.1,-1]", r"postprocess.merge_radii should be a list of numbers > 0, got \[0.1, -1\]"),
     ("sweep_lr=0.1", "sweep_lr should be null or a list of positive learning rates, got 0.1"),
     ("data.bad_samples=3", "data.bad_samples should be null or a name, got 3"),
 ])
 def test_bad_override_names_the_key(override, message):
     with pytest.raises(ParamsError, match=message):
         load_params(PARAMS / "stage1.yaml", "smoke", [override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("schedule.cooldown_start=20", r"schedule.cooldown_start \(20\) should be >= schedule.start_step \(27\)"),
+    ("schedule.cooldown_start=31", r"schedule.cooldown_start \+ schedule.cooldown_steps \(35\) should be <= "
+                                   r"schedule.end_step \(34\)"),
+])
+def test_cooldown_lies_within_the_stage(override, message):
+    with pytest.raises(ParamsError, match=message):
+        load_params(PARAMS / "stage3.yaml", "smoke", [override])
+
+
+def _out_of_range(limit):
+    """A value just outside `limit`: below its low bound, or the bound itself where it is open."""
+    if limit.open_low:
+        return limit.low
+    return limit.low - 1 if limit.low > -math.inf else limit.high + 1
+
+
+@pytest.mark.parametrize("key, value", [(key, _out_of_range(limit)) for key, limit in LIMITS.items()]
+                         + [(key, limit.high + (0 if limit.open_high else 1)) for key, limit in LIMITS.items()
+                            if limit.high < math.inf]
+                         + [(key, "nope") for key in CHOICES] + [(key, float("nan")) for key in LIMITS])
+def test_every_out_of_range_value_names_its_key(key, value):
+    """Each key of the tables, set outside its range or choices, is refused in one line naming it."""
+    with pytest.raises(ParamsError, match=rf"(^|: ){re.escape(key)} should be .*, got ") as err:
+        load_params(PARAMS / "stage1.yaml", "smoke", [f"{key}={value}"])
+    assert "\n" not in str(err.value)
+
+
+def test_tables_name_keys_of_base_yaml():
+    base = read_yaml(PARAMS / "base.yaml")
+    for key in [*LIMITS, *CHOICES]:
+        node = base
+        for part in key.split("."):
+            assert part in node, key
+            node = node[part]
+    assert set(ACTIVATIONS) == set(CHOICES["model.activation"])
 
 
 def test_base_yaml_itself_is_not_a_stage():

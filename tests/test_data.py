@@ -2,6 +2,7 @@
 
 import logging
 import re
+import socket
 
 import datasets
 import numpy as np
@@ -135,8 +136,16 @@ def test_only_a_trailing_name_without_slashes_is_a_split(tmp_path, splits):
     assert open_dataset(existing).order_ids == ["train0", "train1", "train2"]
 
 
+class Reachable:
+    """What socket.create_connection returns where the hub answers."""
+
+    def close(self):
+        pass
+
+
 def test_hub_uri_goes_through_load_dataset(monkeypatch, splits):
     calls = []
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: Reachable())
 
     def fake_load_dataset(repo, split):
         calls.append((repo, split))
@@ -156,15 +165,57 @@ def test_unreachable_hub_names_the_uri_and_the_synthetic_default(monkeypatch):
         raise ConnectionError("Couldn't reach the Hugging Face Hub")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # declared offline: the cache, no probe
     uri = "hf://usm3d/s23dr-2026-sampled_4096_v2:train"
     with pytest.raises(FileNotFoundError, match=re.escape(uri) + ".*Couldn't reach.*python -m s23dr.pipeline data --profile cpu"):
         open_dataset(uri)
+
+
+def test_a_hub_uri_without_network_fails_at_once_after_one_probe(monkeypatch):
+    probes = []
+
+    def no_network(address, timeout):
+        probes.append(address)
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: pytest.fail("load_dataset retries offline"))
+    uri = "hf://usm3d/s23dr-2026-sampled_4096_v2:train"
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(uri)}: the Hugging Face hub \(huggingface.co\) cannot be "
+                                                r"reached \(\[Errno 101\] Network is unreachable\); with the dataset in "
+                                                r"the local cache, set HF_HUB_OFFLINE=1\. Without network") as err:
+        open_dataset(uri)
+    assert probes == [("huggingface.co", 443)] and "\n" not in str(err.value)
 
 
 def test_missing_path_names_the_uri_and_the_synthetic_default(tmp_path):
     uri = f"{tmp_path}/nowhere:train"
     with pytest.raises(FileNotFoundError, match=re.escape(uri) + ".*python -m s23dr.pipeline data --profile cpu"):
         open_dataset(uri)
+
+
+@pytest.mark.parametrize("form", ["npz", "save_to_disk"])
+def test_a_duplicate_order_id_is_refused_naming_it(tmp_path, make_scene, form):
+    scenes = [make_scene("a"), make_scene("b", seed=1), make_scene("b", seed=2)]
+    if form == "npz":
+        (tmp_path / "data").mkdir()
+        for i, scene in enumerate(scenes):
+            np.savez(tmp_path / "data" / f"file{i}.npz", **scene)  # the stored order_id names the scene
+        where = re.escape(f"({tmp_path}/data/file1.npz and {tmp_path}/data/file2.npz)")
+    else:
+        as_dataset(scenes).save_to_disk(str(tmp_path / "data"))
+        where = r"\(.* row 1 \(order_id b\) and .* row 2 \(order_id b\)\)"
+    with pytest.raises(ValueError, match=rf"data: order_id 'b' names more than one scene {where}$"):
+        open_dataset(tmp_path / "data")
+
+
+def test_an_empty_saved_split_is_named_and_the_others_still_open(tmp_path, splits):
+    saved = {name: as_dataset(scenes) for name, scenes in splits.items()}
+    datasets.DatasetDict({**saved, "test": saved["train"].select([])}).save_to_disk(str(tmp_path))
+    assert open_dataset(f"{tmp_path}:validation").order_ids == ["val0", "val1"]
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path))}:test: {re.escape(str(tmp_path / 'test'))} "
+                                         r"holds no scenes \(an empty split: no .arrow files\)$"):
+        open_dataset(f"{tmp_path}:test")
 
 
 def test_a_folder_without_data_is_refused(tmp_path):
@@ -396,6 +447,15 @@ def test_valid_points_beyond_n_points_fail_clearly(make_scene):
     dataset = SceneDataset([make_scene("crowded", n_points=64, n_valid=40)], n_points=32)
     with pytest.raises(ValueError, match="'crowded' has 40 valid points, more than n_points=32"):
         dataset[0]
+
+
+def test_check_scenes_refuses_scenes_beyond_the_params_point_count_before_training(tmp_path, make_scene):
+    write_npz_files(tmp_path, [make_scene("fits", n_valid=30), make_scene("crowded", n_points=64, n_valid=40)])
+    scenes = open_dataset(tmp_path)
+    assert check_scenes(scenes) is scenes
+    with pytest.raises(ValueError, match=r"^scene 'crowded' has 40 valid points, more than n_points=32: .*"
+                                         rf"\(1 of 2 scenes in {re.escape(str(tmp_path))} are invalid: crowded\)$"):
+        check_scenes(scenes, n_points=32)
 
 
 def test_to_device_moves_tensors_and_keeps_order_ids(make_scene):

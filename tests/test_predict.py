@@ -96,3 +96,70 @@ def test_evaluate_scores_a_checkpoint_at_its_own_thresholds(tmp_path, test_scene
     monkeypatch.setattr(evaluate, "score_scenes", lambda preds, gts, **thresholds: seen.update(thresholds))
     evaluate.score_source(path, whole)
     assert seen == {"vert_thresh": 0.25, "edge_thresh": 0.75}
+
+
+@pytest.fixture
+def gt_scenes(tmp_path, make_scene):
+    """A folder of one scene with GT, `whole`."""
+    folder = tmp_path / "gt"
+    folder.mkdir()
+    np.savez(folder / "whole.npz", **make_scene("whole"))
+    return folder
+
+
+GOOD = {"order_id": "whole", "wf_vertices": [[0, 0, 0], [1.5, 0, 0]], "wf_edges": [[0, 1]]}
+
+
+@pytest.mark.parametrize("records, message", [
+    ({"whole": GOOD}, r"not a submission \(a JSON list of \{order_id, wf_vertices, wf_edges\}\), found a dict"),
+    ([GOOD, GOOD], "order_id 'whole' appears more than once"),
+    ([{"wf_vertices": []}], "record 0 should be a mapping {order_id, wf_vertices, wf_edges} with a string order_id"),
+    ([{**GOOD, "order_id": 7}], "record 0 should be a mapping .* with a string order_id"),
+    ([{k: v for k, v in GOOD.items() if k != "wf_edges"}], "scene 'whole': missing field 'wf_edges'"),
+    ([{**GOOD, "wf_vertices": [[0, 0], [1, 0]]}],
+     r"scene 'whole': field 'wf_vertices' should be a list of \[3\] numbers, found shape \(2, 2\), dtype int64"),
+    ([{**GOOD, "wf_vertices": [[0, 0, 0], [1, 0]]}], "scene 'whole': field 'wf_vertices' .*, found a ragged list"),
+    ([{**GOOD, "wf_vertices": [["0", "0", "0"], ["1", "0", "0"]]}], "scene 'whole': field 'wf_vertices' .*, dtype <U1"),
+    ([{**GOOD, "wf_vertices": [[0, 0, 0], [float("nan"), 0, 0]]}], "scene 'whole': field 'wf_vertices' holds NaN or inf"),
+    ([{**GOOD, "wf_edges": [[0.0, 1.0]]}],
+     r"scene 'whole': field 'wf_edges' should be a list of \[2\] integer vertex indices, found shape \(1, 2\), dtype float64"),
+    ([{**GOOD, "wf_edges": [[0, 2]]}], r"scene 'whole': field 'wf_edges' should index the 2 vertices \(0 to 1\), found 0 to 2"),
+    ([{**GOOD, "order_id": "other"}], "no prediction for 1 scenes of .*gt, e.g. whole; "
+                                      "1 predicted scenes are not in .*gt, e.g. other"),
+])
+def test_evaluate_checks_a_submission_field_by_field(gt_scenes, tmp_path, capsys, records, message):
+    """A bad submission is one line naming the file, the scene and the field; nothing is scored."""
+    path = tmp_path / "submission.json"
+    path.write_text(json.dumps(records))
+    status, out, err = run(evaluate, [path, gt_scenes], capsys)
+    assert status == 2 and out == ""
+    assert re.fullmatch(rf"error: {re.escape(str(path))}: {message}.*\n", err) and err.count("\n") == 1
+
+
+def test_evaluate_scores_a_good_submission_with_empty_fields(gt_scenes, tmp_path, capsys):
+    path = tmp_path / "submission.json"
+    path.write_text(json.dumps([{"order_id": "whole", "wf_vertices": [], "wf_edges": []}]))
+    status, out, _ = run(evaluate, [path, gt_scenes], capsys)
+    assert status == 0 and out.startswith("1 scenes: HSS 0.0000")
+
+
+def test_predict_takes_a_run_directory_for_its_newest_checkpoint(model_path, test_scenes, tmp_path, capsys):
+    out = tmp_path / "submission.json"
+    assert run(predict, [model_path.parent, test_scenes, "--out", out], capsys)[0] == 0
+    assert len(json.loads(out.read_text())) == 3
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    status, _, err = run(predict, [empty, test_scenes, "--out", out], capsys)
+    assert status == 2
+    assert err == f"error: {empty}: a folder without checkpoints (step*.pt); name a checkpoint or a run directory that holds one\n"
+
+
+@pytest.mark.parametrize("command", [predict, evaluate])
+@pytest.mark.parametrize("device, message", [
+    ("tpu", "expected cpu, cuda or cuda:N"),
+    ("cuda:99", "(CUDA is not available on this machine; use --device cpu|this machine has \\d CUDA device)"),
+])
+def test_an_unusable_device_is_one_line(command, device, message, model_path, test_scenes, tmp_path, capsys):
+    status = command.main([str(model_path), str(test_scenes), "--device", device])
+    err = capsys.readouterr().err
+    assert status == 2 and re.fullmatch(rf"error: --device {device}: {message}.*\n", err)

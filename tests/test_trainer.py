@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from s23dr import checkpoint, loop
+from s23dr import bench, checkpoint, loop
+from s23dr import train as s23dr_train
 from s23dr.config import load_params
 from s23dr.data import open_dataset
 from s23dr.model import Perceiver
@@ -226,6 +227,47 @@ def test_train_command_errors_are_one_line(args, message):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == message
+
+
+@pytest.mark.parametrize("command, args", [
+    (s23dr_train, ["params/stage1.yaml", "--profile", "smoke", "--device", "cuda:99"]),
+    (bench, ["--profile", "smoke", "--device", "cuda:99"]),
+    (bench, ["--steps", "0"]),
+    (bench, ["--warmup", "-1"]),
+    (bench, ["--profile", "smoke", "--set", "loss.sinkhorn.eps=0"]),
+])
+def test_command_arguments_are_checked_in_one_line(command, args, capsys, monkeypatch):
+    monkeypatch.chdir(PARAMS.parent)
+    monkeypatch.setattr(bench, "measure", lambda *a: pytest.fail("measured before the arguments were checked"))
+    monkeypatch.setattr(s23dr_train, "run_stage", lambda *a: pytest.fail("trained before --device was checked"))
+    assert command.main(args) == 2
+    err = capsys.readouterr().err
+    expected = {"--device": r"--device cuda:99: (CUDA is not available on this machine; use --device cpu"
+                            r"|this machine has \d+ CUDA device\(s\), cuda:0 to cuda:\d+)",
+                "--steps": "--steps should be an integer >= 1, got 0",
+                "--warmup": "--warmup should be an integer >= 0, got -1",
+                "--set": r"loss.sinkhorn.eps should be a number > 0.0, got 0.0"}
+    assert re.fullmatch(rf"error: {expected[args[-2]]}\n", err)
+
+
+def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_path, capsys, monkeypatch):
+    real = loop.lr_at
+
+    def interrupt_at_step_4(step, schedule):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real(step, schedule)
+
+    monkeypatch.setattr(loop, "lr_at", interrupt_at_step_4)
+    status = s23dr_train.main([str(PARAMS / "stage1.yaml"), "--profile", "smoke", "--runs", str(tmp_path),
+                               "--device", "cpu", "--set", f"data.train={synthetic_root}/sampled_{{points}}:train",
+                               "--set", f"data.val={synthetic_root}/sampled_{{points}}:validation",
+                               "--set", "train.ckpt_every=2", "--set", "train.eval_every=100"])
+    run_dir = tmp_path / "smoke" / "stage1"
+    assert status == 130
+    assert (f"\ninterrupted: {run_dir} at step 3; the same command resumes it from {run_dir / 'step000002.pt'}\n"
+            in capsys.readouterr().err)  # the line, between the progress bar's
+    assert not (run_dir / "lock").exists()
 
 
 # --- a run directory shared, a full disk, a kill, invalid scenes ------------------------

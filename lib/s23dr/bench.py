@@ -11,14 +11,16 @@ import argparse
 import json
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import load_params
-from .data import SceneDataset, collate, to_device
+from . import checkpoint
+from .config import ParamsError, load_params
+from .data import SceneDataset, check_device, collate, to_device
 from .inference import autocast, uses_bf16
 from .sampling import sample_scene
 from .synthetic import generate_scene
@@ -97,7 +99,23 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
+    try:
+        return bench(args)
+    except (ParamsError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def bench(args):
+    """Measure each stage's row at the parsed arguments; print it, and write them all to `args.out`."""
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps should be an integer >= 1, got {args.steps}")
+    if args.warmup is not None and args.warmup < 0:
+        raise ValueError(f"--warmup should be an integer >= 0, got {args.warmup}")
+    if args.out:  # before the minutes of measuring
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.check_writable(args.out, "--out")
+    device = check_device(args.device)
     cuda = device.type == "cuda"
     steps = args.steps or (20 if cuda else 3)
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
@@ -120,8 +138,8 @@ def main(argv=None):
               f"{100 * row['fraction_of_peak']:.1f}% of {row['matmul_peak_tflops']:.2f} matmul peak | "
               f"peak memory {row['peak_memory_gib']:.2f} GiB", flush=True)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+        with checkpoint.atomic_write(args.out) as f:
+            f.write(json.dumps(rows, indent=1).encode())
     return 0
 
 

@@ -3,29 +3,89 @@
 `params/base.yaml` names every key there is; a stage file, a profile and a command
 line may only override them. An unknown key fails with the closest known names, a
 value of the wrong type (null included, where base.yaml has a value) names the key and
-the type it should have, and `check` refuses values the trainer cannot run with (a
-zero batch size, say), so each mistake is one line naming its key, not a traceback
-part-way through a run. The result is a plain nested dict, stored in every checkpoint.
+the type it should have, and `check` refuses values the trainer cannot run with or that
+would quietly ruin a run or a score: a number outside its range (`LIMITS`), a name
+outside its choices (`CHOICES`), keys that do not fit together (heads that do not
+divide the width, a cooldown outside the stage). So each mistake is one line naming
+its key, not a traceback part-way through a run. The result is a plain nested dict, stored in every checkpoint.
 """
 
 import copy
 import difflib
+import math
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
 PROFILES_FILE = "profiles.yaml"
 STEP_KEYS = ("start_step", "end_step", "warmup", "cooldown_start", "cooldown_steps")
 
-#: The numbers the trainer counts, divides or steps by: key -> (int or float, minimum).
+class Range(NamedTuple):
+    """The values a number key may take: `kind` (int or float) between `low` and `high`,
+    each bound excluded where `open_low` / `open_high` says so."""
+    kind: type
+    low: float
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+
+    def holds(self, value):
+        number = isinstance(value, (int, float) if self.kind is float else int) and not isinstance(value, bool)
+        return number and (self.low < value if self.open_low else self.low <= value) and (
+            value < self.high if self.open_high else value <= self.high)  # NaN fails every comparison
+
+    def __str__(self):
+        what = "an integer" if self.kind is int else "a number"
+        if self.high == math.inf:
+            return f"{what} {'>' if self.open_low else '>='} {self.low}"
+        return f"{what} in {'(' if self.open_low else '['}{self.low}, {self.high}{')' if self.open_high else ']'}"
+
+
+def at_least(low):
+    return Range(type(low), low)
+
+
+def above(low):
+    return Range(float, low, open_low=True)
+
+
+#: The numbers the trainer counts, divides, steps or thresholds by: key -> its Range.
 #: null passes only where base.yaml has null (the merge refuses it elsewhere).
 LIMITS = {
-    "seeds": (int, 1), "schedule.start_step": (int, 0), "schedule.end_step": (int, 1), "schedule.lr": (float, 0.0),
-    "schedule.warmup": (int, 0), "schedule.cooldown_start": (int, 0), "schedule.cooldown_steps": (int, 0),
-    "optim.weight_decay": (float, 0.0), "optim.grad_clip": (float, 0.0),
-    "data.points": (int, 1), "data.num_workers": (int, 0), "eval.max_scenes": (int, 1),
-    "train.batch_size": (int, 1), "train.log_every": (int, 1), "train.eval_every": (int, 1),
-    "train.ckpt_every": (int, 1),
+    **{f"model.{key}": at_least(1) for key in (
+        "hidden", "ff", "latent_tokens", "latent_layers", "decoder_layers", "cross_attn_interval",
+        "num_heads", "kv_heads_cross", "kv_heads_self", "segments")},
+    **{f"model.{key}": at_least(0) for key in (
+        "encoder_layers", "pre_encoder_layers", "behind_emb_dim", "fourier_freqs", "class_emb_dim",
+        "source_emb_dim")},
+    "model.dropout": Range(float, 0.0, 1.0, open_high=True), "model.fourier_scale": above(0.0),
+    **{f"loss.cost.{key}": at_least(0.0) for key in ("midpoint", "direction", "length")},
+    "loss.sinkhorn.eps": above(0.0), "loss.sinkhorn.iters": at_least(1), "loss.sinkhorn.dustbin": above(0.0),
+    "loss.conf.weight": at_least(0.0), "loss.conf.head_wd": at_least(0.0),
+    "loss.endpoint.weight": at_least(0.0), "loss.aux.weight": at_least(0.0),
+    "seeds": at_least(1), "schedule.start_step": at_least(0), "schedule.end_step": at_least(1), "schedule.lr": at_least(0.0),
+    "schedule.warmup": at_least(0), "schedule.cooldown_start": at_least(0), "schedule.cooldown_steps": at_least(0),
+    "optim.weight_decay": at_least(0.0), "optim.grad_clip": above(0.0),
+    "data.points": at_least(1), "data.num_workers": at_least(0),
+    "data.synthetic.train": at_least(1), "data.synthetic.val": at_least(1), "data.synthetic.seed": at_least(0),
+    "eval.conf_threshold": Range(float, 0.0, 1.0), "eval.vert_thresh": above(0.0),
+    "eval.edge_thresh": above(0.0), "eval.max_scenes": at_least(1),
+    "train.seed": at_least(0), "train.batch_size": at_least(1), "train.log_every": at_least(1),
+    "train.eval_every": at_least(1), "train.ckpt_every": at_least(1),
+    "postprocess.snap_radius": above(0.0), "postprocess.snap_min_points": at_least(1),
+    "postprocess.flatten_deg": Range(float, 0.0, 90.0, open_high=True),
+}
+
+#: The names a key may take: key -> its allowed values (the model and the criterion read theirs from here).
+CHOICES = {
+    "model.segment_param": ("midpoint_dir_len",),
+    "model.query_init": ("normal", "kmeans"),
+    "model.activation": ("gelu", "relu", "silu"),
+    "loss.matching": ("sinkhorn", "hungarian", "anchor"),
+    "loss.conf.mode": ("sinkhorn",),
+    "train.cpu_precision": ("auto", "bf16", "fp32"),
+    "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
 }
 
 
@@ -151,19 +211,38 @@ def check(params, path):
     if not isinstance(params["stage"], str) or not params["stage"]:
         raise ParamsError(f"{path}: stage is not set (null); train a stage or ablation file that "
                           f"names one, e.g. params/stage1.yaml")
-    for key, (kind, minimum) in LIMITS.items():
+    for key, limit in LIMITS.items():
         value = _value(params, key)
-        number = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
-        if value is not None and not (number and value >= minimum):  # `not >=` also refuses NaN
-            what = "an integer" if kind is int else "a number"
-            raise ParamsError(f"{key} should be {what} >= {minimum}, got {value!r}")
+        if value is not None and not limit.holds(value):
+            raise ParamsError(f"{key} should be {limit}, got {value!r}")
+    for key, allowed in CHOICES.items():
+        if _value(params, key) not in allowed:
+            raise ParamsError(f"{key} should be one of {', '.join(allowed)}, got {_value(params, key)!r}")
+    model = params["model"]
+    for heads, of in (("num_heads", "hidden"), ("kv_heads_cross", "num_heads"), ("kv_heads_self", "num_heads")):
+        if model[of] % model[heads]:  # the attention splits `of` into `heads` equal groups
+            raise ParamsError(f"model.{of} ({model[of]}) should be divisible by model.{heads} ({model[heads]})")
     sched = params["schedule"]
     if sched["end_step"] <= sched["start_step"]:
         raise ParamsError(f"schedule.end_step ({sched['end_step']}) should be greater than "
                           f"schedule.start_step ({sched['start_step']})")
-    if sched["cooldown_start"] is not None and sched["cooldown_steps"] < 1:
-        raise ParamsError(f"schedule.cooldown_steps should be >= 1 when schedule.cooldown_start is set, "
-                          f"got {sched['cooldown_steps']}")
+    if sched["warmup"] > sched["end_step"]:
+        raise ParamsError(f"schedule.warmup ({sched['warmup']}) should end within the schedule, by "
+                          f"schedule.end_step ({sched['end_step']})")
+    if sched["cooldown_start"] is not None:
+        if sched["cooldown_steps"] < 1:
+            raise ParamsError(f"schedule.cooldown_steps should be >= 1 when schedule.cooldown_start is set, "
+                              f"got {sched['cooldown_steps']}")
+        if sched["cooldown_start"] < sched["start_step"]:
+            raise ParamsError(f"schedule.cooldown_start ({sched['cooldown_start']}) should be >= "
+                              f"schedule.start_step ({sched['start_step']})")
+        end = sched["cooldown_start"] + sched["cooldown_steps"]
+        if end > sched["end_step"]:
+            raise ParamsError(f"schedule.cooldown_start + schedule.cooldown_steps ({end}) should be <= "
+                              f"schedule.end_step ({sched['end_step']})")
+    radii = params["postprocess"]["merge_radii"]
+    if not all(above(0.0).holds(r) for r in radii):
+        raise ParamsError(f"postprocess.merge_radii should be a list of numbers > 0, got {radii!r}")
     betas = params["optim"]["betas"]
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
         raise ParamsError(f"optim.betas should be two numbers in [0, 1), got {betas!r}")

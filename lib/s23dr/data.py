@@ -30,8 +30,11 @@ Every data file is read once when the dataset is opened (arrow and parquet by `d
 every array of every `.npz`), so a truncated or corrupt file fails there, named.
 """
 
+import json
 import logging
 import os
+import socket
+import urllib.parse
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -51,6 +54,7 @@ from .schema import (ARRAY_FIELDS, GT_FIELDS, MAX_GT_EDGES, NUM_SOURCES, POINT_C
 log = logging.getLogger(__name__)
 
 #: What to do without the hub (there is no network on our machines).
+HUB_PROBE_TIMEOUT = 5  # seconds for the one connection that tells whether the hub is reachable
 OFFLINE_HINT = ("Without network, use the synthetic default: build it with `make data` "
                 "(python -m s23dr.pipeline data --profile cpu) and train with --profile cpu, "
                 "or pass its path, e.g. data/synthetic/sampled_1024:train.")
@@ -295,12 +299,15 @@ class Scenes(Sequence):
     def __repr__(self):
         return f"Scenes({self.uri!r}: {len(self)} scenes, {len(self.skipped)} skipped)"
 
-    def check_all(self, progress=True):
-        """Read and check every scene once: {order_id: reason} for the invalid ones."""
+    def check_all(self, progress=True, n_points=None):
+        """Read and check every scene once: {order_id: reason} for the invalid ones, and with
+        `n_points` those with more valid points than that (`check_points`)."""
         problems = {}
         for i in tqdm(range(len(self)), desc=f"checking {self.uri}", leave=False, disable=not progress):
             try:
-                self[i]
+                scene = self[i]
+                if n_points is not None:
+                    check_points(scene, n_points)
             except ValueError as err:
                 problems[self.order_ids[i]] = str(err)
         return problems
@@ -331,6 +338,12 @@ def open_dataset(uri, bad_samples=None, gt=True):
         raise ValueError(f"{uri}: the dataset holds no scenes")
     to_scene(rows[0], rows.where(0), gt)  # a wrong schema fails here, not later in a loader worker
     scenes = Scenes(uri, rows, gt=gt)
+    first = {}
+    for i, order_id in enumerate(rows.order_ids):  # scenes are keyed by order_id: a submission, a bad-sample list
+        if order_id in first:
+            raise ValueError(f"{uri}: order_id {order_id!r} names more than one scene "
+                             f"({rows.where(first[order_id])} and {rows.where(i)})")
+        first[order_id] = i
     if bad_samples is not None:
         is_file = isinstance(bad_samples, (str, os.PathLike))
         listed = read_bad_samples(bad_samples) if is_file else set(bad_samples)
@@ -340,14 +353,15 @@ def open_dataset(uri, bad_samples=None, gt=True):
     return scenes
 
 
-def check_scenes(scenes, drop=False, hint="", progress=True):
+def check_scenes(scenes, drop=False, hint="", progress=True, n_points=None):
     """`scenes` once every one has been read and checked, so that an invalid scene stops a
     run before its first step, naming itself, not part-way through (in a loader worker).
+    n_points: also refuse scenes with more valid points than a batch holds (params data.points).
 
     drop: leave the invalid scenes out (recorded in `.skipped`) and log how many and which,
     instead of raising. hint: appended to the error (what the caller's user can do).
     """
-    problems = scenes.check_all(progress)
+    problems = scenes.check_all(progress, n_points)
     if not problems:
         return scenes
     first = list(problems)[:5]
@@ -375,10 +389,14 @@ def _open_rows(location, split, uri):
     path = Path(location)
     if not path.exists():
         raise FileNotFoundError(f"{uri}: {path} does not exist. {OFFLINE_HINT}")
-    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-        saved = _load_files(lambda: datasets.load_from_disk(str(path)), sorted(path.rglob("*.arrow")), uri)
-        splits = dict(saved) if isinstance(saved, datasets.DatasetDict) else {None: saved}
-        return _ArrowRows(_pick_split(splits, split, uri), uri)
+    if (path / "dataset_dict.json").exists():  # read the one split: another's problem is not this one's
+        try:
+            names = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{uri}: {path / 'dataset_dict.json'} is corrupt ({type(err).__name__}: {err})") from None
+        return _ArrowRows(_load_saved(path / _pick_split({n: n for n in names}, split, uri), uri), uri)
+    if (path / "state.json").exists():
+        return _ArrowRows(_load_saved(_pick_split({None: path}, split, uri), uri), uri)
     parquet = {}
     for file in sorted(path.glob("*.parquet")) + sorted(path.glob("*/*.parquet")):
         name = file.parent.name if file.parent != path else file.stem.split("-")[0]
@@ -395,6 +413,15 @@ def _open_rows(location, split, uri):
         return _NpzRows(_pick_split(npz, split, uri))
     raise ValueError(f"{uri}: {path} holds no dataset (expected a `save_to_disk` folder, "
                      f"parquet files or .npz files)")
+
+
+def _load_saved(folder, uri):
+    """The Dataset of one `save_to_disk` folder. An empty one is named here: `datasets`
+    fails on its zero shards with a bare IndexError."""
+    files = sorted(folder.glob("*.arrow"))
+    if not files:
+        raise ValueError(f"{uri}: {folder} holds no scenes (an empty split: no .arrow files)")
+    return _load_files(lambda: datasets.load_from_disk(str(folder)), files, uri)
 
 
 def _load_files(load, files, uri):
@@ -420,11 +447,25 @@ def _read_table(file):
 
 
 def _load_hub(repo, split, uri):
+    if not datasets.config.HF_HUB_OFFLINE:  # offline, `datasets` reads its cache and asks no one
+        _probe_hub(uri)
     try:
         return datasets.load_dataset(repo, split=split)
     except Exception as err:  # offline, unknown repo or split: all mean the data is not here
         raise FileNotFoundError(f"{uri}: could not load {repo!r} split {split!r} from the Hugging Face "
                                 f"hub ({type(err).__name__}: {err}). {OFFLINE_HINT}") from err
+
+
+def _probe_hub(uri):
+    """One connection to the hub, so that a machine without network fails at once, in one
+    line, rather than after `datasets`' retries and timeouts."""
+    endpoint = urllib.parse.urlsplit(datasets.config.HF_ENDPOINT)
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT).close()
+    except OSError as err:
+        raise FileNotFoundError(f"{uri}: the Hugging Face hub ({host}) cannot be reached ({err}); with the "
+                                f"dataset in the local cache, set HF_HUB_OFFLINE=1. {OFFLINE_HINT}") from None
 
 
 def _pick_split(splits, split, uri):
@@ -498,14 +539,20 @@ class SceneDataset(torch.utils.data.Dataset):
 def fit_points(scene, n_points):
     """The point fields of `scene` with exactly `n_points` rows: valid points first, then
     the last valid one repeated (mask False)."""
+    check_points(scene, n_points)
     valid = np.flatnonzero(scene["mask"])
-    if len(valid) > n_points:
-        raise ValueError(f"scene {scene['order_id']!r} has {len(valid)} valid points, more than "
-                         f"n_points={n_points}: use the dataset sampled to {n_points} points")
     take = np.concatenate([valid, np.full(n_points - len(valid), valid[-1])])
     points = {name: scene[name][take] for name in POINT_FIELDS}
     points["mask"] = np.arange(n_points) < len(valid)
     return points
+
+
+def check_points(scene, n_points):
+    """Refuse a scene with more valid points than a batch holds (`n_points`, params data.points)."""
+    valid = int(np.count_nonzero(scene["mask"]))
+    if valid > n_points:
+        raise ValueError(f"scene {scene['order_id']!r} has {valid} valid points, more than "
+                         f"n_points={n_points}: use the dataset sampled to {n_points} points")
 
 
 def augmentation(rng, rotate, flip):
@@ -528,6 +575,23 @@ def collate(items):
              for name, dtype in BATCH_DTYPES.items()}
     batch["order_id"] = [item["order_id"] for item in items]
     return batch
+
+
+def check_device(name):
+    """torch.device(name) where this machine has that device; else one line saying so
+    (torch would fail at the first tensor moved there, mid-way and with a traceback)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: expected cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and count == 0:
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= count:
+        raise ValueError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def to_device(batch, device, non_blocking=True):

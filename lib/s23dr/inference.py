@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from .config import CHOICES
 from .data import SceneDataset, collate, to_device
 from .metrics import score_scenes
 from .postprocess import segments_to_wireframe
@@ -17,7 +18,6 @@ from .postprocess import segments_to_wireframe
 NO_AUGMENT = {"rotate": False, "flip": False}
 
 
-CPU_PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def uses_bf16(params, device):
@@ -28,8 +28,8 @@ def uses_bf16(params, device):
     if device.type == "cuda":
         return params["train"]["bf16"]
     precision = params["train"]["cpu_precision"]
-    if precision not in CPU_PRECISIONS:
-        raise ValueError(f"train.cpu_precision must be one of {CPU_PRECISIONS}, got {precision!r}")
+    if precision not in CHOICES["train.cpu_precision"]:
+        raise ValueError(f"train.cpu_precision must be one of {CHOICES['train.cpu_precision']}, got {precision!r}")
     return precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
 
 

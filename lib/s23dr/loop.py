@@ -139,7 +139,7 @@ def open_split(params, split, progress=True):
     if split == "train":
         hint += ", or list them in data.bad_samples"
     scenes = check_scenes(open_dataset(data_uri(params, split), bad_samples=bad_samples),
-                          drop=data["drop_invalid"], hint=hint, progress=progress)
+                          drop=data["drop_invalid"], hint=hint, progress=progress, n_points=data["points"])
     return [scenes[i] for i in range(len(scenes))] if data["in_memory"] else scenes
 
 

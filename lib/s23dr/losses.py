@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import CHOICES
 from .matcher import hungarian_plan, segment_cost, sinkhorn
 
-CONF_MODES = ("sinkhorn",)
-MATCHINGS = ("sinkhorn", "hungarian", "anchor")
+CONF_MODES = CHOICES["loss.conf.mode"]
+MATCHINGS = CHOICES["loss.matching"]
 
 
 @dataclass(frozen=True)

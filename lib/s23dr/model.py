@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import CHOICES
 from .features import PointTokenizer
 
 NORM_EPS = 1e-6  # nn.RMSNorm's default eps is machine epsilon; set it (the book, Method: architecture)
@@ -30,8 +31,8 @@ QUERY_OFFSET_STD = 0.05  # per-query midpoint offsets ~ normal(0, 0.05) around t
 EMBED_STD = 0.02  # init std of the learned latents and queries
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
-SEGMENT_PARAMS = ("midpoint_dir_len",)
-QUERY_INITS = ("normal", "kmeans")
+SEGMENT_PARAMS = CHOICES["model.segment_param"]
+QUERY_INITS = CHOICES["model.query_init"]
 
 
 def cross_attn_layers(num_layers: int, interval: int) -> tuple:

@@ -9,17 +9,24 @@ before inference and written atomically.
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
 from . import checkpoint
-from .data import open_dataset
+from .data import check_device, open_dataset
 from .inference import predict, to_wireframes
 from .model import Perceiver
 
 
 def load_model(path, device):
-    """The model of a checkpoint and the params it was trained with."""
+    """The model of a checkpoint, or of a run directory's newest one, and the params it was trained with."""
+    if Path(path).is_dir():
+        newest = checkpoint.latest(path)
+        if newest is None:
+            raise FileNotFoundError(f"{path}: a folder without checkpoints (step*.pt); name a checkpoint "
+                                    f"or a run directory that holds one")
+        path = newest
     state = checkpoint.load(path)
     model = Perceiver(**state["inputs"]["params"]["model"])
     model.load_state_dict(state["model"])
@@ -35,16 +42,17 @@ def submission(model, params, scenes, device):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", help="a checkpoint, or a run directory (its newest checkpoint)")
     parser.add_argument("data", help="dataset URI, e.g. hf://usm3d/s23dr-2026-sampled_4096_v2:validation")
     parser.add_argument("--out", default="submission.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     try:
+        device = check_device(args.device)
         checkpoint.check_writable(args.out, "--out")
-        model, params = load_model(args.checkpoint, torch.device(args.device))
+        model, params = load_model(args.checkpoint, device)
         scenes = open_dataset(args.data, gt=False)
-        records = submission(model, params, [scenes[i] for i in range(len(scenes))], torch.device(args.device))
+        records = submission(model, params, [scenes[i] for i in range(len(scenes))], device)
         with checkpoint.atomic_write(args.out) as f:
             f.write(json.dumps(records).encode())
     except (OSError, ValueError) as err:

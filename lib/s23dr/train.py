@@ -10,8 +10,11 @@ import argparse
 import shutil
 import sys
 
+from tqdm.auto import tqdm
+
 from . import checkpoint
 from .config import ParamsError, load_params
+from .data import check_device
 from .experiments import stage_runs
 from .loop import MetricsLog, train, upstream_checkpoint
 
@@ -70,15 +73,38 @@ def main(argv=None):
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--seed", type=int, help="train only the runs of this training seed (default: every seed)")
     args = parser.parse_args(argv)
+    params = None
     try:
         params = load_params(args.params, args.profile, args.set)
+        if args.device:
+            check_device(args.device)
         for final in run_stage(params, args.runs, args.device, args.init, args.resume, args.restart,
                                seed=args.seed):
             print(final)
     except (ParamsError, OSError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        for bar in list(getattr(tqdm, "_instances", ())):  # the loop's progress bar: end its line first
+            bar.close()
+        print(f"interrupted: {where_stopped(params, args.runs)}", file=sys.stderr)
+        return 130
     return 0
+
+
+def where_stopped(params, runs_dir):
+    """An interrupted training in one line: the step its run reached and how to resume it
+    (the loop keeps a checkpoint every train.ckpt_every steps; the same command resumes)."""
+    logs = [run_dir / "metrics.jsonl" for _, run_dir in stage_runs(params, runs_dir)] if params else []
+    logs = [log for log in logs if log.is_file()]
+    if not logs:
+        return "before the first logged step; nothing to resume"
+    log = max(logs, key=lambda path: path.stat().st_mtime)  # a sweep's runs train one after another
+    reached = max((row["step"] for row in MetricsLog.read(log)), default="none")
+    newest = checkpoint.latest(log.parent)
+    if newest is None:
+        return f"{log.parent} at step {reached}, before its first checkpoint; the same command starts it anew"
+    return f"{log.parent} at step {reached}; the same command resumes it from {newest}"
 
 
 if __name__ == "__main__":
