@@ -80,7 +80,7 @@ def test_perfect_prediction_beats_a_shifted_one():
     crit = Criterion(**WITH_ENDPOINT)
     shifted = {**outputs, "segments": outputs["segments"] + torch.tensor([0.05, -0.05, 0.05])}
     perfect, worse = crit(outputs, batch), crit(shifted, batch)
-    for key in ("sinkhorn", "endpoint", "total"):
+    for key in ("transport", "endpoint", "total"):
         assert perfect[key] < worse[key], key
 
 
@@ -136,7 +136,7 @@ def test_no_gt_at_all_only_trains_the_confidence_down():
     _, batch = scenes(n_gt=(0, 0))
     outputs = random_outputs(2)
     terms = Criterion(**WITH_ENDPOINT)(outputs, batch)
-    assert terms["sinkhorn"] == 0 and terms["endpoint"] == 0
+    assert terms["transport"] == 0 and terms["endpoint"] == 0
     expected = F.binary_cross_entropy_with_logits(outputs["conf_logits"], torch.zeros(2, P))
     torch.testing.assert_close(terms["conf"], expected)
 
@@ -172,11 +172,11 @@ def test_weights_switch_terms_off_and_bf16_changes_nothing():
     outputs, batch = scenes()
     off = Criterion(**{**LOSS, "conf": {**LOSS["conf"], "weight": 0.0}, "endpoint": {"weight": 0.0}})
     terms = off(outputs, batch)
-    assert set(terms) == {"sinkhorn", "total"} and terms["total"] == terms["sinkhorn"]
+    assert set(terms) == {"transport", "total"} and terms["total"] == terms["transport"]
     crit = Criterion(**WITH_ENDPOINT)
     ref = crit(outputs, batch)
-    assert set(ref) == {"sinkhorn", "conf", "endpoint", "total"}
-    torch.testing.assert_close(ref["total"], ref["sinkhorn"] + 0.1 * ref["conf"] + 0.1 * ref["endpoint"])
+    assert set(ref) == {"transport", "conf", "endpoint", "total"}
+    torch.testing.assert_close(ref["total"], ref["transport"] + 0.1 * ref["conf"] + 0.1 * ref["endpoint"])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half = crit({k: v.bfloat16() for k, v in outputs.items()}, batch)
     torch.testing.assert_close(half["total"], ref["total"], atol=2e-2, rtol=2e-2)
@@ -217,7 +217,7 @@ def test_hungarian_matching_is_one_to_one_with_hard_targets():
     for b, n in enumerate((5, 1, 0, 64)):  # the perfect prediction: query i answers GT i
         assert torch.equal(plan[b, :n, :n], torch.eye(n))
     terms = crit(outputs, batch)
-    assert terms["sinkhorn"].item() == pytest.approx(0, abs=1e-6)
+    assert terms["transport"].item() == pytest.approx(0, abs=1e-6)
     assert terms["endpoint"].item() == pytest.approx(0, abs=1e-6)
     target = plan[:, :P, :-1].sum(-1)
     expected = F.binary_cross_entropy_with_logits(outputs["conf_logits"], target)
@@ -239,9 +239,9 @@ def test_hungarian_matches_on_what_the_loss_charges_a_pair():
     crit = Criterion(**{**no_direction, "endpoint": {"weight": 1.0}})
     _, plan = crit.match(outputs, batch)
     assert plan[0, 0, 0] == 1
-    assert crit(outputs, batch)["sinkhorn"].item() == pytest.approx(0.1)
+    assert crit(outputs, batch)["transport"].item() == pytest.approx(0.1)
     double = Criterion(**{**no_direction, "cost": {**no_direction["cost"], "midpoint": 2.0}, "endpoint": {"weight": 1.0}})
-    assert double(outputs, batch)["sinkhorn"].item() == pytest.approx(0.2)
+    assert double(outputs, batch)["transport"].item() == pytest.approx(0.2)
 
 
 def test_hungarian_matching_with_fewer_predictions_leaves_gt_in_the_dustbin():
@@ -250,7 +250,7 @@ def test_hungarian_matching_with_fewer_predictions_leaves_gt_in_the_dustbin():
     terms = Criterion(**{**LOSS, "matching": "hungarian"})(few, batch)
     _, plan = Criterion(**{**LOSS, "matching": "hungarian"}).match(few, batch)
     assert plan[0, :40, :-1].sum() == 40 and plan[0, 40, :64].sum() == 24  # 24 GT segments unmatched
-    assert terms["sinkhorn"].item() == pytest.approx(LOSS["sinkhorn"]["dustbin"] * 24 / 64, abs=1e-6)
+    assert terms["transport"].item() == pytest.approx(LOSS["sinkhorn"]["dustbin"] * 24 / 64, abs=1e-6)
 
 
 def test_anchor_matching_depends_on_the_anchors_not_the_predictions():
@@ -281,7 +281,7 @@ def test_aux_loss_adds_each_earlier_layer_matched_on_its_own():
     torch.testing.assert_close(terms["aux"], sum(layer_totals))
     torch.testing.assert_close(terms["total"], crit.set_terms(perfect, batch)["total"] + 0.5 * terms["aux"])
     # matched on its own: the perfect segments in other queries cost what they cost in their own
-    torch.testing.assert_close(crit.set_terms(reversed_queries, batch)["sinkhorn"], torch.tensor(0.0))
+    torch.testing.assert_close(crit.set_terms(reversed_queries, batch)["transport"], torch.tensor(0.0))
     terms["total"].backward()
     assert outputs["layers"][1]["segments"].grad.abs().sum() > 0
     assert "aux" not in Criterion(**LOSS)(outputs, batch)

@@ -23,7 +23,7 @@ from .schema import POINT_CLASSES
 
 #: Panel titles of the metrics-log keys.
 TITLES = {
-    "total": "training loss", "sinkhorn": "Sinkhorn loss", "conf": "confidence loss",
+    "total": "training loss", "transport": "transport loss (the plan's cost)", "conf": "confidence loss",
     "endpoint": "endpoint loss", "aux": "earlier decoder layers' loss", "lr": "learning rate", "samples_per_s": "samples / s",
     "val_loss": "val loss", "train_loss": "train loss (eval mode)", "ratio": "val / train loss",
     "hss": "val HSS", "f1": "val corner F1", "iou": "val edge IoU",

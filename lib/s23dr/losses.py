@@ -60,10 +60,10 @@ def endpoint_distance(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 class Criterion(nn.Module):
-    """forward(outputs, batch) -> dict of scalar terms: sinkhorn, conf, endpoint and aux (each when its
-    weight is > 0; sinkhorn always) and total.
+    """forward(outputs, batch) -> dict of scalar terms: transport, conf, endpoint and aux (each when its
+    weight is > 0; transport always) and total.
 
-    sinkhorn: transport cost per GT segment: Σ plan·cost over matched pairs, plus `dustbin` for
+    transport: the cost of the plan (entropic or one-to-one, `loss.matching`) per GT segment: Σ plan·cost over matched pairs, plus `dustbin` for
       each unit of GT mass left unmatched. The entropic plan leaves ~18% of each GT unmatched even
       for a perfect prediction, so that is the floor: ~0.055 at eps 0.1, dustbin 0.3.
     conf (mode sinkhorn): BCE of each query's confidence logit against its matched mass, the
@@ -128,8 +128,8 @@ class Criterion(nn.Module):
             matched = plan[:, :P, :-1] * gt_mask[:, None, :]  # [B,P,G] mass of real pairs
             scene_weight = 1 / (len(gt_mask) * gt_mask.sum(-1).clamp_min(1))  # [B]: 1 / (B · n_gt)
             unmatched_gt = (plan[:, P, :-1] * gt_mask).sum(-1)
-            terms = {"sinkhorn": ((matched * cost).sum((1, 2)) + self.sinkhorn.dustbin * unmatched_gt) @ scene_weight}
-            total = terms["sinkhorn"]
+            terms = {"transport": ((matched * cost).sum((1, 2)) + self.sinkhorn.dustbin * unmatched_gt) @ scene_weight}
+            total = terms["transport"]
 
             if self.conf.weight > 0:
                 if "conf_logits" not in outputs:

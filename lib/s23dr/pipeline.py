@@ -55,6 +55,12 @@ def notebooks():
     return order
 
 
+def synthetic_points(profile):
+    """The point counts a profile trains on (stage 1's and stage 2's)."""
+    stages = stage_params(profile)
+    return sorted({stages[name]["data"]["points"] for name in ("stage1", "stage2")})
+
+
 def build_data(profile):
     """Generate the synthetic datasets the profile's stages train on, each unless it is there
     already, made by the same generator with the same sizes and world; a stage on other data

@@ -63,7 +63,7 @@ def recipe_table(params):
     for run, run_dir in stage_runs(params, "."):
         sched = run["schedule"]
         cooldown = sched["cooldown_start"]
-        rows.append({"run": run_dir.name, "init_from": run["init_from"] or "scratch",
+        rows.append({"run": run_label(params, run), "init_from": run["init_from"] or "scratch",
                      "points": run["data"]["points"], "batch": run["train"]["batch_size"],
                      "steps": f"{sched['start_step']} -> {sched['end_step']}", "lr": f"{sched['lr']:g}",
                      "warmup": sched["warmup"],
@@ -288,8 +288,21 @@ def learning_speed_table(folder="benchmarks/results/learning_speed"):
         rows.append({"run": run["label"], "world": run["world"], "scenes": run["scenes"], "steps": last["step"],
                      "HSS@0.7": last["hss"], "HSS@0.3": last["hss_low"], "highest confidence": last["max_conf"],
                      "GT mass in dustbin": last["gt_dustbin"], "best mass per GT": last["best_mass"],
-                     "transport term": last["sinkhorn"], "reached HSS 0.8 at step": run["steps_to_target"]})
+                     "transport term": last["sinkhorn"]  # the term's name when these runs were saved, "reached HSS 0.8 at step": run["steps_to_target"]})
     return pd.DataFrame(rows).astype({"reached HSS 0.8 at step": "Int64"}).set_index("run")
+
+
+def loss_choice_table(folder="benchmarks/results/loss_choice"):
+    """The runs of `benchmarks/loss_choice.py` saved in `folder`, one row each: the loss tried,
+    each stage's last validation HSS and F1, and whether it learns by the script's rule."""
+    rows = []
+    for run in saved_runs(folder):
+        row = {"loss": run["label"]}
+        for stage, record in run["stages"].items():
+            last = record["eval"][-1]
+            row.update({f"{stage} HSS": last["hss"], f"{stage} F1": last["f1"]})
+        rows.append({**row, "learns": run["learns"]})
+    return pd.DataFrame(rows).set_index("loss")
 
 
 GENERALISATION_COLUMNS = ("HSS@0.7", "F1@0.7", "HSS@0.3", "median midpoint m", "median angle deg",
