@@ -21,13 +21,14 @@ benchmarks/results/generalisation/ are such runs; the book's Method chapter cite
 
 import argparse
 import json
+import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from s23dr.bench import save_result
 from s23dr.config import load_params
 from s23dr.data import open_dataset
 from s23dr.inference import first, predict, score_predictions
@@ -86,8 +87,7 @@ def main(argv=None):
     out["endpoints within thresh"] = round(float(np.mean(errors[:, 3] <= params["eval"]["vert_thresh"])), 4)
     print(json.dumps(out, indent=1))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=1))
+        save_result(args.out, out, sys.argv, params)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,14 @@ of the book tabulates them.
 """
 
 import argparse
-import json
 import os
+import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from s23dr.bench import save_result
 from s23dr.config import load_params
 from s23dr.data import SceneDataset, collate, open_dataset
 from s23dr.inference import NO_AUGMENT, first, predict, score_predictions
@@ -127,14 +127,12 @@ def main(argv=None):
     print("matched mass of a query at cost c from its GT (all other queries far away): " +
           ", ".join(f"c={c:g}: {m:.2f}" for c, m in ceiling.items()))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         label = args.label or ", ".join(args.set) or "the profile's params"
         world = (World.of(params["data"]["synthetic"]["world"]).describe() if trains_on_synthetic(params)
                  else data_uri(params, "train"))
-        Path(args.out).write_text(json.dumps({"label": label, "profile": args.profile, "scenes": len(scenes), "world": world,
-                                              "set": args.set, "threads": torch.get_num_threads(),
-                                              "steps_to_target": reached, "rows": rows,
-                                              "mass_against_cost": ceiling}, indent=1))
+        save_result(args.out, {"label": label, "profile": args.profile, "scenes": len(scenes), "world": world,
+                               "set": args.set, "threads": torch.get_num_threads(), "steps_to_target": reached,
+                               "rows": rows, "mass_against_cost": ceiling}, sys.argv, params)
 
 
 if __name__ == "__main__":

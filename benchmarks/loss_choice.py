@@ -16,11 +16,11 @@ to, the book's Method chapter).
 """
 
 import argparse
-import json
+import sys
 import tempfile
 from pathlib import Path
 
-from s23dr import checkpoint
+from s23dr.bench import save_result
 from s23dr.config import load_params
 from s23dr.loop import MetricsLog
 from s23dr.experiments import stage_runs
@@ -54,13 +54,9 @@ def main(argv=None):
               f"val loss {last['val_loss']:.4f}  ({final})", flush=True)
     learns = all(stages[s]["eval"][-1]["hss"] >= t for s, t in LEARNS.items())
     print(f"learns at this budget (stage 1 >= {LEARNS['stage1']}, stage 3 >= {LEARNS['stage3']}): {learns}")
-    if args.out:
-        record = {"label": args.label, "profile": args.profile, "set": args.set, "learns": learns,
-                  "rule": LEARNS, "code_version": checkpoint.code_version(), "stages": stages,
-                  "command": "benchmarks/loss_choice.py " + " ".join(f"--set {s}" for s in args.set)}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with checkpoint.atomic_write(args.out) as f:
-            f.write(json.dumps(record, indent=1).encode())
+    if args.out:  # each stage's resolved params are in `stages`
+        save_result(args.out, {"label": args.label, "profile": args.profile, "set": args.set, "learns": learns,
+                               "rule": LEARNS, "stages": stages}, sys.argv, None)
 
 
 if __name__ == "__main__":

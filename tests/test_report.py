@@ -13,6 +13,7 @@ PARAMS = Path(__file__).resolve().parents[1] / "params"
 
 
 def test_departures_name_the_synthetic_world_but_not_at_full():
+    from s23dr import checkpoint
     from s23dr.config import load_params
     from s23dr.report import departures
 
@@ -21,6 +22,12 @@ def test_departures_name_the_synthetic_world_but_not_at_full():
     assert cpu.loc["loss.matching", "this profile"] == "hungarian"
     assert cpu.loc["data.synthetic.world.noise", "seed's recipe"] == "real data"
     assert departures(load_params(path, "full"), path).empty
+    # nothing a profile changes is left out: every differing key, the data sizes that follow
+    flat = lambda profile: checkpoint.flatten(load_params(path, profile))  # noqa: E731
+    changed = {k for k in flat("cpu").keys() | flat("full").keys() if flat("cpu").get(k) != flat("full").get(k)}
+    assert changed - {"profile"} <= set(cpu.index)
+    assert {"train.compile", "train.cpu_precision", "train.eval_every", "eval.max_scenes", "data.synthetic.train",
+            "loss.aux.weight", "passes per training scene"} <= set(cpu.index)
     # the full-world run departs in its data even at full: the seed trained on the real data
     world = PARAMS / "full_world.yaml"
     assert departures(load_params(world, "full"), world).loc["data.synthetic.world.extras", "this profile"] is True

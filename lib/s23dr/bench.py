@@ -84,6 +84,16 @@ def measure(params, device, steps, warmup):
             "achieved_tflops": flops * batch_size * steps / seconds / 1e12, "peak_memory_gib": peak / 2 ** 30}
 
 
+def save_result(out, record, argv, params):
+    """Write a benchmark script's `record` to `out` (JSON, atomically) with what reruns it: the
+    command (`sys.argv`: the script and its arguments), the resolved params it ran with and
+    the code version (`checkpoint.code_version`). `benchmarks/rerun.py FILE` runs it again."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    record = {**record, "command": list(argv), "params": params, "code_version": checkpoint.code_version()}
+    with checkpoint.atomic_write(out) as f:
+        f.write(json.dumps(record, indent=1).encode())
+
+
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -200,7 +200,8 @@ def claims(recipes, baseline, evidence):
               "stage 1 scores at the threshold and no high-LR run diverged",
               lambda ev: _all(scores_at_all("stage1")(ev), *(did_not_diverge(a, "stage1")(ev) for a in high_arms))),
         Claim(4, "the endpoint loss in the cooldown tightens vertices, raising corner F1",
-              f"F1 {s2['f1']} -> {s3['f1']} (see the caveat on these F1 figures)",
+              f"HSS {s2['hss']} -> {s3['hss']}, F1 {s3['f1']} after stage 3 (its F1 after stage 2 does not fit its "
+              "HSS and is not used)",
               (Part("the endpoint term", "stage3", "control_endpoint", "f1"),
                Part("the whole stage 3 (endpoint, cooldown, steps)", "stage3", "stage2", "f1", decides=False)),
               "stage 2 scores at the threshold", scores_at_all("stage2", "f1")),

@@ -57,6 +57,11 @@ def notebook_params(path, profile, data=None, seed=None):
     return load_params(path, profile, overrides)
 
 
+def split_at(params, points, split):
+    """The scenes of `split` (train or val) of the params' data, sampled to `points` points."""
+    return open_dataset(data_uri({**params, "data": {**params["data"], "points": points}}, split))
+
+
 def recipe_table(params):
     """The keys that tell the stages apart, one row per run (one per LR of `sweep_lr`)."""
     rows = []
@@ -72,25 +77,33 @@ def recipe_table(params):
     return pd.DataFrame(rows).set_index("run")
 
 
-#: The params groups in which a profile may depart from the seed's recipe, beyond the scaling
-#: of steps, LRs, points and batch that `recipe_table` shows.
-RECIPE_GROUPS = ("model.", "loss.", "optim.", "data.augment.")
+def data_sizes(params):
+    """(training scenes, validation scenes evaluated, passes over each training scene) of a
+    run: the synthetic dataset's sizes (at `full`, base.yaml's sizes mirror the real splits')."""
+    syn, sched = params["data"]["synthetic"], params["schedule"]
+    val = syn["val"] if params["eval"]["max_scenes"] is None else min(syn["val"], params["eval"]["max_scenes"])
+    passes = (sched["end_step"] - sched["start_step"]) * params["train"]["batch_size"] / syn["train"]
+    return syn["train"], val, round(passes, 1)
 
 
 def departures(params, path):
     """Where `params` (a profile's run of the params file `path`) departs from the seed's
-    recipe (the same file at `full`): one row per key of RECIPE_GROUPS, ours beside the
-    seed's, and, when the run trains on synthetic data, the world it was made in (the seed
-    trained on the real data); empty at `full`. Every stage page shows it, so a switch a
-    profile turns on (a smaller model, `loss.matching`, an easier world) is never silent."""
-    ours, baseline = (checkpoint.flatten(p) for p in (params, load_params(path, "full")))
+    recipe (the same file at `full`): every params key whose value differs, ours beside the
+    seed's (the scaled steps, LRs, points and batch too), the data's sizes and the passes
+    over each training scene that follow, and, when the run trains on synthetic data, the
+    world it was made in (the seed trained on the real data); empty at `full`. Every stage
+    page shows it, so nothing a profile changes is silent."""
+    full = load_params(path, "full")
+    ours, baseline = (checkpoint.flatten(p) for p in (params, full))
     rows = [{"key": key, "this profile": ours.get(key), "seed's recipe": baseline.get(key)}
-            for key in sorted(ours.keys() | baseline.keys())
-            if key.startswith(RECIPE_GROUPS) and ours.get(key) != baseline.get(key)]
+            for key in sorted(ours.keys() | baseline.keys()) if key != "profile" and ours.get(key) != baseline.get(key)]
+    rows += [{"key": key, "this profile": a, "seed's recipe": b}
+             for key, a, b in zip(("training scenes", "validation scenes evaluated", "passes per training scene"),
+                                  data_sizes(params), data_sizes(full)) if a != b]
     if trains_on_synthetic(params):
         rows += [{"key": key, "this profile": value, "seed's recipe": "real data"}
                  for key, value in sorted(ours.items()) if key.startswith("data.synthetic.world.")]
-    return pd.DataFrame(rows, columns=["key", "this profile", "seed's recipe"]).set_index("key")
+    return pd.DataFrame(rows, columns=["key", "this profile", "seed's recipe"]).drop_duplicates("key").set_index("key")
 
 
 def train_stage(params, runs="runs", device=None, init=None):
@@ -281,14 +294,15 @@ def saved_runs(folder):
 
 def learning_speed_table(folder="benchmarks/results/learning_speed"):
     """The runs of `benchmarks/learning_speed.py` saved in `folder`, one row each: what it
-    tried, and its figures at its last step on the scenes it fitted."""
+    tried, and its figures at its last step on the scenes it fitted (their transport term
+    is saved as `sinkhorn`, its name when they ran)."""
     rows = []
     for run in saved_runs(folder):
         last = run["rows"][-1]
         rows.append({"run": run["label"], "world": run["world"], "scenes": run["scenes"], "steps": last["step"],
                      "HSS@0.7": last["hss"], "HSS@0.3": last["hss_low"], "highest confidence": last["max_conf"],
                      "GT mass in dustbin": last["gt_dustbin"], "best mass per GT": last["best_mass"],
-                     "transport term": last["sinkhorn"]  # the term's name when these runs were saved, "reached HSS 0.8 at step": run["steps_to_target"]})
+                     "transport term": last["sinkhorn"], "reached HSS 0.8 at step": run["steps_to_target"]})
     return pd.DataFrame(rows).astype({"reached HSS 0.8 at step": "Int64"}).set_index("run")
 
 
