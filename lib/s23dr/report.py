@@ -385,6 +385,8 @@ class StageReport:
         self.baseline_figures = baseline_results()
         self.finals, self.shown = None, None
         glue("profile", profile, display=False)
+        glue(f"{self.stage}_points", self.recipe["data"]["points"], display=False)
+        glue(f"{self.stage}_runs", len(stage_runs(self.recipe, runs)), display=False)
 
     def recipe_table(self):
         """The keys that tell the stages apart (`recipe_table`), as text."""
