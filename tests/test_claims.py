@@ -106,7 +106,7 @@ def test_claim3_is_not_testable_when_the_high_lr_run_diverged(recipes, world):
     evidence, high = world
     for arm in high:
         shift(evidence, arm, "hss", -0.1)
-        evidence[arm][2] = run(2, [{"hss": 0.2}], train=(1.0, 5.0))  # ends above stage 1's last loss
+        evidence[arm][2] = run(2, [{"hss": 0.2}], train=(0.9, 1.5))  # ends above the untrained model's 1.0
     label, _, met, reason = verdict(recipes, evidence, 3)
     assert label == NOT_TESTABLE and not met and "diverged" in reason
 
@@ -135,3 +135,11 @@ def test_a_control_changes_one_recipe_key(recipes):
     assert claims.changed_keys(recipes["stage3"], recipes["control_endpoint"]) == ["loss.endpoint.weight"]
     assert claims.changed_keys(recipes["stage2"], claims.arm_params(recipes, "ablation_high_lr lr=%g" % (
         recipes["ablation_high_lr"]["sweep_lr"][0]))) == ["schedule.lr"]
+
+
+def test_claim3_a_loss_a_little_above_stage1s_last_is_no_divergence(recipes, world):
+    evidence, high = world
+    for arm in high:
+        shift(evidence, arm, "hss", -0.1)
+        evidence[arm][2] = run(2, [{"hss": 0.2}], train=(0.9, 0.95))  # above stage 1's last 0.9, below 1.0
+    assert verdict(recipes, evidence, 3)[2]

@@ -115,3 +115,22 @@ def test_offline_html_leaves_plotly_js_to_the_page(make_scene):
     assert "Plotly.newPlot" in html
     assert "<script src=" not in html and len(html) < 200_000  # neither a CDN link nor the 4.8 MB library
     assert len(bundle["application/vnd.plotly.v1+json"]["data"]) > 0
+
+
+def test_seeds_of_one_arm_share_a_colour_and_a_legend_entry():
+    fig = figures.curves({"stage1 seed=1": ROWS, "stage1 seed=2": ROWS, "stage2": ROWS}, ("hss",))
+    drawn = fig.axes[0].get_lines()
+    assert drawn[0].get_color() == drawn[1].get_color() != drawn[2].get_color()
+    assert [line.get_label() for line in drawn] == ["stage1 (2 seeds)", "_nolegend_", "stage2"]
+
+
+def test_claim_differences_draw_every_seed_and_the_interval():
+    parts = {"2: denser points (hss)": {"differences": [0.1, 0.2, 0.15], "mean": 0.15, "low": 0.03, "high": 0.27,
+                                        "decides": True},
+             "2: the whole jump (hss)": {"differences": [0.3], "mean": 0.3, "low": -np.inf, "high": np.inf,
+                                         "decides": False}}
+    ax = figures.claim_differences(parts).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(reversed(parts))
+    points = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert sorted(len(line.get_xdata()) for line in points) == [1, 3]
+    assert any(list(line.get_xdata()) == [0.03, 0.27] for line in ax.get_lines())  # the interval's bar

@@ -142,17 +142,18 @@ def overfits(arm, passes, seed_passes):
 
 
 def did_not_diverge(arm, upstream):
-    """Claim 3's condition: no seed of `arm` ends with a training loss above the one it started
-    from (`upstream`'s last, same seed): a run that diverged says nothing about forgetting."""
+    """Claim 3's condition: no seed of `arm` ends with a training loss above that of the untrained
+    model (`upstream`'s first logged loss, same seed), the mark of a divergence: a run that
+    diverged says nothing about forgetting."""
     def check(evidence):
         rose = []
         for seed, rows in evidence.get(arm, {}).items():
             start = [r for r in evidence.get(upstream, {}).get(seed, []) if r["kind"] == "train"]
             end = [r for r in rows if r["kind"] == "train"]
-            if start and end and end[-1]["total"] > start[-1]["total"]:
-                rose.append(f"seed {seed} {start[-1]['total']:.3f} -> {end[-1]['total']:.3f}")
-        return not rose, (f"{arm} diverged (training loss rose: {'; '.join(rose)})" if rose
-                          else f"no seed of {arm} ended above its starting training loss")
+            if start and end and end[-1]["total"] > start[0]["total"]:
+                rose.append(f"seed {seed}: {end[-1]['total']:.3f}, untrained {start[0]['total']:.3f}")
+        return not rose, (f"{arm} diverged (its final training loss above the untrained model's: {'; '.join(rose)})"
+                          if rose else f"no seed of {arm} ended above the untrained model's training loss")
     return check
 
 
