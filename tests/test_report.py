@@ -116,3 +116,12 @@ def test_notebooks_execute_side_by_side_after_what_they_read(tmp_path, monkeypat
     events.clear()
     pipeline.execute_notebooks("smoke", runs=tmp_path / "runs")
     assert events == []
+
+
+def test_a_notebook_seed_that_is_no_integer_is_one_line():
+    from s23dr.config import ParamsError
+    from s23dr.report import notebook_params
+
+    with pytest.raises(ParamsError, match="notebook parameter seed should be an integer .*got 'abc'"):
+        notebook_params(PARAMS / "stage1.yaml", "smoke", seed="abc")
+    assert notebook_params(PARAMS / "stage1.yaml", "smoke", seed="12")["train"]["seed"] == 12

@@ -21,7 +21,7 @@ import yaml
 from myst_nb import glue
 
 from . import checkpoint, claims, figures
-from .config import load_params, read_yaml
+from .config import ParamsError, load_params
 from .data import SceneDataset, collate, open_dataset
 from .experiments import run_label, stage_runs, upstream_stages
 from .inference import autocast, first, predict, score_model, score_predictions
@@ -53,6 +53,8 @@ def notebook_params(path, profile, data=None, seed=None):
     own data when None) to which `:train` and `:validation` are appended, `seed` the training seed."""
     overrides = [f"data.train={data}:train", f"data.val={data}:validation"] if data else []
     if seed is not None:
+        if isinstance(seed, bool) or not str(seed).lstrip("-").isdigit():
+            raise ParamsError(f"notebook parameter seed should be an integer (a training seed) or None, got {seed!r}")
         overrides.append(f"train.seed={int(seed)}")
     return load_params(path, profile, overrides)
 
