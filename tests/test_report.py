@@ -55,9 +55,9 @@ def test_a_saved_benchmark_result_makes_the_notebooks_stale(tmp_path, monkeypatc
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("{}")
     monkeypatch.chdir(tmp_path)
-    before = inputs_hash("data", "cpu", "runs", {})
+    before = inputs_hash("data", "cpu", "runs", [])
     (tmp_path / "benchmarks/results/a/other.json").write_text("{}")
-    assert inputs_hash("data", "cpu", "runs", {}) != before
+    assert inputs_hash("data", "cpu", "runs", []) != before
 
 
 def test_threshold_sweep_scores_as_each_threshold_alone(make_scene):

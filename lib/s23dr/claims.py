@@ -47,16 +47,20 @@ class Claim:
     check: Callable = field(default=None, repr=False)  # evidence -> (met, measured reason)
 
 
+def arm_of(params, run):
+    """The arm a run of a stage belongs to: the stage, or `<stage> lr=<LR>` for a run of a sweep
+    (its seeds are the arm's repeats)."""
+    return params["stage"] + (f" lr={run['schedule']['lr']:g}" if params["sweep_lr"] else "")
+
+
 def gather(recipes, runs):
-    """{arm: {seed: metrics rows}} of every run of `recipes` ({stage: params}) found under `runs`;
-    an arm is a stage, or `<stage> lr=<LR>` for a run of a sweep."""
+    """{arm: {seed: metrics rows}} of every run of `recipes` ({stage: params}) found under `runs`."""
     found = {}
     for params in recipes.values():
         for run, run_dir in stage_runs(params, runs):
             log = run_dir / "metrics.jsonl"
             if log.is_file():
-                arm = params["stage"] + (f" lr={run['schedule']['lr']:g}" if params["sweep_lr"] else "")
-                found.setdefault(arm, {})[run["train"]["seed"]] = MetricsLog.read(log)
+                found.setdefault(arm_of(params, run), {})[run["train"]["seed"]] = MetricsLog.read(log)
     return found
 
 
@@ -161,16 +165,19 @@ def seed_passes():
     """How many times the seed's stage 1 saw each training scene: its steps times its batch over
     the real training split's size (params at `full`; base.yaml data.synthetic.train mirrors it)."""
     full = load_params(stage_files()["stage1"])
-    return full["schedule"]["end_step"] * full["train"]["batch_size"] / full["data"]["synthetic"]["train"]
+    return passes(full, full["data"]["synthetic"]["train"])
+
+
+def passes(params, train_scenes):
+    """How many times a run of `params` sees each of its `train_scenes` training scenes."""
+    sched = params["schedule"]
+    return (sched["end_step"] - sched["start_step"]) * params["train"]["batch_size"] / train_scenes
 
 
 def passes_per_scene(evidence, arm, params):
-    """How many times a run of `arm` saw each training scene: its samples over its training scenes."""
+    """`passes` of a run of `arm`, over the training scenes its log says it read."""
     runs = [r for rows in evidence.get(arm, {}).values() for r in rows if r["kind"] == "run"]
-    if not runs:
-        return float("nan")
-    sched = params["schedule"]
-    return (sched["end_step"] - sched["start_step"]) * params["train"]["batch_size"] / runs[0]["train_scenes"]
+    return passes(params, runs[0]["train_scenes"]) if runs else float("nan")
 
 
 def claims(recipes, baseline, evidence):

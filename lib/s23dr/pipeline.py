@@ -42,8 +42,9 @@ ALONE = ("reproducibility",)
 def stage_notebooks():
     """{stage: the stages whose pages it reads} of the stages with a page (`notebooks/<stage>.ipynb`):
     the stages its page draws beside its own (`report.upstream_stages`) that have pages too."""
-    pages = [name for name in stage_files() if Path(f"notebooks/{name}.ipynb").is_file()]
-    return {name: [s for s in upstream_stages(stage_files()[name]) if s in pages] for name in pages}
+    files = stage_files()
+    pages = [name for name in files if Path(f"notebooks/{name}.ipynb").is_file()]
+    return {name: [s for s in upstream_stages(files[name]) if s in pages] for name in pages}
 
 
 def notebooks():
@@ -91,14 +92,15 @@ def build_data(profile):
     return list(wanted)
 
 
-def inputs_hash(name, profile, runs, done):
-    """What an executed notebook depends on; it is executed again when this changes. The
-    benchmarks' saved results count too: the Results notebook tabulates them."""
+def inputs_hash(name, profile, runs, upstream):
+    """What an executed notebook depends on; it is executed again when this changes: its
+    source, the params, the library, the benchmarks' saved results (the Results notebook
+    tabulates them) and `upstream`, the hashes of the notebooks it reads."""
     digest = hashlib.sha256()
     for path in [Path(f"notebooks/{name}.ipynb"), *sorted(Path("params").glob("*.yaml")),
                  *sorted(Path("lib/s23dr").glob("*.py")), *sorted(Path("benchmarks/results").rglob("*.json"))]:
         digest.update(path.read_bytes())
-    digest.update(json.dumps([profile, str(runs), [done[d] for d in notebooks()[name]]]).encode())
+    digest.update(json.dumps([profile, str(runs), list(upstream)]).encode())
     return digest.hexdigest()
 
 
@@ -109,7 +111,7 @@ def execute_notebooks(profile, runs="runs", only=None):
     EXECUTED.mkdir(parents=True, exist_ok=True)
     graph, done, stale = notebooks(), {}, []
     for name in graph:
-        done[name] = inputs_hash(name, profile, runs, done)
+        done[name] = inputs_hash(name, profile, runs, [done[d] for d in graph[name]])
         stamp = EXECUTED / f"{name}.inputs"
         if only and name not in only:
             continue

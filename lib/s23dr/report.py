@@ -82,10 +82,9 @@ def recipe_table(params):
 def data_sizes(params):
     """(training scenes, validation scenes evaluated, passes over each training scene) of a
     run: the synthetic dataset's sizes (at `full`, base.yaml's sizes mirror the real splits')."""
-    syn, sched = params["data"]["synthetic"], params["schedule"]
+    syn = params["data"]["synthetic"]
     val = syn["val"] if params["eval"]["max_scenes"] is None else min(syn["val"], params["eval"]["max_scenes"])
-    passes = (sched["end_step"] - sched["start_step"]) * params["train"]["batch_size"] / syn["train"]
-    return syn["train"], val, round(passes, 1)
+    return syn["train"], val, round(claims.passes(params, syn["train"]), 1)
 
 
 def departures(params, path):
@@ -149,8 +148,7 @@ def arm_numbers(params, runs="runs"):
     for run, _ in stage_runs(params, runs):
         label = run_label(params, run)
         if label in logs:
-            arm = label.split(" seed=")[0]
-            tables.setdefault(arm, {})[run["train"]["seed"]] = summary(logs[label], run)
+            tables.setdefault(claims.arm_of(params, run), {})[run["train"]["seed"]] = summary(logs[label], run)
     return {arm: pd.DataFrame(rows).T.rename_axis("seed") for arm, rows in tables.items()}
 
 
