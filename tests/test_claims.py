@@ -96,17 +96,35 @@ def test_claim3_reads_stage2_and_stage1_against_the_high_lr_arm(recipes, world):
         shift(evidence, arm, "hss", -0.1)
     label, parts, met, _ = verdict(recipes, evidence, 3)
     assert met and label == REPRODUCED
-    assert {(p["a"], p["b"], p["metric"]) for p in parts} == {
-        pair for arm in high for pair in (("stage2", arm, "hss"), ("stage1", arm, "lowest hss"))}
+    assert {(p["a"], p["b"], p["metric"], p["metric_b"]) for p in parts if p["decides"]} == {
+        pair for arm in high for pair in (("stage2", arm, "hss", "hss"), ("stage1", arm, "hss", "lowest hss"))}
+    shown = [p for p in parts if not p["decides"]]
+    assert [(p["a"], p["b"], p["metric"], p["metric_b"]) for p in shown] == [("stage2", "stage1", "lowest hss", "hss")]
     shift(evidence, "stage1", "hss", -0.15)  # the high-LR arm stays above stage 1: no forgetting
     assert verdict(recipes, evidence, 3)[0] == NOT_REPRODUCED
+
+
+def test_claim3_compares_stage1s_end_with_the_high_lr_runs_worst_evaluation(recipes, world):
+    """Forgetting as the seed means it: a high-LR run that dips below stage 1's final score and
+    recovers forgets, although it ends level; stage 1's own early (low) evaluations do not count."""
+    evidence, high = world
+    for arm in high:
+        for s in SEEDS:
+            evidence[arm][s] = run(s, [{"hss": 0.1 + 0.01 * s}, {"hss": 0.3}])  # dips, then recovers
+    for s in SEEDS:
+        evidence["stage1"][s] = run(s, [{"hss": 0.0}, {"hss": 0.3}])  # learnt from nothing
+        evidence["stage2"][s] = run(s, [{"hss": 0.35}, {"hss": 0.4 + 0.01 * s}])
+    label, parts, met, _ = verdict(recipes, evidence, 3)
+    below = next(p for p in parts if p["part"].endswith("falls below stage 1"))
+    assert below["label"] == REPRODUCED and below["mean"] == pytest.approx(0.18)
+    assert met and label == REPRODUCED
 
 
 def test_claim3_is_not_testable_when_the_high_lr_run_diverged(recipes, world):
     evidence, high = world
     for arm in high:
         shift(evidence, arm, "hss", -0.1)
-        evidence[arm][2] = run(2, [{"hss": 0.2}], train=(0.9, 1.5))  # ends above the untrained model's 1.0
+        evidence[arm][2] = run(2, [{"hss": 0.2}], train=(0.9, 1.5, 0.5))  # rises above the untrained model's 1.0
     label, _, met, reason = verdict(recipes, evidence, 3)
     assert label == NOT_TESTABLE and not met and "diverged" in reason
 

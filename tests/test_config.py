@@ -138,3 +138,22 @@ def test_stage_file_with_unknown_key_names_file(tmp_path):
     (tmp_path / "bad.yaml").write_text("inherit: base.yaml\ntrain: {batchsize: 4}\n")
     with pytest.raises(ParamsError, match=r"bad.yaml: unknown key train.batchsize; did you mean train.batch_size"):
         load_params(tmp_path / "bad.yaml")
+
+
+def test_a_profiles_stage_overrides_reach_the_stages_that_inherit_it():
+    evaluated = {name: load_params(PARAMS / f"{name}.yaml", "cpu")["train"]["eval_every"]
+                 for name in ("stage1", "stage2", "control_points", "ablation_high_lr", "stage3")}
+    profile = read_yaml(PARAMS / "profiles.yaml")["cpu"]
+    finetune, other = profile["stages"]["stage2"]["train"]["eval_every"], profile["set"]["train"]["eval_every"]
+    assert evaluated == {"stage1": other, "stage2": finetune, "control_points": finetune,
+                         "ablation_high_lr": finetune, "stage3": other}
+
+
+def test_a_profiles_stage_overrides_name_a_stage(tmp_path):
+    for name in ("base.yaml", "stage1.yaml", "stage2.yaml"):
+        (tmp_path / name).write_text((PARAMS / name).read_text())
+    (tmp_path / "profiles.yaml").write_text("cpu:\n  scale: {steps: 1, lr: 1, points: 1, batch: 1}\n"
+                                            "  stages: {stage_2: {train: {eval_every: 3}}}\n")
+    with pytest.raises(ParamsError, match=r"profiles.yaml: profile cpu: stages.stage_2 names no stage; "
+                                          r"did you mean stage2"):
+        load_params(tmp_path / "stage1.yaml", "cpu")

@@ -1,5 +1,9 @@
 """Params: a stage file over `base.yaml`, scaled by a profile, then `--set` overrides.
 
+A profile scales the recipe (`scale`), sets keys for every stage (`set`), and may set keys
+for one stage and the stages that inherit from its file (`stages`: {stage: keys}), applied
+after `set` in inheritance order.
+
 `params/base.yaml` names every key there is; a stage file, a profile and a command
 line may only override them. An unknown key fails with the closest known names, a
 value of the wrong type (null included, where base.yaml has a value) names the key and
@@ -199,11 +203,26 @@ def load_params(path, profile="full", overrides=()):
         raise ParamsError(f"unknown profile {profile!r}; choose one of {', '.join(profiles)}")
     params = apply_scale(params, profiles[profile]["scale"])
     params = merge(params, profiles[profile].get("set") or {}, f"profile {profile}")
+    per_stage = profiles[profile].get("stages") or {}
+    _check_stage_names(per_stage, Path(base_path).parent, profile)
+    for _, data in chain[1:]:  # a stage's own overrides, then those of the stages it inherits
+        if data.get("stage") in per_stage:
+            params = merge(params, per_stage[data["stage"]], f"profile {profile}, stages.{data['stage']}")
     for text in overrides:
         params = merge(params, parse_override(text), f"--set {text}")
     params["profile"] = profile
     check(params, path)
     return params
+
+
+def _check_stage_names(per_stage, folder, profile):
+    """A profile's `stages` overrides name stages that exist (a typo would apply to nothing)."""
+    known = {read_yaml(f).get("stage") for f in sorted(Path(folder).glob("*.yaml")) if f.name != PROFILES_FILE}
+    for name in per_stage:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), sorted(k for k in known if k), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ParamsError(f"{folder / PROFILES_FILE}: profile {profile}: stages.{name} names no stage{hint}")
 
 
 def check(params, path):

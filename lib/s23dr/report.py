@@ -446,6 +446,36 @@ class StageReport:
         glue(f"{self.stage}_wireframes", view, display=False)
         return view
 
+    def forgetting(self, stage1, stage2):
+        """Claim 3 seed by seed (the book, Results): stage 1's final HSS beside the worst and the
+        last evaluation of each finetune arm (this sweep's and `stage2`'s, params), and whether
+        any training loss of the arm rose above the untrained model's (`claims.did_not_diverge`):
+        divergence, which says nothing about forgetting. Glued as `<stage>_forgetting`, and the
+        fewest evaluations a run of this stage made as `<stage>_evaluations`."""
+        recipes = {r["stage"]: r for r in (stage1, stage2, self.recipe)}
+        evidence = claims.gather(recipes, self.runs)
+        rows = []
+        for arm, by_seed in evidence.items():
+            if arm == stage1["stage"]:
+                continue
+            for seed, log in sorted(by_seed.items()):
+                start = evidence.get(stage1["stage"], {}).get(seed)
+                if start is None:
+                    continue
+                worst = claims.evaluation(log, "lowest hss")
+                diverged, _ = claims.did_not_diverge(arm, stage1["stage"])({arm: {seed: log}, stage1["stage"]: {seed: start}})
+                rows.append({"arm": arm, "seed": seed, "stage 1's final HSS": claims.value(start, "hss"),
+                             "lowest HSS": worst["hss"], "at step": worst["step"],
+                             "evaluations": len(claims.evals(log)), "final HSS": claims.value(log, "hss"),
+                             "falls below stage 1": worst["hss"] < claims.value(start, "hss"),
+                             "diverged": not diverged})
+        frame = pd.DataFrame(rows).set_index(["arm", "seed"])
+        own = frame[frame.index.get_level_values("arm").str.startswith(self.stage)]
+        glue(f"{self.stage}_evaluations", int(own["evaluations"].min()) if len(own) else 0, display=False)
+        table = frame.style.format(precision=3)
+        glue(f"{self.stage}_forgetting", table, display=False)
+        return table
+
     def numbers(self, baseline_numbers, beside=None):
         """Each run's last-evaluation numbers (`summary`) and, per arm, their mean over the
         seeds, glued as `<stage>_<key>` (a sweep's arm as `<stage>_<LR as the params file
