@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import source_hash
+from . import rundir
 from .experiments import seeds, stage_files, stage_params, upstream_stages
 from .loop import trains_on_synthetic
 
@@ -80,7 +80,7 @@ def build_data(profile):
                              "stage's dataset with other sizes or world; give this one its own root")
         points.add(params["data"]["points"])
     for root, (syn, points) in wanted.items():
-        stamp = json.dumps({**syn, "generator": source_hash("synthetic_data")}, sort_keys=True)
+        stamp = json.dumps({**syn, "generator": rundir.code_version("synthetic_data")}, sort_keys=True)
         stale = [p for p in sorted(points)
                  if not (root / f"sampled_{p}" / "dataset_dict.json").is_file()
                  or not (root / f"sampled_{p}" / "synthetic.json").is_file()
