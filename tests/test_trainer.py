@@ -110,6 +110,7 @@ def test_smoke_stage_writes_checkpoints_and_metrics(synthetic_root, tmp_path):
         assert all(key in r and r[key] == r[key] for r in evals), key
     state = checkpoint.load(final)
     assert state["inputs"]["code"] == rundir.code_version("train") and state["inputs"]["params"] == params
+    assert rundir.is_current(final, checkpoint.inputs_of(params)), "an evaluated final checkpoint is stamped"
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(synthetic_root, tmp_path):
@@ -305,7 +306,8 @@ def test_a_stale_lock_and_the_temporary_files_of_killed_saves_are_cleared(synthe
     alive.write_bytes(b"")
     train(smoke("stage1", synthetic_root, "schedule.end_step=2"), run_dir, progress=False)
     assert f"{run_dir}: taking over the lock of pid {dead}, which no longer runs" in capsys.readouterr().out
-    assert sorted(p.name for p in run_dir.iterdir()) == [alive.name, "metrics.jsonl", "step000002.pt"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [alive.name, "metrics.jsonl", "step000002.inputs",
+                                                          "step000002.pt"]
 
 
 @pytest.mark.parametrize("error, free", [
@@ -331,7 +333,8 @@ def test_resume_prints_where_and_evaluates_a_checkpoint_killed_before_its_evalua
     (final,) = run_stage(params, tmp_path, progress=False)
     log = final.parent / "metrics.jsonl"
     rows = MetricsLog.read(log)
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["kind"] != "eval"))  # killed before it
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["kind"] != "eval"))  # killed before it,
+    rundir.stamp_file(final).unlink()  # so before the final checkpoint was stamped
     capsys.readouterr()
     assert run_stage(params, tmp_path, progress=False) == [final]
     assert f"resumed {final.parent} from {final} (step 10)" in capsys.readouterr().out

@@ -4,18 +4,17 @@ A checkpoint is `<run_dir>/stepNNNNNN.pt` holding the model, the optimizer, the 
 states, the global step and its inputs (`inputs_of`: the params that made it, the code
 version and the upstream run). It is written with `rundir.atomic_write`, so a crash never
 leaves a half-written checkpoint and the last good one survives; a failed write (a full
-disk) says so, naming the file.
+disk) says so, naming the file. Whether a run is current is `rundir.is_current` of its
+final checkpoint and these inputs.
 """
 
-import hashlib
-import json
 import re
 from pathlib import Path
 
 import torch
 
 from .config import architecture
-from .rundir import atomic_write, code_version
+from .rundir import atomic_write, code_version, stamp
 
 STEP_FILE = re.compile(r"^step(\d{6,})\.pt$")
 
@@ -86,9 +85,8 @@ def differences(old, new, ignore=()):
 
 def inputs_of(params, init_state=None):
     """Everything a run's result depends on: params, the code version of the training command's
-    modules, and the checkpoint it starts from (its step and a hash of its inputs)."""
+    modules, and the checkpoint it starts from (its step and the stamp of its inputs)."""
     upstream = None
     if init_state is not None:
-        blob = json.dumps(init_state.get("inputs"), sort_keys=True, default=str).encode()
-        upstream = {"step": init_state["step"], "inputs": hashlib.sha256(blob).hexdigest()[:16]}
+        upstream = {"step": init_state["step"], "inputs": stamp(init_state.get("inputs"))}
     return {"params": params, "code": code_version("train"), "upstream": upstream}

@@ -207,6 +207,7 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     first evaluates its checkpoint's step if that evaluation is due but not in the log
     (a run killed between the two). Rank 0 holds the run directory's lock throughout, so
     a second training there is refused, and removes the temporary files of killed saves.
+    The final checkpoint is stamped with its inputs once it is evaluated (`rundir.is_current`).
     Returns the final checkpoint's path.
     """
     rank, world = _distributed()
@@ -216,7 +217,10 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     run_dir.mkdir(parents=True, exist_ok=True)
     with rundir.run_lock(run_dir):
         rundir.remove_stale_temps(run_dir)
-        return _train(params, run_dir, init, resume, device, progress, rank, world)
+        rundir.mark_stale(checkpoint.path_for(run_dir, params["schedule"]["end_step"]))
+        final = _train(params, run_dir, init, resume, device, progress, rank, world)
+        rundir.mark_current(final, checkpoint.load(final)["inputs"])
+        return final
 
 
 def _train(params, run_dir, init, resume, device, progress, rank, world):

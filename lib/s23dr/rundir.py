@@ -1,5 +1,13 @@
-"""The run directory: its lock, atomic writes and the temporary files of killed ones, the
-metrics log, and the code version of what a command runs.
+"""What the commands leave on disk, and when it is current: the run directory's lock,
+atomic writes and the temporary files of killed ones, the metrics log, the code version,
+and the one staleness rule of every product.
+
+A product (a run's final checkpoint, a synthetic dataset, an executed notebook) is
+current when the stamp beside it (`step000100.inputs` beside `step000100.pt`) is the hash
+of its inputs: the
+params that make it, the code version of the modules that make it and the stamps of what
+it is made from. The stamp is removed before a product is made again and written once it
+is complete, so a product killed half-made is never current (`is_current`).
 
 A training holds its run directory's `lock` file (pid and host) while it runs, so a
 second training there is refused instead of overwriting the first one's checkpoints.
@@ -58,6 +66,35 @@ def code_version(entry=None):
     (`imported_modules`), or of every module of the package when `entry` is None."""
     modules = imported_modules(entry) if entry else sorted(PACKAGE.glob("*.py"))
     return f"{__version__}+{files_hash(modules)}"
+
+
+# --- the one staleness rule -----------------------------------------------------------
+
+def stamp(inputs):
+    """The hash of a product's inputs (a JSON-able tree: params, code versions, upstream stamps)."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stamp_file(product):
+    """Where the stamp of `product` lies: beside it, `<product without suffix>.inputs`."""
+    return Path(product).with_suffix(".inputs")
+
+
+def is_current(product, inputs):
+    """Whether `product` exists and the stamp beside it is `stamp(inputs)`."""
+    file = stamp_file(product)
+    return Path(product).exists() and file.is_file() and file.read_text() == stamp(inputs)
+
+
+def mark_stale(product):
+    """Remove the stamp of `product`, before it is made again."""
+    stamp_file(product).unlink(missing_ok=True)
+
+
+def mark_current(product, inputs):
+    """Write the stamp of `product`, made from `inputs`, once it is complete."""
+    with atomic_write(stamp_file(product)) as f:
+        f.write(stamp(inputs).encode())
 
 
 # --- atomic writes --------------------------------------------------------------------

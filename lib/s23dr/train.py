@@ -20,15 +20,12 @@ from .loop import train, upstream_checkpoint
 
 
 def is_current(params, run_dir, init):
-    """Whether `run_dir` already holds this run's final checkpoint, made from the same inputs,
-    and its evaluation (a run killed before it resumes to evaluate)."""
-    end = params["schedule"]["end_step"]
-    final = checkpoint.path_for(run_dir, end)
-    if not final.is_file() or not rundir.MetricsLog(run_dir / "metrics.jsonl").evaluated(end):
-        return False
+    """Whether `run_dir` already holds this run's final checkpoint, made from the same inputs
+    (`checkpoint.inputs_of`) and evaluated: `rundir.is_current`, as the loop stamps a final
+    checkpoint once it is evaluated (a run killed before that resumes to evaluate)."""
     init_state = checkpoint.load(init) if init is not None else None
-    stored = checkpoint.load(final)["inputs"]
-    return not checkpoint.differences(stored, checkpoint.inputs_of(params, init_state))
+    return rundir.is_current(checkpoint.path_for(run_dir, params["schedule"]["end_step"]),
+                             checkpoint.inputs_of(params, init_state))
 
 
 def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, restart=False, progress=True,
