@@ -22,7 +22,7 @@ from pathlib import Path
 
 from s23dr.bench import save_result
 from s23dr.config import load_params
-from s23dr.loop import MetricsLog
+from s23dr.rundir import MetricsLog
 from s23dr.experiments import stage_runs
 from s23dr.train import run_stage
 

@@ -16,7 +16,8 @@ from s23dr.losses import Criterion
 from s23dr.model import Perceiver
 from s23dr.sampling import sample_scene
 from s23dr.synthetic import generate_scene
-from s23dr.loop import MetricsLog, train
+from s23dr.loop import train
+from s23dr.rundir import MetricsLog
 
 from test_trainer import PARAMS, assert_same_weights, smoke, weights
 

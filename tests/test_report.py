@@ -49,15 +49,15 @@ def test_nearest_query_measures_the_farther_end_under_the_better_pairing():
 
 def test_a_saved_benchmark_result_makes_the_notebooks_stale(tmp_path, monkeypatch):
     """The Results notebook tabulates benchmarks/results/: a new run there must re-execute it."""
-    from s23dr.pipeline import inputs_hash
+    from s23dr.pipeline import notebook_inputs
 
-    for path in ("notebooks/data.ipynb", "params/base.yaml", "lib/s23dr/model.py", "benchmarks/results/a/run.json"):
+    for path in ("notebooks/data.ipynb", "params/base.yaml", "benchmarks/results/a/run.json"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("{}")
     monkeypatch.chdir(tmp_path)
-    before = inputs_hash("data", "cpu", "runs", [])
+    before = notebook_inputs("data", "cpu", "runs", [])
     (tmp_path / "benchmarks/results/a/other.json").write_text("{}")
-    assert inputs_hash("data", "cpu", "runs", []) != before
+    assert notebook_inputs("data", "cpu", "runs", []) != before
 
 
 def test_threshold_sweep_scores_as_each_threshold_alone(make_scene):

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from s23dr import bench, checkpoint, loop
+from s23dr import bench, checkpoint, loop, rundir
 from s23dr import train as s23dr_train
 from s23dr.config import load_params
 from s23dr.data import open_dataset
 from s23dr.model import Perceiver
 from s23dr.train import run_stage
-from s23dr.loop import EpochBatches, MetricsLog, lr_at, train
+from s23dr.loop import EpochBatches, lr_at, train
+from s23dr.rundir import MetricsLog
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -108,7 +109,8 @@ def test_smoke_stage_writes_checkpoints_and_metrics(synthetic_root, tmp_path):
     for key in ("val_loss", "train_loss", "ratio", "hss", "f1", "iou"):
         assert all(key in r and r[key] == r[key] for r in evals), key
     state = checkpoint.load(final)
-    assert state["inputs"]["code"] == checkpoint.code_version() and state["inputs"]["params"] == params
+    assert state["inputs"]["code"] == rundir.code_version("train") and state["inputs"]["params"] == params
+    assert rundir.is_current(final, checkpoint.inputs_of(params)), "an evaluated final checkpoint is stamped"
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(synthetic_root, tmp_path):
@@ -304,7 +306,8 @@ def test_a_stale_lock_and_the_temporary_files_of_killed_saves_are_cleared(synthe
     alive.write_bytes(b"")
     train(smoke("stage1", synthetic_root, "schedule.end_step=2"), run_dir, progress=False)
     assert f"{run_dir}: taking over the lock of pid {dead}, which no longer runs" in capsys.readouterr().out
-    assert sorted(p.name for p in run_dir.iterdir()) == [alive.name, "metrics.jsonl", "step000002.pt"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [alive.name, "metrics.jsonl", "step000002.inputs",
+                                                          "step000002.pt"]
 
 
 @pytest.mark.parametrize("error, free", [
@@ -330,7 +333,8 @@ def test_resume_prints_where_and_evaluates_a_checkpoint_killed_before_its_evalua
     (final,) = run_stage(params, tmp_path, progress=False)
     log = final.parent / "metrics.jsonl"
     rows = MetricsLog.read(log)
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["kind"] != "eval"))  # killed before it
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["kind"] != "eval"))  # killed before it,
+    rundir.stamp_file(final).unlink()  # so before the final checkpoint was stamped
     capsys.readouterr()
     assert run_stage(params, tmp_path, progress=False) == [final]
     assert f"resumed {final.parent} from {final} (step 10)" in capsys.readouterr().out
@@ -380,7 +384,7 @@ def test_cpu_precision_is_decided_by_what_the_cpu_reports(monkeypatch):
 
 def test_a_run_logs_how_it_ran(synthetic_root, tmp_path):
     train(smoke("stage1", synthetic_root, "schedule.end_step=2"), tmp_path / "r", progress=False)
-    (row,) = [r for r in loop.MetricsLog.read(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "run"]
+    (row,) = [r for r in MetricsLog.read(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "run"]
     assert row["precision"] == "fp32" and row["torch"] == torch.__version__ and row["train_scenes"] == 32
     assert row["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
 
@@ -409,8 +413,9 @@ def test_kmeans_query_init_puts_the_anchors_on_the_training_midpoints(synthetic_
 def test_what_retrains_is_what_a_training_run_imports():
     """The code version hashes the modules `s23dr.train` runs; a module that only presents
     results is not one of them, and the synthetic data's stamp covers the writer's and the generator's."""
-    trained = {p.stem for p in checkpoint.imported_modules("train")}
-    assert {"train", "loop", "model", "losses", "matcher", "data", "features", "config"} <= trained
+    trained = {p.stem for p in rundir.imported_modules("train")}
+    assert {"train", "loop", "model", "losses", "matcher", "data", "features", "config", "checkpoint",
+            "rundir"} <= trained
     assert not trained & {"figures", "report", "pipeline", "bench", "synthetic", "sampling", "synthetic_data"}
-    written = {p.stem for p in checkpoint.imported_modules("synthetic_data")}
+    written = {p.stem for p in rundir.imported_modules("synthetic_data")}
     assert written == {"synthetic_data", "synthetic", "sampling", "houses", "schema"}

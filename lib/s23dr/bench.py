@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import checkpoint
+from . import rundir
 from .config import ParamsError, load_params
 from .data import SceneDataset, check_device, collate, to_device
 from .inference import autocast, uses_bf16
@@ -87,10 +87,10 @@ def measure(params, device, steps, warmup):
 def save_result(out, record, argv, params):
     """Write a benchmark script's `record` to `out` (JSON, atomically) with what reruns it: the
     command (`sys.argv`: the script and its arguments), the resolved params it ran with and
-    the code version (`checkpoint.code_version`). `benchmarks/rerun.py FILE` runs it again."""
+    the code version of training (`rundir.code_version`). `benchmarks/rerun.py FILE` runs it again."""
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    record = {**record, "command": list(argv), "params": params, "code_version": checkpoint.code_version()}
-    with checkpoint.atomic_write(out) as f:
+    record = {**record, "command": list(argv), "params": params, "code_version": rundir.code_version("train")}
+    with rundir.atomic_write(out) as f:
         f.write(json.dumps(record, indent=1).encode())
 
 
@@ -124,7 +124,7 @@ def bench(args):
         raise ValueError(f"--warmup should be an integer >= 0, got {args.warmup}")
     if args.out:  # before the minutes of measuring
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        checkpoint.check_writable(args.out, "--out")
+        rundir.check_writable(args.out, "--out")
     device = check_device(args.device)
     cuda = device.type == "cuda"
     steps = args.steps or (20 if cuda else 3)
@@ -148,7 +148,7 @@ def bench(args):
               f"{100 * row['fraction_of_peak']:.1f}% of {row['matmul_peak_tflops']:.2f} matmul peak | "
               f"peak memory {row['peak_memory_gib']:.2f} GiB", flush=True)
     if args.out:
-        with checkpoint.atomic_write(args.out) as f:
+        with rundir.atomic_write(args.out) as f:
             f.write(json.dumps(rows, indent=1).encode())
     return 0
 

@@ -17,7 +17,7 @@ import numpy as np
 from . import checkpoint, verdicts
 from .config import load_params
 from .experiments import stage_files, stage_runs
-from .loop import MetricsLog
+from .rundir import MetricsLog
 
 #: The score columns of an evaluation's per-scene scores (`inference.validate`).
 SCENE_SCORES = ("hss", "f1", "iou")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import rundir
 from .data import check_device, open_dataset
 from .metrics import score_scenes
 from .predict import load_model, submission
@@ -110,11 +110,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.per_scene:
-            checkpoint.check_writable(args.per_scene, "--per-scene")
+            rundir.check_writable(args.per_scene, "--per-scene")
         result, scenes = score_source(args.source, args.data, check_device(args.device))
         if args.per_scene:
             rows = [{"order_id": s["order_id"], **asdict(r)} for s, r in zip(scenes, result.scenes)]
-            with checkpoint.atomic_write(args.per_scene) as f:
+            with rundir.atomic_write(args.per_scene) as f:
                 f.write(json.dumps(rows, indent=1).encode())
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

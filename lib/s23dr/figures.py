@@ -1,7 +1,7 @@
 """The notebooks' figures: curves and histograms (matplotlib), 3D wireframes (plotly).
 
 Curves take runs as `{label: rows}`, the rows of a run's `metrics.jsonl`
-(`loop.MetricsLog.read`), so a stage can be drawn on the global-step axis next to
+(`rundir.MetricsLog.read`), so a stage can be drawn on the global-step axis next to
 the stages it started from. 3D views take scenes in the schema of `schema.py` and
 wireframes as `(vertices [N,3] in metres, edges [E,2])`.
 

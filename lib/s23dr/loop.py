@@ -7,7 +7,6 @@ stages share one axis. The data order and the augmentation are functions of
 run resumes exactly where it stopped.
 """
 
-import json
 import math
 import os
 import time
@@ -18,7 +17,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .data import SceneDataset, augmentation, check_scenes, collate, open_dataset, to_device
 from .experiments import upstream_run_dir
 from .inference import autocast, how_it_ran, validate
@@ -179,29 +178,6 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class MetricsLog:
-    """Append-only JSONL of training and evaluation rows; on resume, rows past the step are dropped."""
-
-    def __init__(self, path, resume_step=None, enabled=True):
-        self.path, self.enabled = Path(path), enabled
-        if enabled and resume_step is not None and self.path.exists():
-            rows = [r for r in self.read(self.path) if r["step"] <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-    def write(self, row):
-        if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-
-    @staticmethod
-    def read(path):
-        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-    def evaluated(self, step):
-        """Whether the log holds the evaluation of `step`."""
-        return self.path.is_file() and any(r["kind"] == "eval" and r["step"] == step for r in self.read(self.path))
-
-
 def upstream_checkpoint(params, runs_dir):
     """The checkpoint a run starts from: its `init_from` stage's run of the same training seed
     (`experiments.upstream_run_dir`), at our start step."""
@@ -231,6 +207,7 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     first evaluates its checkpoint's step if that evaluation is due but not in the log
     (a run killed between the two). Rank 0 holds the run directory's lock throughout, so
     a second training there is refused, and removes the temporary files of killed saves.
+    The final checkpoint is stamped with its inputs once it is evaluated (`rundir.is_current`).
     Returns the final checkpoint's path.
     """
     rank, world = _distributed()
@@ -238,9 +215,12 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     if rank != 0:
         return _train(params, run_dir, init, resume, device, progress, rank, world)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with checkpoint.run_lock(run_dir):
-        checkpoint.remove_stale_temps(run_dir)
-        return _train(params, run_dir, init, resume, device, progress, rank, world)
+    with rundir.run_lock(run_dir):
+        rundir.remove_stale_temps(run_dir)
+        rundir.mark_stale(checkpoint.path_for(run_dir, params["schedule"]["end_step"]))
+        final = _train(params, run_dir, init, resume, device, progress, rank, world)
+        rundir.mark_current(final, checkpoint.load(final)["inputs"])
+        return final
 
 
 def _train(params, run_dir, init, resume, device, progress, rank, world):
@@ -276,7 +256,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
             optimizer.load_state_dict(init_state["optimizer"])
         if init_state["step"] != step:
             raise ValueError(f"{init} is at step {init_state['step']}, but schedule.start_step is {step}")
-    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step if resume else None, enabled=rank == 0)
+    log = rundir.MetricsLog(run_dir / "metrics.jsonl", resume_step=step if resume else None, enabled=rank == 0)
     if resume is None and rank == 0:
         log.path.unlink(missing_ok=True)
 

@@ -4,15 +4,13 @@
 profile trains on, executes the notebooks with papermill into `book/executed/` (side by
 side, each after the notebooks it reads), and builds the Jupyter Book into `_build/html`
 with warnings as errors. A notebook is
-executed again only when its inputs changed: its source, the params, the library or an
-upstream notebook. Training inside the notebooks has its own cache (`train.run_stage`).
+executed again, and a synthetic dataset generated again, only when its inputs changed
+(`rundir.is_current`, the rule training runs follow too: `train.run_stage`).
 Every stage's runs are trained first, side by side where the recipe allows
 (`prepare_runs`, also the test suite's setup). What the notebooks call is `s23dr.report`.
 """
 
 import argparse
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import source_hash
+from . import rundir
 from .experiments import seeds, stage_files, stage_params, upstream_stages
 from .loop import trains_on_synthetic
 
@@ -63,9 +61,10 @@ def synthetic_points(profile):
 
 
 def build_data(profile):
-    """Generate the synthetic datasets the profile's stages train on, each unless it is there
-    already, made by the same generator with the same sizes and world; a stage on other data
-    (as at `full`, the hub) needs none. Returns the roots of the synthetic datasets."""
+    """Generate the synthetic datasets the profile's stages train on, each unless it is current
+    (`rundir.is_current`: made with the same sizes, world and seed by the same generator,
+    `rundir.code_version("synthetic_data")`); a stage on other data (as at `full`, the hub)
+    needs none. Returns the roots of the synthetic datasets."""
     from .synthetic_data import build_dataset
 
     wanted = {}  # root -> (params data.synthetic, point counts)
@@ -80,28 +79,26 @@ def build_data(profile):
                              "stage's dataset with other sizes or world; give this one its own root")
         points.add(params["data"]["points"])
     for root, (syn, points) in wanted.items():
-        stamp = json.dumps({**syn, "generator": source_hash("synthetic_data")}, sort_keys=True)
-        stale = [p for p in sorted(points)
-                 if not (root / f"sampled_{p}" / "dataset_dict.json").is_file()
-                 or not (root / f"sampled_{p}" / "synthetic.json").is_file()
-                 or (root / f"sampled_{p}" / "synthetic.json").read_text() != stamp]
+        inputs = {**syn, "generator": rundir.code_version("synthetic_data")}
+        stale = [p for p in sorted(points) if not rundir.is_current(root / f"sampled_{p}", inputs)]
         if stale:
+            for p in stale:
+                rundir.mark_stale(root / f"sampled_{p}")
             for path in build_dataset(root, syn["train"], syn["val"], points=tuple(stale), seed=syn["seed"],
                                       world=syn["world"]).values():
-                (Path(path) / "synthetic.json").write_text(stamp)
+                rundir.mark_current(path, inputs)
     return list(wanted)
 
 
-def inputs_hash(name, profile, runs, upstream):
-    """What an executed notebook depends on; it is executed again when this changes: its
-    source, the params, the library, the benchmarks' saved results (the Results notebook
-    tabulates them) and `upstream`, the hashes of the notebooks it reads."""
-    digest = hashlib.sha256()
-    for path in [Path(f"notebooks/{name}.ipynb"), *sorted(Path("params").glob("*.yaml")),
-                 *sorted(Path("lib/s23dr").glob("*.py")), *sorted(Path("benchmarks/results").rglob("*.json"))]:
-        digest.update(path.read_bytes())
-    digest.update(json.dumps([profile, str(runs), list(upstream)]).encode())
-    return digest.hexdigest()
+def notebook_inputs(name, profile, runs, upstream):
+    """What an executed notebook depends on (`rundir.is_current`): its source, the params, the
+    whole library (a notebook may call any of it), the benchmarks' saved results (the Results
+    notebook tabulates them), its parameters and `upstream`, the stamps of the notebooks it reads."""
+    return {"notebook": rundir.files_hash([Path(f"notebooks/{name}.ipynb")]),
+            "params": rundir.files_hash(sorted(Path("params").glob("*.yaml"))),
+            "code": rundir.code_version(),
+            "benchmarks": rundir.files_hash(sorted(Path("benchmarks/results").rglob("*.json"))),
+            "profile": profile, "runs": str(runs), "upstream": list(upstream)}
 
 
 def execute_notebooks(profile, runs="runs", only=None):
@@ -109,16 +106,15 @@ def execute_notebooks(profile, runs="runs", only=None):
     by one, then the rest side by side on the CPU's threads, each once the notebooks it
     reads are done. A notebook that fails stops the job with the tail of its log."""
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    graph, done, stale = notebooks(), {}, []
+    graph, inputs, stale = notebooks(), {}, []
     for name in graph:
-        done[name] = inputs_hash(name, profile, runs, [done[d] for d in graph[name]])
-        stamp = EXECUTED / f"{name}.inputs"
+        inputs[name] = notebook_inputs(name, profile, runs, [rundir.stamp(inputs[d]) for d in graph[name]])
         if only and name not in only:
             continue
-        if (EXECUTED / f"{name}.ipynb").is_file() and stamp.is_file() and stamp.read_text() == done[name]:
+        if rundir.is_current(EXECUTED / f"{name}.ipynb", inputs[name]):
             print(f"{name}: current")
         else:
-            stamp.unlink(missing_ok=True)
+            rundir.mark_stale(EXECUTED / f"{name}.ipynb")
             stale.append(name)
     workers = max(1, torch.get_num_threads())
 
@@ -128,7 +124,7 @@ def execute_notebooks(profile, runs="runs", only=None):
                     "-r", "profile", profile, "-r", "runs", str(runs), "--cwd", str(Path.cwd()), "-k", "python3",
                     "--no-progress-bar"], EXECUTED / f"{name}.log", {**os.environ, "OMP_NUM_THREADS": str(threads)},
                    f"executing notebooks/{name}.ipynb")
-        (EXECUTED / f"{name}.inputs").write_text(done[name])
+        rundir.mark_current(EXECUTED / f"{name}.ipynb", inputs[name])
         print(f"{name}: executed")
 
     for name in [n for n in stale if n in ALONE]:

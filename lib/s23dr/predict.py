@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .data import check_device, open_dataset
 from .inference import predict, to_wireframes
 from .model import Perceiver
@@ -49,11 +49,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         device = check_device(args.device)
-        checkpoint.check_writable(args.out, "--out")
+        rundir.check_writable(args.out, "--out")
         model, params = load_model(args.checkpoint, device)
         scenes = open_dataset(args.data, gt=False)
         records = submission(model, params, [scenes[i] for i in range(len(scenes))], device)
-        with checkpoint.atomic_write(args.out) as f:
+        with rundir.atomic_write(args.out) as f:
             f.write(json.dumps(records).encode())
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

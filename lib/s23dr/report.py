@@ -27,9 +27,10 @@ from .experiments import run_label, stage_runs, upstream_stages
 from .inference import autocast, first, predict, score_model, score_predictions
 from .predict import load_model
 from .train import run_stage
-from .loop import MetricsLog, build, data_uri, init_queries, train_step, trains_on_synthetic
+from .loop import build, data_uri, init_queries, train_step, trains_on_synthetic
 from .metrics import mean_score
 from .postprocess import kept_queries
+from .rundir import MetricsLog
 
 
 def chdir_root(start=None):

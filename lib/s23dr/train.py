@@ -12,23 +12,20 @@ import sys
 
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .config import ParamsError, load_params
 from .data import check_device
 from .experiments import stage_runs
-from .loop import MetricsLog, train, upstream_checkpoint
+from .loop import train, upstream_checkpoint
 
 
 def is_current(params, run_dir, init):
-    """Whether `run_dir` already holds this run's final checkpoint, made from the same inputs,
-    and its evaluation (a run killed before it resumes to evaluate)."""
-    end = params["schedule"]["end_step"]
-    final = checkpoint.path_for(run_dir, end)
-    if not final.is_file() or not MetricsLog(run_dir / "metrics.jsonl").evaluated(end):
-        return False
+    """Whether `run_dir` already holds this run's final checkpoint, made from the same inputs
+    (`checkpoint.inputs_of`) and evaluated: `rundir.is_current`, as the loop stamps a final
+    checkpoint once it is evaluated (a run killed before that resumes to evaluate)."""
     init_state = checkpoint.load(init) if init is not None else None
-    stored = checkpoint.load(final)["inputs"]
-    return not checkpoint.differences(stored, checkpoint.inputs_of(params, init_state))
+    return rundir.is_current(checkpoint.path_for(run_dir, params["schedule"]["end_step"]),
+                             checkpoint.inputs_of(params, init_state))
 
 
 def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, restart=False, progress=True,
@@ -52,7 +49,7 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
             finals.append(checkpoint.path_for(run_dir, variant["schedule"]["end_step"]))
             continue
         if restart and run_dir.exists():
-            checkpoint.check_unlocked(run_dir)  # never remove the run directory of a running training
+            rundir.check_unlocked(run_dir)  # never remove the run directory of a running training
             print(f"{run_dir}: made from other params, code or upstream run; training anew")
             shutil.rmtree(run_dir)
         finals.append(train(variant, run_dir, init=start, resume=resume, device=device, progress=progress))
@@ -100,7 +97,7 @@ def where_stopped(params, runs_dir):
     if not logs:
         return "before the first logged step; nothing to resume"
     log = max(logs, key=lambda path: path.stat().st_mtime)  # a sweep's runs train one after another
-    reached = max((row["step"] for row in MetricsLog.read(log)), default="none")
+    reached = max((row["step"] for row in rundir.MetricsLog.read(log)), default="none")
     newest = checkpoint.latest(log.parent)
     if newest is None:
         return f"{log.parent} at step {reached}, before its first checkpoint; the same command starts it anew"

@@ -1,0 +1,240 @@
+"""What the commands leave on disk, and when it is current: the run directory's lock,
+atomic writes and the temporary files of killed ones, the metrics log, the code version,
+and the one staleness rule of every product.
+
+A product (a run's final checkpoint, a synthetic dataset, an executed notebook) is
+current when the stamp beside it (`step000100.inputs` beside `step000100.pt`) is the hash
+of its inputs: the params that make it, the code version of the modules that make it and
+the stamps of what it is made from. The stamp is removed before a product is made again
+and written once it is complete, so a product killed half-made is never current
+(`is_current`).
+
+A training holds its run directory's `lock` file (pid and host) while it runs, so a
+second training there is refused instead of overwriting the first one's checkpoints.
+Files are written to a temporary file and renamed (`atomic_write`), so a crash never
+leaves a half-written one and the last good one survives.
+"""
+
+import ast
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+
+from . import __version__
+
+PACKAGE = Path(__file__).parent
+
+
+# --- the code version -----------------------------------------------------------------
+
+def imported_modules(entry):
+    """The package's modules that module `entry` (e.g. "train") runs: itself and every
+    module it imports from the package, directly or through another, read from the
+    sources' import statements (function-level ones included). A module that only
+    presents or orchestrates results (figures, report, pipeline, bench) is not among
+    a training run's, so editing it retrains nothing."""
+    found, todo = set(), [entry]
+    while todo:
+        name = todo.pop()
+        if name in found or not (PACKAGE / f"{name}.py").is_file():
+            continue
+        found.add(name)
+        for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo += [node.module] if node.module else [alias.name for alias in node.names]
+    return [PACKAGE / f"{name}.py" for name in sorted(found)]
+
+
+def files_hash(paths):
+    """A hash of the names and contents of the files `paths` (not of where they lie, so
+    that two checkouts of the same code agree)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode())
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def code_version(entry=None):
+    """The package version and a hash of the source of the modules `entry` runs
+    (`imported_modules`), or of every module of the package when `entry` is None."""
+    modules = imported_modules(entry) if entry else sorted(PACKAGE.glob("*.py"))
+    return f"{__version__}+{files_hash(modules)}"
+
+
+# --- the one staleness rule -----------------------------------------------------------
+
+def stamp(inputs):
+    """The hash of a product's inputs (a JSON-able tree: params, code versions, upstream stamps)."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stamp_file(product):
+    """Where the stamp of `product` lies: beside it, `<product without suffix>.inputs`."""
+    return Path(product).with_suffix(".inputs")
+
+
+def is_current(product, inputs):
+    """Whether `product` exists and the stamp beside it is `stamp(inputs)`."""
+    file = stamp_file(product)
+    return Path(product).exists() and file.is_file() and file.read_text() == stamp(inputs)
+
+
+def mark_stale(product):
+    """Remove the stamp of `product`, before it is made again."""
+    stamp_file(product).unlink(missing_ok=True)
+
+
+def mark_current(product, inputs):
+    """Write the stamp of `product`, made from `inputs`, once it is complete."""
+    with atomic_write(stamp_file(product)) as f:
+        f.write(stamp(inputs).encode())
+
+
+# --- atomic writes --------------------------------------------------------------------
+
+#: The temporary file of `atomic_write`: `.<name>.tmp<pid>` beside the file it becomes.
+TMP_FILE = re.compile(r"^\..+\.tmp(\d+)$")
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+    """A binary file whose content becomes `path` at the end of the block, or never.
+
+    It is a temporary file beside `path`, fsynced and renamed over it, so a crash never
+    leaves a half-written `path`. A failed write removes the temporary file and raises
+    OSError naming `path`, and a full disk as such (torch reports one as `unexpected pos`).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        full = getattr(err, "errno", None) == errno.ENOSPC or (
+            path.parent.is_dir() and shutil.disk_usage(path.parent).free == 0)
+        why = f"no space left on the device ({err})" if full else f"{type(err).__name__}: {err}"
+        raise OSError(f"cannot write {path}: {why}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_writable(path, what):
+    """Refuse an output file that could not be written, before the work that makes it."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; name a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{what} {path}: folder {folder} is not writable")
+
+
+# --- the lock and what killed processes left ------------------------------------------
+
+def _other_runs(pid):
+    """Whether a process `pid` other than this one runs on this host (a container restart
+    can give this process the pid of a dead one)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        pass
+    return True
+
+
+def remove_stale_temps(run_dir):
+    """Remove the temporary files that killed processes left in `run_dir` (a kill during a save)."""
+    for file in Path(run_dir).iterdir():
+        m = TMP_FILE.match(file.name)
+        if m and not _other_runs(int(m.group(1))):
+            file.unlink(missing_ok=True)
+
+
+LOCK_FILE = "lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Hold `run_dir/lock` (pid and host, created atomically) for the block.
+
+    A lock held by a running process is refused, naming the run directory and the pid;
+    one whose process has died (on this host) is taken over with a note.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            break
+        except FileExistsError:
+            stale = check_unlocked(run_dir)
+            if stale is not None:
+                print(f"{run_dir}: taking over the lock of pid {stale}, which no longer runs")
+                path.unlink(missing_ok=True)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()} {socket.gethostname()}\n")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def check_unlocked(run_dir):
+    """Raise FileExistsError if a running training holds `run_dir`'s lock; the pid of a
+    stale lock's dead process, or None when there is no lock."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        pid, host = path.read_text().split()
+        pid = int(pid)
+    except FileNotFoundError:
+        return None
+    except ValueError:  # being written this instant, or damaged
+        raise FileExistsError(f"{run_dir} is locked by {path}, which names no process; "
+                              f"remove it if no training runs there") from None
+    if host != socket.gethostname():
+        raise FileExistsError(f"{run_dir} is in use by pid {pid} on host {host} ({path}); "
+                              f"remove {path} if that training is gone")
+    if _other_runs(pid):
+        raise FileExistsError(f"{run_dir} is in use by another training, pid {pid} ({path}); "
+                              f"wait for it or use another run directory")
+    return pid
+
+
+# --- the metrics log ------------------------------------------------------------------
+
+class MetricsLog:
+    """Append-only JSONL of training and evaluation rows; on resume, rows past the step are
+    dropped (the log rewritten atomically, so a kill then loses none of the rows kept)."""
+
+    def __init__(self, path, resume_step=None, enabled=True):
+        self.path, self.enabled = Path(path), enabled
+        if enabled and resume_step is not None and self.path.exists():
+            rows = [r for r in self.read(self.path) if r["step"] <= resume_step]
+            with atomic_write(self.path) as f:
+                f.write("".join(json.dumps(r) + "\n" for r in rows).encode())
+
+    def write(self, row):
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    @staticmethod
+    def read(path):
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+    def evaluated(self, step):
+        """Whether the log holds the evaluation of `step`."""
+        return self.path.is_file() and any(r["kind"] == "eval" and r["step"] == step for r in self.read(self.path))
