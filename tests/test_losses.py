@@ -202,8 +202,8 @@ def test_largest_confidence_target_is_a_logistic_of_the_cost():
     eps, dustbin = LOSS["sinkhorn"]["eps"], LOSS["sinkhorn"]["dustbin"]
     costs = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4])
     expected = torch.sigmoid((dustbin - costs) / (2 * eps))
-    for n_gt in (1, 16, 64):
-        got = matched_mass_at_cost(costs.tolist(), eps, LOSS["sinkhorn"]["iters"], dustbin, n_gt=n_gt)
+    for queries, n_gt in ((64, 1), (64, 16), (64, 64), (16, 16), (8, 16)):
+        got = matched_mass_at_cost(costs.tolist(), eps, LOSS["sinkhorn"]["iters"], dustbin, queries, n_gt)
         torch.testing.assert_close(torch.tensor(got), expected, atol=1e-3, rtol=0)
 
 
