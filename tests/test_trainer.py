@@ -20,7 +20,6 @@ from s23dr import bench, checkpoint, loop
 from s23dr import train as s23dr_train
 from s23dr.config import load_params
 from s23dr.data import open_dataset
-from s23dr.model import Perceiver
 from s23dr.train import run_stage
 from s23dr.loop import EpochBatches, MetricsLog, lr_at, train
 
@@ -383,27 +382,6 @@ def test_a_run_logs_how_it_ran(synthetic_root, tmp_path):
     (row,) = [r for r in loop.MetricsLog.read(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "run"]
     assert row["precision"] == "fp32" and row["torch"] == torch.__version__ and row["train_scenes"] == 32
     assert row["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
-
-
-def test_kmeans_query_init_puts_the_anchors_on_the_training_midpoints(synthetic_root):
-    params = smoke("stage1", synthetic_root)
-    scenes = open_dataset(loop.data_uri(params, "train"))
-    torch.manual_seed(0)
-    model = Perceiver(**params["model"])
-    before = model.query_offset.detach().clone()
-    loop.init_queries(model, scenes, params)  # query_init normal: the seed's offsets stay
-    assert torch.equal(model.query_offset, before)
-
-    kmeans = {**params, "model": {**params["model"], "query_init": "kmeans"}}
-    loop.init_queries(model, scenes, kmeans)
-    anchors = model.query_offset.detach()
-    mids = np.concatenate([s["gt_segments"].mean(axis=1) for s in scenes])
-    radius = np.linalg.norm(mids[:, [0, 2]], axis=1).max()  # augmentation rotates about Y
-    assert np.linalg.norm(anchors[:, [0, 2]], axis=1).max() <= radius + 1e-5
-    assert mids[:, 1].min() - 1e-5 <= anchors[:, 1].min() and anchors[:, 1].max() <= mids[:, 1].max() + 1e-5
-    again = Perceiver(**params["model"])
-    loop.init_queries(again, scenes, kmeans)
-    assert torch.equal(again.query_offset, model.query_offset)  # seeded by train.seed
 
 
 def test_what_retrains_is_what_a_training_run_imports():

@@ -18,8 +18,6 @@ from .postprocess import segments_to_wireframe
 NO_AUGMENT = {"rotate": False, "flip": False}
 
 
-
-
 def uses_bf16(params, device):
     """Whether a step on `device` runs under bf16 autocast. CUDA: `train.bf16`. CPU:
     `train.cpu_precision`, whose `auto` takes bf16 only where the CPU reports native bf16
@@ -56,7 +54,7 @@ def how_it_ran(params, device):
 
 
 @torch.no_grad()
-def predict(model, scenes, params, device, criterion=None):
+def predict_segments(model, scenes, params, device, criterion=None):
     """Segments [N,Q,2,3] and confidences [N,Q] (probabilities) for `scenes`, and the mean loss."""
     was_training = model.training
     model.eval()
@@ -107,7 +105,7 @@ def score_predictions(scenes, segments, conf, params):
 
 def score_model(model, scenes, params, device, criterion=None):
     """(wireframes, official scores per scene and mean, mean loss or None) of a model on `scenes`."""
-    segments, conf, loss = predict(model, scenes, params, device, criterion)
+    segments, conf, loss = predict_segments(model, scenes, params, device, criterion)
     return (*score_predictions(scenes, segments, conf, params), loss)
 
 
@@ -126,6 +124,6 @@ def validate(model, val_scenes, params, device, criterion, train_scenes=None):
     row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
            "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}
     if train_scenes is not None:
-        _, _, train_loss = predict(model, first(train_scenes, n), params, device, criterion)
+        _, _, train_loss = predict_segments(model, first(train_scenes, n), params, device, criterion)
         row.update(train_loss=train_loss, ratio=val_loss / max(train_loss, 1e-12))
     return row
