@@ -109,6 +109,14 @@ def test_tables_name_keys_of_base_yaml():
             node = node[part]
 
 
+def test_a_model_without_confidence_trains_no_confidence():
+    """model.segment_conf false leaves no logit for loss.conf to train: refused unless its weight is 0."""
+    with pytest.raises(ParamsError, match=r"^loss.conf.weight \(0.1\) should be 0 when model.segment_conf is false"):
+        load_params(PARAMS / "stage1.yaml", "smoke", ["model.segment_conf=false"])
+    assert not load_params(PARAMS / "stage1.yaml", "smoke", ["model.segment_conf=false", "loss.conf.weight=0"])[
+        "model"]["segment_conf"]
+
+
 def test_base_yaml_itself_is_not_a_stage():
     with pytest.raises(ParamsError, match=r"base.yaml: stage is not set \(null\); train a stage or ablation file"):
         load_params(PARAMS / "base.yaml", "smoke")

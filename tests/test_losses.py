@@ -190,8 +190,6 @@ def test_config_errors_name_the_key():
         Criterion(**{**LOSS, "sinkhorn": {**LOSS["sinkhorn"], "tau": 1.0}})
     with pytest.raises(TypeError, match="weight"):
         Criterion(**{**LOSS, "endpoint": {}})
-    with pytest.raises(ValueError, match="segment_conf"):
-        Criterion(**LOSS)({"segments": torch.zeros(1, P, 2, 3)}, scenes(n_gt=(1,))[1])
 
 
 def test_largest_confidence_target_is_a_logistic_of_the_cost():

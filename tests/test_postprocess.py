@@ -49,6 +49,9 @@ def test_confidence_threshold_and_logits():
     assert len(by_logit[1]) == 6  # 0.7 now passes
     none = segments_to_wireframe(segments, np.zeros(len(segments)), CENTER, SCALE, **POST)
     assert none[0].shape == (0, 3) and none[1].shape == (0, 2)
+    every = segments_to_wireframe(segments, None, CENTER, SCALE, **POST)  # a model without confidence
+    for got, want in zip(every, segments_to_wireframe(segments, np.ones(len(segments)), CENTER, SCALE, **POST)):
+        assert np.array_equal(got, want)
 
 
 def test_denormalisation_and_torch_inputs():

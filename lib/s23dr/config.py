@@ -214,6 +214,9 @@ def check(params, path):
         if _value(params, key) not in allowed:
             raise ParamsError(f"{key} should be one of {', '.join(allowed)}, got {_value(params, key)!r}")
     model = params["model"]
+    if not model["segment_conf"] and params["loss"]["conf"]["weight"] > 0:
+        raise ParamsError(f"loss.conf.weight ({params['loss']['conf']['weight']}) should be 0 when "
+                          f"model.segment_conf is false: the model then predicts no confidence to train")
     for heads, of in (("num_heads", "hidden"), ("kv_heads_cross", "num_heads"), ("kv_heads_self", "num_heads")):
         if model[of] % model[heads]:  # the attention splits `of` into `heads` equal groups
             raise ParamsError(f"model.{of} ({model[of]}) should be divisible by model.{heads} ({model[heads]})")

@@ -55,7 +55,8 @@ def how_it_ran(params, device):
 
 @torch.no_grad()
 def predict_segments(model, scenes, params, device, criterion=None):
-    """Segments [N,Q,2,3] and confidences [N,Q] (probabilities) for `scenes`, and the mean loss."""
+    """Segments [N,Q,2,3] and confidences [N,Q] (probabilities; None for a model without
+    confidence head, model.segment_conf false) for `scenes`, and the mean loss."""
     was_training = model.training
     model.eval()
     dataset = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, seed=0)
@@ -69,18 +70,21 @@ def predict_segments(model, scenes, params, device, criterion=None):
         if criterion is not None:
             loss_sum += criterion(out, batch)["total"].item() * len(batch["order_id"])
         segments.append(out["segments"].float().cpu())
-        conf.append(torch.sigmoid(out["conf_logits"].float()).cpu())
+        if "conf_logits" in out:
+            conf.append(torch.sigmoid(out["conf_logits"].float()).cpu())
     model.train(was_training)
     loss = loss_sum / len(dataset) if criterion is not None else None
-    return torch.cat(segments).numpy(), torch.cat(conf).numpy(), loss
+    return torch.cat(segments).numpy(), torch.cat(conf).numpy() if conf else None, loss
 
 
 def to_wireframes(scenes, segments, conf, params):
-    """(vertices in metres, edges) per scene from the model's segments (the book, Method:
-    post-processing).
+    """(vertices in metres, edges) per scene from the model's segments and confidences (None:
+    every segment kept; the book, Method: post-processing).
 
     The scene's valid points go along so that vertices can snap to apex and eave-end points.
     """
+    if conf is None:
+        conf = [None] * len(segments)
     return [segments_to_wireframe(seg, c, scene["center"], scene["scale"],
                                   conf_threshold=params["eval"]["conf_threshold"],
                                   points=scene["xyz_norm"][scene["mask"]],

@@ -142,6 +142,7 @@ class Perceiver(nn.Module):
     `encoder_layers` is accepted and ignored: in the baseline's code it belongs to an older
     plain-transformer variant; its Perceiver runs no self-attention over the point tokens
     (the book, Method: architecture).
+    `segment_conf`: false leaves out the confidence head; the wireframe then keeps every segment.
     `decoder_reads_points`: before each decoder layer the queries cross-attend to the point tokens
     themselves, not only to the latents (an option of the seed's public code, off in its recipe;
     the `cpu` profile turns it on: the book, Method).

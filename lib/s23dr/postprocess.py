@@ -1,7 +1,8 @@
 """Predicted segments -> wireframe (vertices, edges) in metres (the book, Method: post-processing).
 
 The model predicts `model.segments` independent segments; the metric wants a graph.
-Confident segments each give two vertices and an edge; endpoints that several segments share are merged in passes of
+Confident segments (every segment, for a model without confidence) each give two
+vertices and an edge; endpoints that several segments share are merged in passes of
 growing radius (single linkage, so a cluster grows along chains of close points), each
 cluster replaced by its mean. Vertices then snap onto corner evidence in the point cloud.
 """
@@ -87,7 +88,8 @@ def segments_to_wireframe(
     """One scene's predicted segments -> (vertices float64 [N,3] in metres, edges int64 [E,2]).
 
     segments: [G,2,3] endpoints in normalised space; conf: [G] probabilities (or
-    logits with ``conf_is_logit=True``); segments with conf > conf_threshold are kept.
+    logits with ``conf_is_logit=True``); segments with conf > conf_threshold are kept, every
+    segment where conf is None (a model without confidence head, model.segment_conf false).
     center [3], scale: the scene's normalisation, undone here (x * scale + center).
     The settings are params' (`eval.conf_threshold` and the keys of `postprocess:`, whose
     base.yaml values are the seed's); they have no defaults here, so no copy can drift.
@@ -99,10 +101,12 @@ def segments_to_wireframe(
     segments, center, scale = _numpy(segments), _numpy(center), _numpy(scale)
     if segments.ndim != 3 or segments.shape[1:] != (2, 3):
         raise ValueError(f"segments: expected shape [G,2,3], got {segments.shape}")
-    conf = _numpy(conf)
-    if conf.shape != segments.shape[:1]:
-        raise ValueError(f"conf: expected shape [{len(segments)}], got {conf.shape}")
-    kept = segments[kept_queries(expit(conf) if conf_is_logit else conf, conf_threshold)] * scale + center
+    if conf is not None:
+        conf = _numpy(conf)
+        if conf.shape != segments.shape[:1]:
+            raise ValueError(f"conf: expected shape [{len(segments)}], got {conf.shape}")
+        segments = segments[kept_queries(expit(conf) if conf_is_logit else conf, conf_threshold)]
+    kept = segments * scale + center
     vertices = kept.reshape(-1, 3)
     edges = np.arange(len(vertices)).reshape(-1, 2)
     vertices, edges = merge_vertices(vertices, edges, merge_radii)
