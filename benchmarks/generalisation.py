@@ -31,7 +31,7 @@ from scipy.optimize import linear_sum_assignment
 from s23dr.bench import save_result
 from s23dr.config import load_params
 from s23dr.data import open_dataset
-from s23dr.inference import first, predict, score_predictions
+from s23dr.inference import first, predict_segments, score_predictions
 from s23dr.loop import data_uri
 from s23dr.losses import endpoint_distance
 from s23dr.predict import load_model
@@ -70,7 +70,7 @@ def main(argv=None):
     path = args.checkpoint or run_stage(params, args.runs, restart=True, seed=params["train"]["seed"])[0]
     model = load_model(path, torch.device("cpu"))[0]
     scenes = first(open_dataset(data_uri(params, "val")), params["eval"]["max_scenes"])
-    segments, conf, _ = predict(model, scenes, params, torch.device("cpu"))
+    segments, conf, _ = predict_segments(model, scenes, params, torch.device("cpu"))
     out = {"label": args.label, "profile": args.profile, "set": args.set, "checkpoint": str(path),
            "steps": params["schedule"]["end_step"], "threads": torch.get_num_threads(), "scenes": len(scenes)}
     if not args.checkpoint:

@@ -14,8 +14,8 @@ Prints, at each `--every` steps, on the fitted scenes:
 - HSS at the seed's threshold (`eval.conf_threshold`, 0.7) and at 0.3, and the highest
   predicted confidence;
 - the transport plan: the mean share of each GT segment's unit mass left in the GT
-  dustbin, and the mean over GT segments of the largest mass one query takes of it (with
-  `loss.conf.mode: sinkhorn` this is the best confidence target the GT can give: a query
+  dustbin, and the mean over GT segments of the largest mass one query takes of it (under
+  the entropic plan this is the best confidence target the GT can give: a query
   whose target stays below the threshold is never kept after training);
 - the loss terms.
 Then the steps it took to reach HSS 0.8 at the threshold (or that it did not), and the
@@ -37,10 +37,10 @@ import torch
 from s23dr.bench import save_result
 from s23dr.config import load_params
 from s23dr.data import SceneDataset, collate, open_dataset
-from s23dr.inference import NO_AUGMENT, first, predict, score_predictions
+from s23dr.inference import NO_AUGMENT, first, predict_segments, score_predictions
 from s23dr.matcher import matched_mass_at_cost
 from s23dr.synthetic import World
-from s23dr.loop import build, data_uri, init_queries, lr_at, train_step, trains_on_synthetic
+from s23dr.loop import build, data_uri, lr_at, train_step, trains_on_synthetic
 
 TARGET_HSS = 0.8
 LOW_THRESHOLD = 0.3
@@ -76,7 +76,6 @@ def main(argv=None):
     items = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, cfg["seed"])
     fixed = collate([items[i] for i in range(min(len(items), 64))])  # for the plan figures
     model, criterion, optimizer = build(params)
-    init_queries(model, scenes, {**params, "data": {**params["data"], "augment": NO_AUGMENT}})
     threshold = params["eval"]["conf_threshold"]
     low = {**params, "eval": {**params["eval"], "conf_threshold": LOW_THRESHOLD}}
     print(f"profile {args.profile}, {len(scenes)} scenes at {params['data']['points']} points, "
@@ -98,7 +97,7 @@ def main(argv=None):
         if step % args.every and step != args.steps:
             continue
         model.eval()
-        segments, conf, _ = predict(model, scenes, params, torch.device("cpu"))
+        segments, conf, _ = predict_segments(model, scenes, params, torch.device("cpu"))
         hss = score_predictions(scenes, segments, conf, params)[1].mean.hss
         hss_low = score_predictions(scenes, segments, conf, low)[1].mean.hss
         dustbin, best = plan_figures(model, criterion, fixed)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from s23dr.model import ACTIVATIONS
 from s23dr.config import CHOICES, LIMITS, ParamsError, load_params, read_yaml
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
@@ -108,7 +107,14 @@ def test_tables_name_keys_of_base_yaml():
         for part in key.split("."):
             assert part in node, key
             node = node[part]
-    assert set(ACTIVATIONS) == set(CHOICES["model.activation"])
+
+
+def test_a_model_without_confidence_trains_no_confidence():
+    """model.segment_conf false leaves no logit for loss.conf to train: refused unless its weight is 0."""
+    with pytest.raises(ParamsError, match=r"^loss.conf.weight \(0.1\) should be 0 when model.segment_conf is false"):
+        load_params(PARAMS / "stage1.yaml", "smoke", ["model.segment_conf=false"])
+    assert not load_params(PARAMS / "stage1.yaml", "smoke", ["model.segment_conf=false", "loss.conf.weight=0"])[
+        "model"]["segment_conf"]
 
 
 def test_base_yaml_itself_is_not_a_stage():

@@ -90,7 +90,7 @@ def test_gradients_reach_every_parameter(decoder_reads_points):
     assert not dead, f"no gradient for {dead}"
 
 
-@pytest.mark.parametrize("switch", [{}, {"pre_encoder_layers": 1}, {"decoder_reads_points": True}])
+@pytest.mark.parametrize("switch", [{}, {"decoder_reads_points": True}])
 def test_padded_points_do_not_change_the_output(switch):
     model = warmed_up(Perceiver(**{**SMALL, **switch}))
     batch = make_batch(S=30)
@@ -173,7 +173,7 @@ def test_full_config_builds_and_reports_its_size():
     n = sum(p.numel() for p in model.parameters())
     print(f"full base.yaml Perceiver: {n:,} parameters")
     assert 8e6 < n < 1e7
-    assert model.cross_layers == (0, 4, 6) and len(model.pre_encoder) == 0
+    assert model.cross_layers == (0, 4, 6)
     head_dim = BASE["model"]["hidden"] // BASE["model"]["num_heads"]
     torch.testing.assert_close(model.encoder[0].cross.attn.log_scale.exp(), torch.full((4,), head_dim ** 0.5))
 
@@ -183,12 +183,6 @@ def test_config_errors_name_the_key():
         Perceiver(**SMALL, bogus=1)
     with pytest.raises(TypeError, match="hidden"):
         Perceiver(**{k: v for k, v in SMALL.items() if k != "hidden"})
-    with pytest.raises(ValueError, match="segment_param"):
-        Perceiver(**{**SMALL, "segment_param": "endpoints"})
-    with pytest.raises(ValueError, match="query_init"):
-        Perceiver(**{**SMALL, "query_init": "grid"})
-    with pytest.raises(ValueError, match="activation"):
-        Perceiver(**{**SMALL, "activation": "swish"})
 
 
 def test_norm_and_attention_switches():

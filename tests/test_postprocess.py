@@ -1,4 +1,4 @@
-"""Segments -> wireframe: filtering, de-normalisation, merging, snapping, flattening."""
+"""Segments -> wireframe: filtering, de-normalisation, merging, snapping."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from s23dr.postprocess import flatten_edges, segments_to_wireframe
+from s23dr.postprocess import segments_to_wireframe
 from s23dr.schema import POINT_CLASS
 
 # A gable roof in metres: 6 corners, 7 edges (ridge, 4 rakes, 2 eaves).
@@ -49,6 +49,9 @@ def test_confidence_threshold_and_logits():
     assert len(by_logit[1]) == 6  # 0.7 now passes
     none = segments_to_wireframe(segments, np.zeros(len(segments)), CENTER, SCALE, **POST)
     assert none[0].shape == (0, 3) and none[1].shape == (0, 2)
+    every = segments_to_wireframe(segments, None, CENTER, SCALE, **POST)  # a model without confidence
+    for got, want in zip(every, segments_to_wireframe(segments, np.ones(len(segments)), CENTER, SCALE, **POST)):
+        assert np.array_equal(got, want)
 
 
 def test_denormalisation_and_torch_inputs():
@@ -90,14 +93,6 @@ def test_snap_moves_vertices_to_nearby_corner_points():
     index = {tuple(np.round(v, 6)) for v in vertices}
     assert (0.15, 3.2, 0.0) in index  # snapped to the mean of two points
     assert (10.0, 3.0, 0.0) in index  # one point is not enough
-
-
-def test_flatten_makes_near_horizontal_edges_level():
-    vertices = np.array([[0, 3.0, 0], [10, 3.4, 0], [10, 3.4, 5], [0, 8.0, 5]])  # 2.3 deg, flat, steep
-    edges = np.array([[0, 1], [1, 2], [2, 3]])
-    flat = flatten_edges(vertices, edges, max_deg=5)
-    assert flat[:3, 1] == pytest.approx([3 + 0.8 / 3] * 3) and flat[3, 1] == 8
-    assert np.array_equal(flat[:, [0, 2]], vertices[:, [0, 2]])
 
 
 def test_bad_shapes_are_rejected():

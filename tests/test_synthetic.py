@@ -465,6 +465,21 @@ def test_a_bad_world_is_one_line_naming_the_key():
         synthetic_data.build_dataset("unused", 1, 1, world={"noize": 0})
 
 
+def test_the_command_line_defaults_to_params_base_yaml(monkeypatch, tmp_path):
+    """What the command is not told is params/base.yaml's data.synthetic; --world changes its world key by key."""
+    syn = yaml.safe_load(synthetic_data.BASE_PARAMS.read_text())["data"]["synthetic"]
+    calls = []
+    monkeypatch.setattr(synthetic_data, "build_dataset", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
+    synthetic_data.main([])
+    synthetic_data.main(["--out", str(tmp_path), "--train", "3", "--world", "noise=0.5"])
+    (out, train, val, _, seed, _), kwargs = calls[0]
+    assert (str(out), train, val, seed) == (syn["root"], syn["train"], syn["val"], syn["seed"])
+    assert kwargs["world"] == synthetic.World.of(syn["world"])
+    (out, train, val, *_), kwargs = calls[1]
+    assert (out, train, val) == (tmp_path, 3, syn["val"])
+    assert kwargs["world"] == synthetic.World.of({**syn["world"], "noise": 0.5})
+
+
 def test_the_command_line_reads_a_world(capsys):
     world = synthetic.parse_world(["roofs=[gable, hip]", "noise=0", "extras=false", "footprints=rect"])
     assert world == synthetic.World(footprints=("rect",), roofs=("gable", "hip"), extras=False, noise=0.0)

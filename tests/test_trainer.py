@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from s23dr import bench, checkpoint, loop, rundir
+from s23dr import bench, checkpoint, inference, loop, predict, rundir
 from s23dr import train as s23dr_train
 from s23dr.config import load_params
 from s23dr.data import open_dataset
-from s23dr.model import Perceiver
+from s23dr.inference import first
 from s23dr.train import run_stage
 from s23dr.loop import EpochBatches, lr_at, train
 from s23dr.rundir import MetricsLog
@@ -389,25 +389,22 @@ def test_a_run_logs_how_it_ran(synthetic_root, tmp_path):
     assert row["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
 
 
-def test_kmeans_query_init_puts_the_anchors_on_the_training_midpoints(synthetic_root):
-    params = smoke("stage1", synthetic_root)
-    scenes = open_dataset(loop.data_uri(params, "train"))
-    torch.manual_seed(0)
-    model = Perceiver(**params["model"])
-    before = model.query_offset.detach().clone()
-    loop.init_queries(model, scenes, params)  # query_init normal: the seed's offsets stay
-    assert torch.equal(model.query_offset, before)
-
-    kmeans = {**params, "model": {**params["model"], "query_init": "kmeans"}}
-    loop.init_queries(model, scenes, kmeans)
-    anchors = model.query_offset.detach()
-    mids = np.concatenate([s["gt_segments"].mean(axis=1) for s in scenes])
-    radius = np.linalg.norm(mids[:, [0, 2]], axis=1).max()  # augmentation rotates about Y
-    assert np.linalg.norm(anchors[:, [0, 2]], axis=1).max() <= radius + 1e-5
-    assert mids[:, 1].min() - 1e-5 <= anchors[:, 1].min() and anchors[:, 1].max() <= mids[:, 1].max() + 1e-5
-    again = Perceiver(**params["model"])
-    loop.init_queries(again, scenes, kmeans)
-    assert torch.equal(again.query_offset, model.query_offset)  # seeded by train.seed
+def test_a_model_without_confidence_trains_and_keeps_every_segment(synthetic_root, tmp_path):
+    """model.segment_conf false, end to end: the run trains (loss.conf.weight 0) and evaluates,
+    and its wireframes keep every predicted segment, as confidences of 1 at any threshold would."""
+    params = smoke("stage1", synthetic_root, "schedule.end_step=2", "model.segment_conf=false", "loss.conf.weight=0")
+    final = train(params, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["hss"] >= 0 for r in rows if r["kind"] == "eval"] == [True]
+    cpu = torch.device("cpu")
+    model, saved = predict.load_model(final, cpu)
+    scenes = first(open_dataset(loop.data_uri(params, "val")), 4)
+    segments, conf, _ = inference.predict_segments(model, scenes, saved, cpu)
+    assert conf is None
+    every = inference.to_wireframes(scenes, segments, np.ones(segments.shape[:2]), saved)
+    assert sum(len(edges) for _, edges in every) > 0
+    for record, (vertices, edges) in zip(predict.submission(model, saved, scenes, cpu), every):
+        assert record["wf_vertices"] == vertices.tolist() and record["wf_edges"] == edges.tolist()
 
 
 def test_what_retrains_is_what_a_training_run_imports():

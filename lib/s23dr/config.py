@@ -61,16 +61,16 @@ LIMITS = {
         "hidden", "ff", "latent_tokens", "latent_layers", "decoder_layers", "cross_attn_interval",
         "num_heads", "kv_heads_cross", "kv_heads_self", "segments")},
     **{f"model.{key}": at_least(0) for key in (
-        "encoder_layers", "pre_encoder_layers", "behind_emb_dim", "fourier_freqs", "class_emb_dim",
+        "encoder_layers", "behind_emb_dim", "fourier_freqs", "class_emb_dim",
         "source_emb_dim")},
     "model.dropout": Range(float, 0.0, 1.0, open_high=True), "model.fourier_scale": above(0.0),
     **{f"loss.cost.{key}": at_least(0.0) for key in ("midpoint", "direction", "length")},
     "loss.sinkhorn.eps": above(0.0), "loss.sinkhorn.iters": at_least(1), "loss.sinkhorn.dustbin": above(0.0),
-    "loss.conf.weight": at_least(0.0), "loss.conf.head_wd": at_least(0.0),
+    "loss.conf.weight": at_least(0.0),
     "loss.endpoint.weight": at_least(0.0), "loss.aux.weight": at_least(0.0),
     "seeds": at_least(1), "schedule.start_step": at_least(0), "schedule.end_step": at_least(1), "schedule.lr": at_least(0.0),
     "schedule.warmup": at_least(0), "schedule.cooldown_start": at_least(0), "schedule.cooldown_steps": at_least(0),
-    "optim.weight_decay": at_least(0.0), "optim.grad_clip": above(0.0),
+    "optim.weight_decay": at_least(0.0), "optim.head_wd": at_least(0.0),
     "data.points": at_least(1), "data.num_workers": at_least(0),
     "data.synthetic.train": at_least(1), "data.synthetic.val": at_least(1), "data.synthetic.seed": at_least(0),
     "eval.conf_threshold": Range(float, 0.0, 1.0), "eval.vert_thresh": above(0.0),
@@ -78,16 +78,11 @@ LIMITS = {
     "train.seed": at_least(0), "train.batch_size": at_least(1), "train.log_every": at_least(1),
     "train.eval_every": at_least(1), "train.ckpt_every": at_least(1),
     "postprocess.snap_radius": above(0.0), "postprocess.snap_min_points": at_least(1),
-    "postprocess.flatten_deg": Range(float, 0.0, 90.0, open_high=True),
 }
 
-#: The names a key may take: key -> its allowed values (the model and the criterion read theirs from here).
+#: The names a key may take: key -> its allowed values (the criterion and the CPU precision read theirs from here).
 CHOICES = {
-    "model.segment_param": ("midpoint_dir_len",),
-    "model.query_init": ("normal", "kmeans"),
-    "model.activation": ("gelu", "relu", "silu"),
-    "loss.matching": ("sinkhorn", "hungarian", "anchor"),
-    "loss.conf.mode": ("sinkhorn",),
+    "loss.matching": ("sinkhorn", "hungarian"),
     "train.cpu_precision": ("auto", "bf16", "fp32"),
     "train.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
 }
@@ -238,6 +233,9 @@ def check(params, path):
         if _value(params, key) not in allowed:
             raise ParamsError(f"{key} should be one of {', '.join(allowed)}, got {_value(params, key)!r}")
     model = params["model"]
+    if not model["segment_conf"] and params["loss"]["conf"]["weight"] > 0:
+        raise ParamsError(f"loss.conf.weight ({params['loss']['conf']['weight']}) should be 0 when "
+                          f"model.segment_conf is false: the model then predicts no confidence to train")
     for heads, of in (("num_heads", "hidden"), ("kv_heads_cross", "num_heads"), ("kv_heads_self", "num_heads")):
         if model[of] % model[heads]:  # the attention splits `of` into `heads` equal groups
             raise ParamsError(f"model.{of} ({model[of]}) should be divisible by model.{heads} ({model[heads]})")

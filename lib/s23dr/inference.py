@@ -18,8 +18,6 @@ from .postprocess import segments_to_wireframe
 NO_AUGMENT = {"rotate": False, "flip": False}
 
 
-
-
 def uses_bf16(params, device):
     """Whether a step on `device` runs under bf16 autocast. CUDA: `train.bf16`. CPU:
     `train.cpu_precision`, whose `auto` takes bf16 only where the CPU reports native bf16
@@ -56,8 +54,9 @@ def how_it_ran(params, device):
 
 
 @torch.no_grad()
-def predict(model, scenes, params, device, criterion=None):
-    """Segments [N,Q,2,3] and confidences [N,Q] (probabilities) for `scenes`, and the mean loss."""
+def predict_segments(model, scenes, params, device, criterion=None):
+    """Segments [N,Q,2,3] and confidences [N,Q] (probabilities; None for a model without
+    confidence head, model.segment_conf false) for `scenes`, and the mean loss."""
     was_training = model.training
     model.eval()
     dataset = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, seed=0)
@@ -71,18 +70,21 @@ def predict(model, scenes, params, device, criterion=None):
         if criterion is not None:
             loss_sum += criterion(out, batch)["total"].item() * len(batch["order_id"])
         segments.append(out["segments"].float().cpu())
-        conf.append(torch.sigmoid(out["conf_logits"].float()).cpu())
+        if "conf_logits" in out:
+            conf.append(torch.sigmoid(out["conf_logits"].float()).cpu())
     model.train(was_training)
     loss = loss_sum / len(dataset) if criterion is not None else None
-    return torch.cat(segments).numpy(), torch.cat(conf).numpy(), loss
+    return torch.cat(segments).numpy(), torch.cat(conf).numpy() if conf else None, loss
 
 
 def to_wireframes(scenes, segments, conf, params):
-    """(vertices in metres, edges) per scene from the model's segments (the book, Method:
-    post-processing).
+    """(vertices in metres, edges) per scene from the model's segments and confidences (None:
+    every segment kept; the book, Method: post-processing).
 
     The scene's valid points go along so that vertices can snap to apex and eave-end points.
     """
+    if conf is None:
+        conf = [None] * len(segments)
     return [segments_to_wireframe(seg, c, scene["center"], scene["scale"],
                                   conf_threshold=params["eval"]["conf_threshold"],
                                   points=scene["xyz_norm"][scene["mask"]],
@@ -107,7 +109,7 @@ def score_predictions(scenes, segments, conf, params):
 
 def score_model(model, scenes, params, device, criterion=None):
     """(wireframes, official scores per scene and mean, mean loss or None) of a model on `scenes`."""
-    segments, conf, loss = predict(model, scenes, params, device, criterion)
+    segments, conf, loss = predict_segments(model, scenes, params, device, criterion)
     return (*score_predictions(scenes, segments, conf, params), loss)
 
 
@@ -126,6 +128,6 @@ def validate(model, val_scenes, params, device, criterion, train_scenes=None):
     row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
            "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}
     if train_scenes is not None:
-        _, _, train_loss = predict(model, first(train_scenes, n), params, device, criterion)
+        _, _, train_loss = predict_segments(model, first(train_scenes, n), params, device, criterion)
         row.update(train_loss=train_loss, ratio=val_loss / max(train_loss, 1e-12))
     return row

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import checkpoint, rundir
-from .data import SceneDataset, augmentation, check_scenes, collate, open_dataset, to_device
+from .data import SceneDataset, check_scenes, collate, open_dataset, to_device
 from .experiments import upstream_run_dir
 from .inference import autocast, how_it_ran, validate
 from .losses import Criterion
@@ -56,17 +56,14 @@ class EpochBatches(torch.utils.data.Sampler):
         return len(self.batches)
 
 
-#: Augmentations of each training scene whose GT midpoints the k-means anchors see.
-ANCHOR_DRAWS = 4
-
-
 def make_optimizer(model, params):
     """AdamW as every stage trains with it: params optim, the confidence head's own weight
-    decay (loss.conf.head_wd; `param_groups`) and the stage's LR (schedule.lr). The fused
-    kernel, on the CPU too: there it takes a quarter of the per-tensor loop's time."""
+    decay among them (optim.head_wd; `param_groups`), and the stage's LR (schedule.lr). The
+    fused kernel, on the CPU too: there it takes a quarter of the per-tensor loop's time."""
+    optim = params["optim"]
     return torch.optim.AdamW(
-        param_groups(model, params["optim"]["weight_decay"], params["loss"]["conf"]["head_wd"]),
-        lr=params["schedule"]["lr"], betas=tuple(params["optim"]["betas"]), fused=True)
+        param_groups(model, optim["weight_decay"], optim["head_wd"]),
+        lr=params["schedule"]["lr"], betas=tuple(optim["betas"]), fused=True)
 
 
 def build(params, device="cpu"):
@@ -79,9 +76,8 @@ def build(params, device="cpu"):
 
 def train_step(net, loss_fn, optimizer, batch, params, device, lr=None):
     """One update as the trainer makes it, at `lr` when given: the forward under the run's
-    precision (`inference.autocast`), the loss, backward, gradient clipping at
-    `optim.grad_clip` when set, AdamW. `net` and `loss_fn` may be compiled or DDP-wrapped.
-    Returns the loss terms of the batch before the update (tensors, not yet read)."""
+    precision (`inference.autocast`), the loss, backward, AdamW. `net` and `loss_fn` may be
+    compiled or DDP-wrapped. Returns the loss terms of the batch before the update (tensors, not yet read)."""
     if lr is not None:
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -90,30 +86,8 @@ def train_step(net, loss_fn, optimizer, batch, params, device, lr=None):
     losses = loss_fn(outputs, batch)
     optimizer.zero_grad(set_to_none=True)
     losses["total"].backward()
-    if params["optim"]["grad_clip"]:
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                       params["optim"]["grad_clip"])
     optimizer.step()
     return losses
-
-
-def init_queries(model, scenes, params):
-    """With model.query_init kmeans, move the queries' anchors (`Perceiver.query_offset`) onto
-    the k-means centres of the GT segment midpoints of `scenes` (the training split), each
-    scene's midpoints under ANCHOR_DRAWS of the training augmentations, so the anchors cover
-    where GT segments lie after augmentation too (the book, Method)."""
-    if params["model"]["query_init"] != "kmeans":
-        return
-    from scipy.cluster.vq import kmeans2
-
-    rng = np.random.default_rng(params["train"]["seed"])
-    augment = params["data"]["augment"]
-    mids = [scene["gt_segments"].mean(axis=1) @ augmentation(rng, augment["rotate"], augment["flip"]).T
-            for scene in scenes for _ in range(ANCHOR_DRAWS) if len(scene.get("gt_segments", ()))]
-    centres, _ = kmeans2(np.concatenate(mids).astype(np.float64), model.query_offset.shape[0],
-                         seed=params["train"]["seed"], minit="++")
-    with torch.no_grad():
-        model.query_offset.copy_(torch.from_numpy(centres))
 
 
 def data_uri(params, split):
@@ -263,8 +237,6 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     train_scenes = open_split(params, "train", progress and rank == 0)
     val_scenes = open_split(params, "val", progress and rank == 0)
     log.write({"step": step, "kind": "run", "train_scenes": len(train_scenes), **how_it_ran(params, device)})
-    if resume is None and init_state is None:
-        init_queries(model, train_scenes, params)
     dataset = SceneDataset(train_scenes, params["data"]["points"], params["data"]["augment"], cfg["seed"])
     steps_per_epoch = len(train_scenes) // cfg["batch_size"]
     if steps_per_epoch == 0:

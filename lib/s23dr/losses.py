@@ -1,7 +1,8 @@
-"""The training criterion (the book, Method: losses): Sinkhorn OT loss + confidence loss + endpoint loss.
+"""The training criterion (the book, Method: losses): transport loss + confidence loss + endpoint loss.
 
 Built from params `loss:` as ``Criterion(**params["loss"])``. All three terms read one transport
-plan from the matcher, computed without gradient. For the OT term that loses nothing: by the
+plan from the matcher (the seed's entropic Sinkhorn plan or a one-to-one Hungarian one,
+`loss.matching`), computed without gradient. For the entropic plan that loses nothing: by the
 envelope (Danskin) theorem the gradient of the entropic OT value with respect to the cost is the
 optimal plan itself, so ⟨plan.detach(), cost⟩ has the gradient of the OT objective (exactly so at
 convergence), without backpropagating through the Sinkhorn iterations and their memory.
@@ -21,7 +22,6 @@ from torch import nn
 from .config import CHOICES
 from .matcher import hungarian_plan, segment_cost, sinkhorn
 
-CONF_MODES = CHOICES["loss.conf.mode"]
 MATCHINGS = CHOICES["loss.matching"]
 
 
@@ -38,13 +38,6 @@ class SinkhornConfig:
     eps: float
     iters: int
     dustbin: float
-
-
-@dataclass(frozen=True)
-class ConfConfig:
-    weight: float
-    mode: str
-    head_wd: float  # read by the optimizer (Perceiver.param_groups), not here
 
 
 @dataclass(frozen=True)
@@ -66,8 +59,8 @@ class Criterion(nn.Module):
     transport: the cost of the plan (entropic or one-to-one, `loss.matching`) per GT segment: Σ plan·cost over matched pairs, plus `dustbin` for
       each unit of GT mass left unmatched. The entropic plan leaves ~18% of each GT unmatched even
       for a perfect prediction, so that is the floor: ~0.055 at eps 0.1, dustbin 0.3.
-    conf (mode sinkhorn): BCE of each query's confidence logit against its matched mass, the
-      plan's row sum over real GT (in [0, 1]).
+    conf: BCE of each query's confidence logit against its matched mass, the plan's row sum
+      over real GT (in [0, 1]; 0 or 1 under the one-to-one plan).
     endpoint: Σ plan · endpoint_distance per GT segment.
     aux (weight > 0; an addition, the book, Method): the sum over the earlier decoder layers'
       predictions (`outputs["layers"]`) of the same total, each matched on its own, as DETR's
@@ -81,27 +74,18 @@ class Criterion(nn.Module):
         self.matching = matching
         self.cost = CostWeights(**cost)
         self.sinkhorn = SinkhornConfig(**sinkhorn)
-        self.conf = ConfConfig(**conf)
+        self.conf = TermWeight(**conf)
         self.endpoint = TermWeight(**endpoint)
         self.aux = TermWeight(**aux)
-        if self.conf.mode not in CONF_MODES:
-            raise ValueError(f"loss.conf.mode must be one of {CONF_MODES}, got {self.conf.mode!r}")
 
     def match(self, outputs: dict, batch: dict):
         """(cost [B,P,G] with gradient, plan [B,P+1,G+1] in masses, without gradient): the
         entropic plan of the seed (loss.matching: sinkhorn) or a one-to-one one (hungarian).
         The Hungarian assignment minimises what the loss charges a matched pair, as DETR's
-        matcher does: the segment cost plus the endpoint term at its weight. The anchor
-        assignment (matching: anchor) is Hungarian on the L1 distance between each query's
-        anchor and each GT midpoint: it depends on the scene alone, not on the predictions,
-        so a query keeps its GT segment from one step to the next."""
+        matcher does: the segment cost plus the endpoint term at its weight."""
         pred, gt = outputs["segments"].float(), batch["gt_segments"].float()
         w = self.cost
         cost = segment_cost(pred, gt, w.midpoint, w.direction, w.length)
-        if self.matching == "anchor":
-            mids = gt.mean(dim=-2)
-            to_anchor = (outputs["anchors"].detach().float()[None, :, None] - mids[:, None]).abs().sum(-1)
-            return cost, hungarian_plan(to_anchor, batch["gt_mask"])
         if self.matching == "hungarian":
             with torch.no_grad():
                 pair = cost + self.endpoint.weight * endpoint_distance(pred, gt) if self.endpoint.weight > 0 else cost
@@ -131,9 +115,7 @@ class Criterion(nn.Module):
             terms = {"transport": ((matched * cost).sum((1, 2)) + self.sinkhorn.dustbin * unmatched_gt) @ scene_weight}
             total = terms["transport"]
 
-            if self.conf.weight > 0:
-                if "conf_logits" not in outputs:
-                    raise ValueError("loss.conf.weight > 0 needs conf_logits: set model.segment_conf: true")
+            if self.conf.weight > 0:  # config.check: a model without confidence trains at weight 0
                 target = matched.sum(-1).clamp(0, 1)
                 terms["conf"] = F.binary_cross_entropy_with_logits(outputs["conf_logits"].float(), target)
                 total = total + self.conf.weight * terms["conf"]

@@ -73,12 +73,15 @@ def sinkhorn(cost: torch.Tensor, gt_mask: torch.Tensor, eps: float, iters: int, 
         return log_k + u[:, :, None] + v[:, None, :]
 
 
-def matched_mass_at_cost(costs, eps: float, iters: int, dustbin: float, queries: int = 64, n_gt: int = 16) -> list:
+def matched_mass_at_cost(costs, eps: float, iters: int, dustbin: float, queries: int, n_gt: int = 16) -> list:
     """The matched mass of a query at each cost of `costs` from its GT segment, when every
-    other query is far from every GT: the most the confidence target (loss.conf.mode sinkhorn)
-    can be for a prediction that close. A perfect prediction (cost 0) gets ~0.82 at eps 0.1 and
-    dustbin 0.3, so a query must come within a small cost of its GT before its target
-    passes a 0.7 threshold (the book, Method and Results)."""
+    other query is far from every GT: the most the confidence target of the entropic plan
+    (loss.matching sinkhorn) can be for a prediction that close. `queries` is the model's
+    count (model.segments); the scene has `n_gt` GT segments, at most one per query (the
+    mass does not depend on their number: the module docstring). A perfect prediction
+    (cost 0) gets ~0.82 at eps 0.1 and dustbin 0.3, so a query must come within a small cost
+    of its GT before its target passes a 0.7 threshold (the book, Method and Results)."""
+    n_gt = min(n_gt, queries)
     idx = torch.arange(n_gt)
     masses = []
     for c in costs:

@@ -1,7 +1,7 @@
-"""The Perceiver of the S23DR 2026 baseline: point tokens -> latents -> 64 scored 3D segments.
+"""The Perceiver of the S23DR 2026 baseline: point tokens -> latents -> `segments` scored 3D segments.
 
 Wiring (the book, Method: architecture), read top to bottom in `Perceiver.forward`:
-  tokens --Linear→act→Linear--> [optional pre-encoder: self-attention over points] --norm--> points
+  tokens --Linear→GELU→Linear--norm--> points
   latents: latent_layers × ([cross-attention latents←points on some layers] → self-attn → FFN)
   queries: decoder_layers × ([cross-attention queries←points] → cross-attention queries←latents → self-attn → FFN)
   head: per query, midpoint/direction/length -> two endpoints, and a confidence logit.
@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CHOICES
 from .features import PointTokenizer
 
 NORM_EPS = 1e-6  # nn.RMSNorm's default eps is machine epsilon; set it (the book, Method: architecture)
@@ -29,10 +28,6 @@ HEAD_STD = 1e-3  # segment head weights ~ truncated normal(0, 1e-3), so every qu
 LENGTH_BIAS = 0.5  # the length logit's bias: initial length softplus(0.5) · 0.1 ≈ 0.097
 QUERY_OFFSET_STD = 0.05  # per-query midpoint offsets ~ normal(0, 0.05) around the scene's centre
 EMBED_STD = 0.02  # init std of the learned latents and queries
-
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
-SEGMENT_PARAMS = CHOICES["model.segment_param"]
-QUERY_INITS = CHOICES["model.query_init"]
 
 
 def cross_attn_layers(num_layers: int, interval: int) -> tuple:
@@ -144,36 +139,26 @@ class Layer(nn.Module):
 class Perceiver(nn.Module):
     """Point cloud -> `segments` scored 3D segments. Every key of params `model:` is an argument.
 
-    `query_init`: normal, the seed's query offsets N(0, 0.05) around the centre; kmeans (an
-    addition, the book, Method), the trainer then moves them onto the k-means centres of
-    the training set's GT midpoints (`loop.init_queries`), one anchor per query.
     `encoder_layers` is accepted and ignored: in the baseline's code it belongs to an older
     plain-transformer variant; its Perceiver runs no self-attention over the point tokens
-    (the book, Method: architecture). `pre_encoder_layers` is that optional self-attention, 0 in the seed.
+    (the book, Method: architecture).
+    `segment_conf`: false leaves out the confidence head; the wireframe then keeps every segment.
     `decoder_reads_points`: before each decoder layer the queries cross-attend to the point tokens
     themselves, not only to the latents (an option of the seed's public code, off in its recipe;
     the `cpu` profile turns it on: the book, Method).
     """
 
-    def __init__(self, *, hidden, ff, latent_tokens, latent_layers, encoder_layers, pre_encoder_layers,
-                 decoder_layers, cross_attn_interval, num_heads, kv_heads_cross, kv_heads_self, qk_norm,
-                 rms_norm, dropout, segments, segment_param, segment_conf, behind_emb_dim, vote_features,
-                 activation, fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim, query_init,
-                 decoder_reads_points):
+    def __init__(self, *, hidden, ff, latent_tokens, latent_layers, encoder_layers, decoder_layers,
+                 cross_attn_interval, num_heads, kv_heads_cross, kv_heads_self, qk_norm, rms_norm, dropout,
+                 segments, segment_conf, behind_emb_dim, vote_features, fourier_freqs, fourier_scale,
+                 class_emb_dim, source_emb_dim, decoder_reads_points):
         super().__init__()
-        if query_init not in QUERY_INITS:
-            raise ValueError(f"model.query_init must be one of {QUERY_INITS}, got {query_init!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if segment_param not in SEGMENT_PARAMS:
-            raise ValueError(f"model.segment_param must be one of {SEGMENT_PARAMS}, got {segment_param!r}")
-        act = ACTIVATIONS[activation]
+        act = nn.GELU  # the seed's activation
         layer = partial(Layer, hidden, ff, num_heads, kv_heads_cross, kv_heads_self, qk_norm, dropout, rms_norm, act)
 
         self.tokenizer = PointTokenizer(fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim,
                                         behind_emb_dim, vote_features)
         self.input_proj = nn.Sequential(nn.Linear(self.tokenizer.out_dim, ff), act(), nn.Linear(ff, hidden))
-        self.pre_encoder = nn.ModuleList(layer(cross=False) for _ in range(pre_encoder_layers))
         self.point_norm = make_norm(hidden, rms_norm)
 
         self.cross_layers = cross_attn_layers(latent_layers, cross_attn_interval)
@@ -196,16 +181,13 @@ class Perceiver(nn.Module):
             nn.init.zeros_(self.conf_head.bias)
 
     def forward(self, batch: dict) -> dict:
-        """batch: the data contract's dict. Returns segments [B,Q,2,3] (normalised space), the
-        queries' anchors [Q,3] (their midpoint offsets) and, with segment_conf, conf_logits [B,Q];
-        all float32 also under autocast. `layers` holds the same read from each earlier decoder
-        layer by the same head (DETR's auxiliary outputs; trained with params loss.aux)."""
+        """batch: the data contract's dict. Returns segments [B,Q,2,3] (normalised space) and,
+        with segment_conf, conf_logits [B,Q]; all float32 also under autocast. `layers` holds the
+        same read from each earlier decoder layer by the same head (DETR's auxiliary outputs;
+        trained with params loss.aux)."""
         mask = batch["mask"]
         # .float(): under autocast the residual streams stay fp32 (the latents and queries are fp32 too).
-        points = self.input_proj(self.tokenizer(batch)).float()
-        for layer in self.pre_encoder:
-            points = layer(points, self_mask=mask)
-        points = self.point_norm(points)
+        points = self.point_norm(self.input_proj(self.tokenizer(batch)).float())
 
         latents = self.latents.expand(points.shape[0], -1, -1)
         for layer in self.encoder:
@@ -221,13 +203,13 @@ class Perceiver(nn.Module):
         return {**layers[-1], "layers": layers[:-1]}
 
     def head(self, q: torch.Tensor) -> dict:
-        """Segments, anchors and confidence logits read from decoder output q [B,Q,hidden]."""
+        """Segments and confidence logits read from decoder output q [B,Q,hidden]."""
         raw = self.segment_head(q).float()
         midpoint = raw[..., :3] + self.query_offset
         direction = F.normalize(raw[..., 3:6], dim=-1)
         length = F.softplus(raw[..., 6:]) * LENGTH_SCALE
         half = direction * length / 2
-        out = {"segments": torch.stack([midpoint - half, midpoint + half], dim=-2), "anchors": self.query_offset}
+        out = {"segments": torch.stack([midpoint - half, midpoint + half], dim=-2)}
         if self.conf_head is not None:
             out["conf_logits"] = self.conf_head(q).squeeze(-1).float()
         return out
@@ -242,7 +224,7 @@ def param_groups(model: Perceiver, weight_decay: float, head_wd: float) -> list:
     """AdamW parameter groups of `model`.
 
     decay: weight matrices of the linear layers, with `weight_decay` (params optim.weight_decay);
-    head: the confidence head (weight and bias), with `head_wd` (params loss.conf.head_wd);
+    head: the confidence head (weight and bias), with `head_wd` (params optim.head_wd);
     no_decay: everything else (norms, biases, embeddings, latents, queries, query offsets,
     qk temperatures), with 0.
     """

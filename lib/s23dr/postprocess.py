@@ -1,11 +1,10 @@
 """Predicted segments -> wireframe (vertices, edges) in metres (the book, Method: post-processing).
 
-The model predicts 64 independent segments; the metric wants a graph. Confident
-segments each give two vertices and an edge; endpoints that several segments
-share are merged in passes of growing radius (single linkage, so a cluster
-grows along chains of close points), each cluster replaced by its mean. Optional
-clean-ups move vertices onto evidence in the point cloud (snap) and make
-near-horizontal edges exactly horizontal (flatten; Y is up).
+The model predicts `model.segments` independent segments; the metric wants a graph.
+Confident segments (every segment, for a model without confidence) each give two
+vertices and an edge; endpoints that several segments share are merged in passes of
+growing radius (single linkage, so a cluster grows along chains of close points), each
+cluster replaced by its mean. Vertices then snap onto corner evidence in the point cloud.
 """
 
 import numpy as np
@@ -53,8 +52,9 @@ def merge_vertices(vertices, edges, radii):
     return vertices[used], edges.reshape(-1, 2)
 
 
-def snap_vertices(vertices, points, point_classes, radius=0.5, min_points=2):
-    """Move each vertex to the mean of the apex / eave-end points within radius (if at least min_points)."""
+def snap_vertices(vertices, points, point_classes, radius, min_points):
+    """Move each vertex to the mean of the apex / eave-end points within `radius` (if at least
+    `min_points`): params postprocess.snap_radius and snap_min_points."""
     corners = points[np.isin(point_classes, SNAP_CLASSES)]
     if len(corners) < min_points or len(vertices) == 0:
         return vertices
@@ -63,23 +63,6 @@ def snap_vertices(vertices, points, point_classes, radius=0.5, min_points=2):
         if len(near) >= min_points:
             snapped[i] = corners[near].mean(axis=0)
     return snapped
-
-
-def flatten_edges(vertices, edges, max_deg):
-    """Make edges within max_deg of horizontal exactly horizontal (Y is up).
-
-    Vertices joined by such edges form groups (connected components); each group
-    takes its mean height, so a chain of eave edges ends up at one height.
-    """
-    delta = vertices[edges[:, 1]] - vertices[edges[:, 0]]
-    slope = np.degrees(np.arctan2(np.abs(delta[:, 1]), np.linalg.norm(delta[:, [0, 2]], axis=1)))
-    flat = edges[slope <= max_deg]
-    n = len(vertices)
-    graph = coo_matrix((np.ones(len(flat)), (flat[:, 0], flat[:, 1])), shape=(n, n))
-    labels = connected_components(graph, directed=False)[1]
-    flattened = vertices.copy()
-    flattened[:, 1] = (np.bincount(labels, vertices[:, 1]) / np.bincount(labels))[labels]
-    return flattened
 
 
 def kept_queries(conf, conf_threshold):
@@ -98,7 +81,6 @@ def segments_to_wireframe(
     merge_radii,
     snap_radius,
     snap_min_points,
-    flatten_deg,
     points=None,
     point_classes=None,
     conf_is_logit=False,
@@ -106,26 +88,25 @@ def segments_to_wireframe(
     """One scene's predicted segments -> (vertices float64 [N,3] in metres, edges int64 [E,2]).
 
     segments: [G,2,3] endpoints in normalised space; conf: [G] probabilities (or
-    logits with ``conf_is_logit=True``); segments with conf > conf_threshold are kept.
+    logits with ``conf_is_logit=True``); segments with conf > conf_threshold are kept, every
+    segment where conf is None (a model without confidence head, model.segment_conf false).
     center [3], scale: the scene's normalisation, undone here (x * scale + center).
     The settings are params' (`eval.conf_threshold` and the keys of `postprocess:`, whose
     base.yaml values are the seed's); they have no defaults here, so no copy can drift.
     merge_radii: metres, one merge pass per radius.
     points [P,3], point_classes [P]: optional, normalised like the segments (valid points
     only); when given, vertices snap to the mean of >= snap_min_points apex / eave-end
-    points within snap_radius metres.
-    flatten_deg: if set (e.g. 5.0), edges within this many degrees of horizontal are
-    made horizontal. Arrays or torch tensors.
+    points within snap_radius metres. Arrays or torch tensors.
     """
-    segments, conf = _numpy(segments), _numpy(conf)
-    center, scale = _numpy(center), _numpy(scale)
+    segments, center, scale = _numpy(segments), _numpy(center), _numpy(scale)
     if segments.ndim != 3 or segments.shape[1:] != (2, 3):
         raise ValueError(f"segments: expected shape [G,2,3], got {segments.shape}")
-    if conf.shape != segments.shape[:1]:
-        raise ValueError(f"conf: expected shape [{len(segments)}], got {conf.shape}")
-    if conf_is_logit:
-        conf = expit(conf)
-    kept = segments[kept_queries(conf, conf_threshold)] * scale + center
+    if conf is not None:
+        conf = _numpy(conf)
+        if conf.shape != segments.shape[:1]:
+            raise ValueError(f"conf: expected shape [{len(segments)}], got {conf.shape}")
+        segments = segments[kept_queries(expit(conf) if conf_is_logit else conf, conf_threshold)]
+    kept = segments * scale + center
     vertices = kept.reshape(-1, 3)
     edges = np.arange(len(vertices)).reshape(-1, 2)
     vertices, edges = merge_vertices(vertices, edges, merge_radii)
@@ -133,6 +114,4 @@ def segments_to_wireframe(
         points = _numpy(points) * scale + center
         classes = _numpy(point_classes, np.int64)
         vertices = snap_vertices(vertices, points, classes, snap_radius, snap_min_points)
-    if flatten_deg is not None and len(edges):
-        vertices = flatten_edges(vertices, edges, flatten_deg)
     return vertices, edges

@@ -15,7 +15,7 @@ import torch
 
 from . import checkpoint, rundir
 from .data import check_device, open_dataset
-from .inference import predict, to_wireframes
+from .inference import predict_segments, to_wireframes
 from .model import Perceiver
 
 
@@ -35,7 +35,7 @@ def load_model(path, device):
 
 def submission(model, params, scenes, device):
     """Submission records for `scenes`."""
-    segments, conf, _ = predict(model, scenes, params, device)
+    segments, conf, _ = predict_segments(model, scenes, params, device)
     return [{"order_id": scene["order_id"], "wf_vertices": v.tolist(), "wf_edges": e.tolist()}
             for scene, (v, e) in zip(scenes, to_wireframes(scenes, segments, conf, params))]
 

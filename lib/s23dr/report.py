@@ -24,10 +24,10 @@ from . import checkpoint, claims, figures
 from .config import ParamsError, load_params
 from .data import SceneDataset, collate, open_dataset
 from .experiments import run_label, stage_runs, upstream_stages
-from .inference import autocast, first, predict, score_model, score_predictions
+from .inference import autocast, first, predict_segments, score_model, score_predictions
 from .predict import load_model
 from .train import run_stage
-from .loop import build, data_uri, init_queries, train_step, trains_on_synthetic
+from .loop import build, data_uri, train_step, trains_on_synthetic
 from .metrics import mean_score
 from .postprocess import kept_queries
 from .rundir import MetricsLog
@@ -203,10 +203,7 @@ def first_losses(params, steps=4):
             continue
         model, criterion, optimizer = build(run)
         model.eval()
-        training = open_dataset(data_uri(run, "train"))
-        if run["init_from"] is None:
-            init_queries(model, training, run)
-        scenes = first(training, run["train"]["batch_size"])
+        scenes = first(open_dataset(data_uri(run, "train")), run["train"]["batch_size"])
         items = SceneDataset(scenes, run["data"]["points"], run["data"]["augment"], run["train"]["seed"])
         batch = collate([items[i] for i in range(len(items))])
         at_init = train_step(model, criterion, optimizer, batch, run, cpu)
@@ -241,7 +238,7 @@ def scores_by_threshold(path, thresholds, device=None, n=None):
     of a checkpoint on the first `n` (default `eval.max_scenes`) validation scenes: how much
     the scores owe to `eval.conf_threshold`, and whether any confidence reaches it."""
     model, params, device, scenes = _with_val_scenes(path, device, n)
-    segments, conf, _ = predict(model, scenes, params, device)
+    segments, conf, _ = predict_segments(model, scenes, params, device)
     return threshold_sweep(scenes, segments, conf, params, thresholds), conf
 
 
@@ -279,7 +276,7 @@ def nearest_errors(path, device=None, n=None):
     query's confidence. The metric counts a vertex only within `eval.vert_thresh` metres, so
     this says how far a model is from scoring, whatever its confidences."""
     model, params, device, scenes = _with_val_scenes(path, device, n)
-    segments, conf, _ = predict(model, scenes, params, device)
+    segments, conf, _ = predict_segments(model, scenes, params, device)
     metres, confidences = [], []
     for scene, pred, c in zip(scenes, segments, conf):
         distance, index = nearest_query(pred, np.asarray(scene["gt_segments"], np.float64).reshape(-1, 2, 3))

@@ -57,7 +57,8 @@ NUM_SOURCES = 2
 #: ``behind`` holds a gestalt class id in 0..27; the featurizer reserves one more slot.
 NUM_BEHIND_CLASSES = 28
 
-#: Scenes with more GT edges than this are dropped (the model predicts this many segments).
+#: Scenes with more GT edges than this are dropped: the seed's filter, as many as its model
+#: predicts segments (the recipe's `model.segments`; a profile may predict fewer, as `cpu` does).
 MAX_GT_EDGES = 64
 
 

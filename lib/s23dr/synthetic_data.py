@@ -6,8 +6,10 @@ the schema of the real data (`schema.py`), for every S; each scene is a fused cl
 (the book, The synthetic dataset). `python -m s23dr.pipeline data` calls it with a
 profile's sizes and world.
 
-Command line: ``python -m s23dr.synthetic_data --out data/synthetic --train 4000 --val 256
---points 512 1024 2048 4096 --seed 0 [--world noise=0.5 roofs=[gable,hip] ...]``.
+Command line: ``python -m s23dr.synthetic_data [--out DIR --train N --val N --seed N]
+[--points 512 1024 2048 4096] [--world noise=0.5 roofs=[gable,hip] ...]``; what it does not
+set is params/base.yaml's `data.synthetic` (the recipe's sizes, the easy world), read from
+there, and `--world` changes that world key by key.
 """
 
 import argparse
@@ -17,10 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import yaml
 
 from .sampling import sample_sizes, structural_coverage
 from .schema import hf_features
 from .synthetic import WORLD_KEYS, World, generate_scene, parse_world
+
+#: The params file whose `data.synthetic` the command line defaults to. Read as YAML, not
+#: through `config`: the datasets' stamp covers this module's imports, not the params code.
+BASE_PARAMS = Path(__file__).resolve().parents[2] / "params" / "base.yaml"
 
 
 def scene_rows(task):
@@ -120,18 +127,22 @@ def _arrow_table(rows, schema):
 
 
 def main(argv=None):
+    syn = yaml.safe_load(BASE_PARAMS.read_text())["data"]["synthetic"]
     parser = argparse.ArgumentParser(prog="python -m s23dr.synthetic_data", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("data/synthetic"), help="output folder")
-    parser.add_argument("--train", type=int, default=4000, help="training scenes")
-    parser.add_argument("--val", type=int, default=256, help="validation scenes")
-    parser.add_argument("--points", type=int, nargs="+", default=[512, 1024, 2048, 4096], help="sample sizes S")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(syn["root"]), help="output folder (default %(default)s, params/base.yaml)")
+    parser.add_argument("--train", type=int, default=syn["train"], help="training scenes (default %(default)s, params/base.yaml)")
+    parser.add_argument("--val", type=int, default=syn["val"], help="validation scenes (default %(default)s, params/base.yaml)")
+    parser.add_argument("--points", type=int, nargs="+", default=[512, 1024, 2048, 4096],
+                        help="sample sizes S (default: the `full` and `cpu` profiles' stage 1 and 2)")
+    parser.add_argument("--seed", type=int, default=syn["seed"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--world", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
                         help=f"difficulty, e.g. noise=0 roofs=[gable,hip] (keys: {', '.join(WORLD_KEYS)})")
     args = parser.parse_args(argv)
     try:
-        world = parse_world(args.world)
+        given = parse_world(args.world)  # checks every pair
+        keys = [pair.partition("=")[0].strip() for pair in args.world]
+        world = World.of({**syn["world"], **{key: getattr(given, key) for key in keys}})
     except ValueError as err:
         parser.error(str(err))
     paths = build_dataset(args.out, args.train, args.val, args.points, args.seed, args.workers, progress=True,
