@@ -38,15 +38,14 @@ def test_jittered_segments_merge_to_the_roof():
     assert np.abs(np.sort(vertices, axis=0) - np.sort(CORNERS, axis=0)).max() < 0.05
 
 
-def test_confidence_threshold_and_logits():
+def test_confidence_threshold():
     segments = normalised_segments()
     conf = np.full(len(segments), 0.9)
     conf[[5, 6]] = [0.7, 0.2]  # both eaves dropped: 0.7 is not over the threshold
     vertices, edges = segments_to_wireframe(segments, conf, CENTER, SCALE, **POST)
     assert len(edges) == 5 and len(vertices) == 6
-    logits = np.log(conf / (1 - conf))
-    by_logit = segments_to_wireframe(segments, logits, CENTER, SCALE, **{**POST, "conf_threshold": 0.69}, conf_is_logit=True)
-    assert len(by_logit[1]) == 6  # 0.7 now passes
+    lower = segments_to_wireframe(segments, conf, CENTER, SCALE, **{**POST, "conf_threshold": 0.69})
+    assert len(lower[1]) == 6  # 0.7 now passes
     none = segments_to_wireframe(segments, np.zeros(len(segments)), CENTER, SCALE, **POST)
     assert none[0].shape == (0, 3) and none[1].shape == (0, 2)
     every = segments_to_wireframe(segments, None, CENTER, SCALE, **POST)  # a model without confidence

@@ -10,7 +10,6 @@ cluster replaced by its mean. Vertices then snap onto corner evidence in the poi
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.special import expit
 from scipy.spatial import cKDTree
 
 from .schema import POINT_CLASS
@@ -83,13 +82,11 @@ def segments_to_wireframe(
     snap_min_points,
     points=None,
     point_classes=None,
-    conf_is_logit=False,
 ):
     """One scene's predicted segments -> (vertices float64 [N,3] in metres, edges int64 [E,2]).
 
-    segments: [G,2,3] endpoints in normalised space; conf: [G] probabilities (or
-    logits with ``conf_is_logit=True``); segments with conf > conf_threshold are kept, every
-    segment where conf is None (a model without confidence head, model.segment_conf false).
+    segments: [G,2,3] endpoints in normalised space; conf: [G] probabilities; segments with
+    conf > conf_threshold are kept, every segment where conf is None (a model without confidence head, model.segment_conf false).
     center [3], scale: the scene's normalisation, undone here (x * scale + center).
     The settings are params' (`eval.conf_threshold` and the keys of `postprocess:`, whose
     base.yaml values are the seed's); they have no defaults here, so no copy can drift.
@@ -105,7 +102,7 @@ def segments_to_wireframe(
         conf = _numpy(conf)
         if conf.shape != segments.shape[:1]:
             raise ValueError(f"conf: expected shape [{len(segments)}], got {conf.shape}")
-        segments = segments[kept_queries(expit(conf) if conf_is_logit else conf, conf_threshold)]
+        segments = segments[kept_queries(conf, conf_threshold)]
     kept = segments * scale + center
     vertices = kept.reshape(-1, 3)
     edges = np.arange(len(vertices)).reshape(-1, 2)
