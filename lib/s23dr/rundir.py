@@ -34,21 +34,35 @@ PACKAGE = Path(__file__).parent
 # --- the code version -----------------------------------------------------------------
 
 def imported_modules(entry):
-    """The package's modules that module `entry` (e.g. "train") runs: itself and every
-    module it imports from the package, directly or through another, read from the
-    sources' import statements (function-level ones included). A module that only
-    presents or orchestrates results (figures, report, pipeline, bench) is not among
-    a training run's, so editing it retrains nothing."""
-    found, todo = set(), [entry]
+    """The package's modules that module `entry` (e.g. "train", "world.synthetic") runs:
+    itself and every module it imports from the package, directly or through another, read
+    from the sources' relative import statements (function-level ones included). A module
+    that only presents or orchestrates results (the `analysis` subpackage, pipeline, bench)
+    is not among a training run's, so editing it retrains nothing."""
+    found, todo = {}, [entry]
     while todo:
         name = todo.pop()
-        if name in found or not (PACKAGE / f"{name}.py").is_file():
+        path = _module_file(name)
+        if name in found or path is None:
             continue
-        found.add(name)
-        for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                todo += [node.module] if node.module else [alias.name for alias in node.names]
-    return [PACKAGE / f"{name}.py" for name in sorted(found)]
+        found[name] = path
+        here = name.split(".")[:-1]  # the subpackage it lies in
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 1:
+                base = here[:len(here) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+                todo += [".".join(base + [alias.name]) for alias in node.names] + [".".join(base)]
+    return [found[name] for name in sorted(found)]
+
+
+def _module_file(name):
+    """The source file of package module `name` ("loop", "world.houses", "world"), or None."""
+    if not name:
+        return None
+    stem = PACKAGE.joinpath(*name.split("."))
+    for path in (stem.with_suffix(".py"), stem / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
 
 
 def files_hash(paths):
@@ -64,7 +78,7 @@ def files_hash(paths):
 def code_version(entry=None):
     """The package version and a hash of the source of the modules `entry` runs
     (`imported_modules`), or of every module of the package when `entry` is None."""
-    modules = imported_modules(entry) if entry else sorted(PACKAGE.glob("*.py"))
+    modules = imported_modules(entry) if entry else sorted(PACKAGE.rglob("*.py"))
     return f"{__version__}+{files_hash(modules)}"
 
 
