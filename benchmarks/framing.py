@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from s23dr import figures
+from s23dr.analysis import figures
 from s23dr.config import load_params
 from s23dr.data import open_dataset
 from s23dr.inference import first

@@ -39,7 +39,7 @@ from s23dr.config import load_params
 from s23dr.data import SceneDataset, collate, open_dataset
 from s23dr.inference import NO_AUGMENT, first, predict_segments, score_predictions
 from s23dr.matcher import matched_mass_at_cost
-from s23dr.synthetic import World
+from s23dr.world.synthetic import World
 from s23dr.loop import build, data_uri, lr_at, train_step, trains_on_synthetic
 
 TARGET_HSS = 0.8

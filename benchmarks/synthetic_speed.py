@@ -8,7 +8,7 @@ throughput of fused cloud + 2048 and 4096 samplings (the budget: 5,000 scenes in
 a minute on our 2-core machine), the time and bytes of writing with `datasets`, and, on
 validation scenes, the mean structural coverage at 512/1024/2048/4096 points, the mean
 number of GT edges and the generation time (fused cloud and the four samplings). A part
-given 0 scenes is skipped. `--world` sets the difficulty (`s23dr.synthetic.World`; default:
+given 0 scenes is skipped. `--world` sets the difficulty (`s23dr.world.synthetic.World`; default:
 full). The machine's load average is printed too: other work on the same cores slows
 every figure, so the workers' CPU time is reported beside the wall time.
 """
@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from s23dr import sampling, synthetic, synthetic_data
+from s23dr.world import sampling, synthetic
+
+from s23dr import synthetic_data
 
 
 def one_process(n, world):

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from s23dr import claims
+from s23dr.analysis import claims
 from s23dr.experiments import stage_params
-from s23dr.report import baseline_results
-from s23dr.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
+from s23dr.analysis.report import baseline_results
+from s23dr.analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (1, 2, 3)

@@ -14,8 +14,8 @@ from s23dr.data import SceneDataset, collate, to_device
 from s23dr.inference import autocast
 from s23dr.losses import Criterion
 from s23dr.model import Perceiver
-from s23dr.sampling import sample_scene
-from s23dr.synthetic import generate_scene
+from s23dr.world.sampling import sample_scene
+from s23dr.world.synthetic import generate_scene
 from s23dr.loop import train
 from s23dr.rundir import MetricsLog
 

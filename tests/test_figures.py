@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from s23dr import figures
+from s23dr.analysis import figures
 from s23dr.schema import POINT_CLASSES
 
 ROWS = [

@@ -7,7 +7,7 @@ import pytest
 
 from s23dr.config import load_params
 from s23dr.inference import score_predictions
-from s23dr.report import threshold_sweep
+from s23dr.analysis.report import threshold_sweep
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -15,7 +15,7 @@ PARAMS = Path(__file__).resolve().parents[1] / "params"
 def test_departures_name_the_synthetic_world_but_not_at_full():
     from s23dr import checkpoint
     from s23dr.config import load_params
-    from s23dr.report import departures
+    from s23dr.analysis.report import departures
 
     path = PARAMS / "stage1.yaml"
     cpu = departures(load_params(path, "cpu"), path)
@@ -36,7 +36,7 @@ def test_departures_name_the_synthetic_world_but_not_at_full():
 def test_nearest_query_measures_the_farther_end_under_the_better_pairing():
     import numpy as np
 
-    from s23dr.report import nearest_query
+    from s23dr.analysis.report import nearest_query
 
     gt = np.array([[[0, 0, 0], [1, 0, 0]], [[0, 2, 0], [0, 3, 0]]], float)
     queries = np.array([[[1, 0, 0], [0, 0, 0]],            # GT 0 exactly, endpoints swapped
@@ -120,7 +120,7 @@ def test_notebooks_execute_side_by_side_after_what_they_read(tmp_path, monkeypat
 
 def test_a_notebook_seed_that_is_no_integer_is_one_line():
     from s23dr.config import ParamsError
-    from s23dr.report import notebook_params
+    from s23dr.analysis.report import notebook_params
 
     with pytest.raises(ParamsError, match="notebook parameter seed should be an integer .*got 'abc'"):
         notebook_params(PARAMS / "stage1.yaml", "smoke", seed="abc")

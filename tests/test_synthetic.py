@@ -9,7 +9,9 @@ import pytest
 import yaml
 from scipy.spatial import cKDTree
 
-from s23dr import houses, sampling, synthetic, synthetic_data
+from s23dr.world import houses, sampling, synthetic
+
+from s23dr import synthetic_data
 from s23dr.schema import (ARRAY_FIELDS, EDGE_CLASS, EDGE_CLASSES, MAX_GT_EDGES, NUM_BEHIND_CLASSES, POINT_CLASS,
                           POINT_CLASSES, POINT_FIELDS, SOURCE_DEPTH, SOURCE_SPARSE, hf_features)
 

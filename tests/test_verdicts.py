@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from s23dr.verdicts import (ALLOWED, INCONCLUSIVE, MIN_SEEDS, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, combine,
+from s23dr.analysis.verdicts import (ALLOWED, INCONCLUSIVE, MIN_SEEDS, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, combine,
                             decide, fmt, per_scene_noise, seed_interval)
 
 

@@ -22,8 +22,8 @@ from . import rundir
 from .config import ParamsError, load_params
 from .data import SceneDataset, check_device, collate, to_device
 from .inference import autocast, uses_bf16
-from .sampling import sample_scene
-from .synthetic import generate_scene
+from .world.sampling import sample_scene
+from .world.synthetic import generate_scene
 from .loop import build, compiled, train_step
 
 

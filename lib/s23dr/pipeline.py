@@ -7,7 +7,7 @@ with warnings as errors. A notebook is
 executed again, and a synthetic dataset generated again, only when its inputs changed
 (`rundir.is_current`, the rule training runs follow too: `train.run_stage`).
 Every stage's runs are trained first, side by side where the recipe allows
-(`prepare_runs`, also the test suite's setup). What the notebooks call is `s23dr.report`.
+(`prepare_runs`, also the test suite's setup). What the notebooks call is `s23dr.analysis.report`.
 """
 
 import argparse

@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-from .sampling import sample_sizes, structural_coverage
+from .world.sampling import sample_sizes, structural_coverage
 from .schema import hf_features
-from .synthetic import WORLD_KEYS, World, generate_scene, parse_world
+from .world.synthetic import WORLD_KEYS, World, generate_scene, parse_world
 
 #: The params file whose `data.synthetic` the command line defaults to. Read as YAML, not
 #: through `config`: the datasets' stamp covers this module's imports, not the params code.

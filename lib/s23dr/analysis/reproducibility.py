@@ -14,13 +14,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import bench, checkpoint
-from .config import load_params
-from .data import SceneDataset, collate, open_dataset, to_device
-from .inference import first
-from .loop import data_uri, train
-from .model import output_tensors
-from .predict import load_model
+from .. import bench, checkpoint
+from ..config import load_params
+from ..data import SceneDataset, collate, open_dataset, to_device
+from ..inference import first
+from ..loop import data_uri, train
+from ..model import output_tensors
+from ..predict import load_model
 
 #: Steps before the resume point; the runs train twice as many.
 HALF = 3

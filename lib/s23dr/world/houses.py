@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import EDGE_CLASS, MAX_GT_EDGES, POINT_CLASS
+from ..schema import EDGE_CLASS, MAX_GT_EDGES, POINT_CLASS
 
 FOOTPRINTS = ("rect", "L", "T", "U")
 RECT_ROOFS = ("gable", "hip", "pyramid", "flat", "shed")

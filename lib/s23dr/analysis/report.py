@@ -20,17 +20,19 @@ import torch
 import yaml
 from myst_nb import glue
 
-from . import checkpoint, claims, figures
-from .config import ParamsError, load_params
-from .data import SceneDataset, collate, open_dataset
-from .experiments import run_label, stage_runs, upstream_stages
-from .inference import autocast, first, predict_segments, score_model, score_predictions
-from .predict import load_model
-from .train import run_stage
-from .loop import build, data_uri, train_step, trains_on_synthetic
-from .metrics import mean_score
-from .postprocess import kept_queries
-from .rundir import MetricsLog
+from .. import checkpoint
+
+from . import claims, figures
+from ..config import ParamsError, load_params
+from ..data import SceneDataset, collate, open_dataset
+from ..experiments import run_label, stage_runs, upstream_stages
+from ..inference import autocast, first, predict_segments, score_model, score_predictions
+from ..predict import load_model
+from ..train import run_stage
+from ..loop import build, data_uri, train_step, trains_on_synthetic
+from ..metrics import mean_score
+from ..postprocess import kept_queries
+from ..rundir import MetricsLog
 
 
 def chdir_root(start=None):

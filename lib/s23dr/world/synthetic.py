@@ -50,7 +50,7 @@ import numpy as np
 import yaml
 
 from . import houses
-from .schema import (ARRAY_FIELDS, EDGE_CLASSES, NUM_BEHIND_CLASSES, POINT_CLASS,
+from ..schema import (ARRAY_FIELDS, EDGE_CLASSES, NUM_BEHIND_CLASSES, POINT_CLASS,
                      POINT_CLASSES, SOURCE_DEPTH, SOURCE_SPARSE)
 
 #: Our simulated gestalt label set (the ids of `behind` and of `visible_id` when `visible_src` is 1).

@@ -20,7 +20,7 @@ import zlib
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .schema import SOURCE_SPARSE
+from ..schema import SOURCE_SPARSE
 
 #: Sampling priority tier of each point class (the book, The synthetic dataset).
 TIER = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4], dtype=np.int64)

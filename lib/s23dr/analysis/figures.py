@@ -19,7 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .schema import POINT_CLASSES
+from ..schema import POINT_CLASSES
 
 #: Panel titles of the metrics-log keys.
 TITLES = {

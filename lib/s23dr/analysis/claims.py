@@ -14,10 +14,12 @@ from typing import Callable
 
 import numpy as np
 
-from . import checkpoint, verdicts
-from .config import load_params
-from .experiments import stage_files, stage_runs
-from .rundir import MetricsLog
+from .. import checkpoint
+
+from . import verdicts
+from ..config import load_params
+from ..experiments import stage_files, stage_runs
+from ..rundir import MetricsLog
 
 #: The score columns of an evaluation's per-scene scores (`inference.validate`).
 SCENE_SCORES = ("hss", "f1", "iou")
