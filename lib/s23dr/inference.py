@@ -18,8 +18,6 @@ from .postprocess import segments_to_wireframe
 NO_AUGMENT = {"rotate": False, "flip": False}
 
 
-
-
 def uses_bf16(params, device):
     """Whether a step on `device` runs under bf16 autocast. CUDA: `train.bf16`. CPU:
     `train.cpu_precision`, whose `auto` takes bf16 only where the CPU reports native bf16
@@ -57,24 +55,30 @@ def how_it_ran(params, device):
 
 @torch.no_grad()
 def predict(model, scenes, params, device, criterion=None):
-    """Segments [N,Q,2,3] and confidences [N,Q] (probabilities) for `scenes`, and the mean loss."""
+    """Segments [N,Q,2,3] and confidences [N,Q] (probabilities) for `scenes`, and the mean loss.
+
+    Outputs and the loss sum stay on the device until the last batch, so the host queues
+    batch after batch without waiting for one (on CUDA); the sum is float64, as a Python
+    float sum of the batches' losses would be. The earlier decoder layers are read only where
+    the loss reads them (loss.aux)."""
     was_training = model.training
     model.eval()
     dataset = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, seed=0)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=params["train"]["batch_size"],
-                                         collate_fn=collate, generator=torch.Generator())
-    segments, conf, loss_sum = [], [], 0.0
+    loader = torch.utils.data.DataLoader(dataset, batch_size=params["train"]["batch_size"], collate_fn=collate,
+                                         pin_memory=device.type == "cuda", generator=torch.Generator())
+    layers = criterion is not None and criterion.aux.weight > 0
+    segments, conf, loss_sum = [], [], torch.zeros((), dtype=torch.float64, device=device)
     for batch in loader:
         batch = to_device(batch, device)
         with autocast(params, device):
-            out = model(batch)
+            out = model(batch, layers=layers)
         if criterion is not None:
-            loss_sum += criterion(out, batch)["total"].item() * len(batch["order_id"])
-        segments.append(out["segments"].float().cpu())
-        conf.append(torch.sigmoid(out["conf_logits"].float()).cpu())
+            loss_sum += criterion(out, batch)["total"].double() * len(batch["order_id"])
+        segments.append(out["segments"].float())
+        conf.append(torch.sigmoid(out["conf_logits"].float()))
     model.train(was_training)
-    loss = loss_sum / len(dataset) if criterion is not None else None
-    return torch.cat(segments).numpy(), torch.cat(conf).numpy(), loss
+    loss = loss_sum.item() / len(dataset) if criterion is not None else None
+    return torch.cat(segments).cpu().numpy(), torch.cat(conf).cpu().numpy(), loss
 
 
 def to_wireframes(scenes, segments, conf, params):
@@ -116,9 +120,10 @@ def validate(model, val_scenes, params, device, criterion, train_scenes=None):
     {order_id: [hss, f1, iou]}, which the verdicts pair between runs), and with `train_scenes`
     the train/val loss ratio.
 
-    The ratio (val loss over train loss, both without dropout or augmentation on the
-    first `eval.max_scenes` scenes of each split) is our reading of the seed's overfitting
-    measure (the book, Results).
+    The ratio (val loss over train loss, both without dropout or augmentation, on the first
+    `eval.max_scenes` validation scenes and the first `eval.train_scenes` of as many training
+    scenes, a fixed sample: the whole training split would cost an evaluation many times the
+    validation's) is our reading of the seed's overfitting measure (the book, Results).
     """
     n = params["eval"]["max_scenes"]
     scenes = first(val_scenes, n)
@@ -126,6 +131,7 @@ def validate(model, val_scenes, params, device, criterion, train_scenes=None):
     row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
            "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}
     if train_scenes is not None:
-        _, _, train_loss = predict(model, first(train_scenes, n), params, device, criterion)
+        sample = params["eval"]["train_scenes"] if n is None else min(n, params["eval"]["train_scenes"])
+        _, _, train_loss = predict(model, first(train_scenes, sample), params, device, criterion)
         row.update(train_loss=train_loss, ratio=val_loss / max(train_loss, 1e-12))
     return row

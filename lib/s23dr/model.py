@@ -195,30 +195,37 @@ class Perceiver(nn.Module):
         if self.conf_head is not None:
             nn.init.zeros_(self.conf_head.bias)
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, layers: bool = True) -> dict:
         """batch: the data contract's dict. Returns segments [B,Q,2,3] (normalised space), the
         queries' anchors [Q,3] (their midpoint offsets) and, with segment_conf, conf_logits [B,Q];
         all float32 also under autocast. `layers` holds the same read from each earlier decoder
-        layer by the same head (DETR's auxiliary outputs; trained with params loss.aux)."""
+        layer by the same head (DETR's auxiliary outputs; trained with params loss.aux); with
+        `layers=False` it is empty and the head runs on the last layer alone.
+
+        On CUDA a batch without padding points (the data contract's `padded` False) attends to
+        the points without a key mask, which lets SDPA take FlashAttention (it takes no mask);
+        on the CPU the mask stays, so the CPU's arithmetic does not depend on the padding."""
         mask = batch["mask"]
+        key_mask = None if mask.is_cuda and not batch.get("padded", True) else mask
         # .float(): under autocast the residual streams stay fp32 (the latents and queries are fp32 too).
         points = self.input_proj(self.tokenizer(batch)).float()
         for layer in self.pre_encoder:
-            points = layer(points, self_mask=mask)
+            points = layer(points, self_mask=key_mask)
         points = self.point_norm(points)
 
         latents = self.latents.expand(points.shape[0], -1, -1)
         for layer in self.encoder:
-            latents = layer(latents, points, mask)
+            latents = layer(latents, points, key_mask)
 
         q = self.queries.expand(points.shape[0], -1, -1)
-        layers = []
+        earlier = []
         for i, layer in enumerate(self.decoder):
             if self.point_readers:
-                q = self.point_readers[i](q, points, mask)
+                q = self.point_readers[i](q, points, key_mask)
             q = layer(q, latents)
-            layers.append(self.head(q))
-        return {**layers[-1], "layers": layers[:-1]}
+            if layers and i < len(self.decoder) - 1:
+                earlier.append(self.head(q))
+        return {**self.head(q), "layers": earlier}
 
     def head(self, q: torch.Tensor) -> dict:
         """Segments, anchors and confidence logits read from decoder output q [B,Q,hidden]."""
