@@ -58,6 +58,28 @@ class EpochBatches(torch.utils.data.Sampler):
         return len(self.batches)
 
 
+def batches(dataset, params, device, local_step=0, rank=0, world=1):
+    """This rank's share of the global batches of `dataset` (a SceneDataset) from stage-local
+    step `local_step` on, epoch after epoch (EpochBatches), from one loader for the whole run:
+    its workers (data.num_workers) start once, not every epoch, and prefetch across an epoch's
+    end. Items are indexed by (epoch, index), so they do not depend on which worker makes
+    them. The generator feeds only the workers' seeds, which no item reads: it keeps the
+    loader from drawing on the global RNG (dropout's)."""
+    cfg = params["train"]
+    steps_per_epoch = len(dataset) // cfg["batch_size"]
+
+    def order():
+        epoch, start = divmod(local_step, steps_per_epoch)
+        while True:
+            for batch in EpochBatches(len(dataset), cfg["batch_size"], cfg["seed"], epoch, start, rank, world):
+                yield [(epoch, i) for i in batch]
+            epoch, start = epoch + 1, 0
+
+    return iter(torch.utils.data.DataLoader(
+        dataset, batch_sampler=order(), collate_fn=collate, num_workers=params["data"]["num_workers"],
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg["seed"])))
+
+
 #: Augmentations of each training scene whose GT midpoints the k-means anchors see.
 ANCHOR_DRAWS = 4
 
@@ -290,27 +312,9 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     if resume is None and init_state is None:
         init_queries(model, train_scenes, params)
     dataset = SceneDataset(train_scenes, params["data"]["points"], params["data"]["augment"], cfg["seed"])
-    steps_per_epoch = len(train_scenes) // cfg["batch_size"]
-    if steps_per_epoch == 0:
+    if len(train_scenes) < cfg["batch_size"]:
         raise ValueError(f"{data_uri(params, 'train')}: {len(train_scenes)} scenes, fewer than one "
                          f"batch of {cfg['batch_size']}")
-
-    def batches(local_step):
-        """Global batches from stage-local step `local_step` on, epoch after epoch, from one
-        loader for the whole run: its workers start once, not every epoch, and prefetch across
-        an epoch's end. Items are indexed by (epoch, index), so they do not depend on which
-        worker makes them. The generator feeds only the workers' seeds, which no item reads:
-        it keeps the loader from drawing on the global RNG (dropout's)."""
-        def order():
-            epoch, start = divmod(local_step, steps_per_epoch)
-            while True:
-                for batch in EpochBatches(len(dataset), cfg["batch_size"], cfg["seed"], epoch, start, rank, world):
-                    yield [(epoch, i) for i in batch]
-                epoch, start = epoch + 1, 0
-
-        return iter(torch.utils.data.DataLoader(
-            dataset, batch_sampler=order(), collate_fn=collate, num_workers=params["data"]["num_workers"],
-            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg["seed"])))
 
     net = model
     if world > 1:  # a static graph: the Fourier buffer is constant, every parameter is used every step
@@ -338,7 +342,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     bar = tqdm(total=sched["end_step"], initial=step, disable=not progress or rank != 0,
                desc=params["stage"] or "train", dynamic_ncols=True)
     model.train()
-    data = batches(step - sched["start_step"])
+    data = batches(dataset, params, device, step - sched["start_step"], rank, world)
     running, seen, t0 = {}, 0, time.perf_counter()
     while step < sched["end_step"]:
         lr = lr_at(step + 1, sched)
