@@ -110,8 +110,13 @@ def score_predictions(scenes, segments, conf, params):
     frames = to_wireframes(scenes, segments, conf, params)
     scores = score_scenes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
                           vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"],
-                          workers=len(os.sched_getaffinity(0)))
+                          workers=usable_cpus())
     return frames, scores
+
+
+def usable_cpus():
+    """The CPUs this process may run on (its affinity where the OS reports one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def score_model(model, scenes, params, device, criterion=None):
