@@ -465,6 +465,14 @@ def test_valid_points_beyond_n_points_fail_clearly(make_scene):
         dataset[0]
 
 
+def test_checked_scenes_are_not_validated_again_at_each_read(tmp_path, make_scene, monkeypatch):
+    write_npz_files(tmp_path, [make_scene("a"), make_scene("b")])
+    checked = check_scenes(open_dataset(tmp_path))
+    monkeypatch.setattr(data, "validate_scene", lambda scene: pytest.fail("validated again"))
+    assert [scene["order_id"] for scene in checked] == ["a", "b"]
+    assert [scene["order_id"] for scene in checked.without({"a": "dropped"})] == ["b"]
+
+
 def test_check_scenes_refuses_scenes_beyond_the_params_point_count_before_training(tmp_path, make_scene):
     write_npz_files(tmp_path, [make_scene("fits", n_valid=30), make_scene("crowded", n_points=64, n_valid=40)])
     scenes = open_dataset(tmp_path)
