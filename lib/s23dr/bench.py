@@ -204,7 +204,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 10 / 1)")
     parser.add_argument("--data", help="a dataset URI with {points} (default: a synthetic one in a temporary folder)")
     parser.add_argument("--scenes", type=int, default=64, help="scenes a split of the synthetic default holds")
-    parser.add_argument("--loader-only", action="store_true", help="measure the loader alone (any CPU)")
+    parser.add_argument("--loader-only", action="store_true", help="measure the loader alone (any CPU); its rows lack the step's "
+                        "figures that the book reads from benchmarks/results/")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
