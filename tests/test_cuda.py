@@ -1,4 +1,5 @@
-"""The CUDA paths: bf16 autocast, torch.compile, fused AdamW and deterministic training.
+"""The CUDA paths: bf16 autocast, torch.compile and CUDA graphs, fused AdamW, deterministic training
+and the attention without a key mask.
 
 Skipped where no GPU is present (CI); run them on a GPU machine with `pytest tests/test_cuda.py`.
 """
@@ -16,7 +17,7 @@ from s23dr.losses import Criterion
 from s23dr.model import Perceiver
 from s23dr.world.sampling import sample_scene
 from s23dr.world.synthetic import generate_scene
-from s23dr.loop import train
+from s23dr.loop import batches, build, compiled, open_split, train, train_step
 from s23dr.rundir import MetricsLog
 
 from test_trainer import PARAMS, assert_same_weights, smoke, weights
@@ -76,3 +77,44 @@ def test_compiled_bf16_fused_training_runs_and_its_checkpoint_loads_on_cpu(synth
     rows = MetricsLog.read(tmp_path / "run" / "metrics.jsonl")
     losses = torch.tensor([row["total"] for row in rows if row["kind"] == "train"])
     assert len(losses) and torch.isfinite(losses).all()
+
+
+def test_an_unpadded_batch_attends_without_a_key_mask_to_the_same_result(setup):
+    """`Perceiver.forward` drops the key mask on CUDA when the batch has no padding (FlashAttention)."""
+    params, model, batch, _ = setup
+    full = {**batch, "mask": torch.ones_like(batch["mask"]), "padded": False}
+    with torch.no_grad():
+        fast, masked = model(full), model({**full, "padded": True})
+    for key in ("segments", "conf_logits"):
+        torch.testing.assert_close(fast[key], masked[key], atol=1e-4, rtol=1e-4)
+
+
+def test_the_full_profiles_step_runs_in_cuda_graphs_without_syncs_or_recompiling(synthetic_root):
+    """At `full`'s compile_mode the model and the loss run in CUDA graphs; once both padding
+    variants of a batch have been compiled, a step neither recompiles nor waits for the GPU."""
+    from torch._dynamo.utils import counters
+
+    mode = load_params(PARAMS / "stage1.yaml", "full")["train"]["compile_mode"]
+    assert mode == "reduce-overhead"
+    params = smoke("stage1", synthetic_root, "train.compile=true", f"train.compile_mode={mode}", "train.bf16=true")
+    model, criterion, optimizer = build(params, CUDA)
+    net, loss_fn = compiled(model, criterion, params["train"])
+    data = batches(SceneDataset(open_split(params, "train", progress=False), params["data"]["points"],
+                                params["data"]["augment"]), params, CUDA)
+    batch = to_device(next(data), CUDA)
+    variants = [{**batch, "padded": True}, {**batch, "mask": torch.ones_like(batch["mask"]), "padded": False}]
+    for _ in range(3):
+        for b in variants:
+            train_step(net, loss_fn, optimizer, b, params, CUDA, lr=1e-4)
+    torch.cuda.synchronize()
+    graphs, skips = counters["stats"]["unique_graphs"], counters["inductor"]["cudagraph_skips"]
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            for b in variants:
+                losses = train_step(net, loss_fn, optimizer, b, params, CUDA, lr=1e-4)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert counters["stats"]["unique_graphs"] == graphs, "a step recompiled"
+    assert skips == 0 and counters["inductor"]["cudagraph_skips"] == 0, "a graph ran outside CUDA graphs"
+    assert torch.isfinite(losses["total"]).item()

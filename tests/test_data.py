@@ -6,9 +6,11 @@ import socket
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
+from s23dr import data
 from s23dr.data import (SceneDataset, check_scenes, collate, open_dataset, read_bad_samples, split_uri, to_device,
                         to_scene, validate_scene)
 from s23dr.schema import ARRAY_FIELDS, MAX_GT_EDGES, hf_features
@@ -89,6 +91,20 @@ def test_every_form_reads_the_same_scenes_with_schema_dtypes(written):
     assert scenes.order_ids == [s["order_id"] for s in splits["train"]]
     for got, want in zip(scenes, splits["train"]):
         assert_same_scene(got, want)
+
+
+def test_arrow_rows_read_right_through_chunks_slices_and_a_selection(tmp_path, make_scene):
+    """Rows are read from the arrow columns unwrapped once (data._ArrowRows), not from the
+    Dataset's formatter: a multi-chunk table, sliced chunks and a select()ed view read alike."""
+    scenes = [make_scene(f"s{i}", seed=i, n_edges=i + 1) for i in range(6)]
+    dataset = datasets.concatenate_datasets([as_dataset(scenes[:2]), as_dataset(scenes[2:]).select(range(4))])
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    for got, want in zip(open_dataset(tmp_path / "saved"), scenes):
+        assert_same_scene(got, want)
+    table = pa.concat_tables([dataset.data.table.slice(1, 3), dataset.data.table.slice(4, 2)])
+    rows = data._ArrowRows(datasets.Dataset(table).select([4, 0, 2]), "x")
+    for i, want in enumerate([scenes[5], scenes[1], scenes[3]]):
+        assert_same_scene(to_scene(rows[i], rows.where(i)), want)
 
 
 def test_split_suffix_picks_the_split_and_train_is_the_default(written):
@@ -374,7 +390,7 @@ def test_invalid_scenes_raise_when_read_or_checked_or_are_dropped_with_a_count(t
     assert f"left out {len(bad_scenes)} invalid scenes ({', '.join(first)}, ...)" in caplog.text
     for order_id, (_, fragment) in bad_scenes.items():
         assert re.search(fragment, kept.skipped[order_id])
-    assert check_scenes(kept) is kept
+    assert check_scenes(kept).order_ids == kept.order_ids
 
 
 # --------------------------------------------------------------------------- bad-sample lists
@@ -419,17 +435,17 @@ def test_collate_follows_the_batch_contract(make_scene):
               make_scene("c", n_points=48, n_valid=30, n_edges=10)]  # fewer rows than n_points
     dataset = SceneDataset(scenes, n_points=64)
     batch = collate([dataset[i] for i in range(3)])
-    contract = {"xyz_norm": ((3, 64, 3), torch.float32), "class_id": ((3, 64), torch.int64),
-                "source": ((3, 64), torch.int64), "behind": ((3, 64), torch.int64),
-                "visible_src": ((3, 64), torch.int64), "visible_id": ((3, 64), torch.int64),
-                "n_views_voted": ((3, 64), torch.float32), "vote_frac": ((3, 64), torch.float32),
+    contract = {"xyz_norm": ((3, 64, 3), torch.float32), "class_id": ((3, 64), torch.int32),
+                "source": ((3, 64), torch.int32), "behind": ((3, 64), torch.int16),
+                "n_views_voted": ((3, 64), torch.uint8), "vote_frac": ((3, 64), torch.float32),
                 "mask": ((3, 64), torch.bool), "gt_segments": ((3, 64, 2, 3), torch.float32),
                 "gt_mask": ((3, 64), torch.bool), "center": ((3, 3), torch.float32),
                 "scale": ((3,), torch.float32), "aug": ((3, 3, 3), torch.float32)}
-    assert set(batch) == set(contract) | {"order_id"}
+    assert set(batch) == set(contract) | {"order_id", "padded"}
     for name, (shape, dtype) in contract.items():
         assert (tuple(batch[name].shape), batch[name].dtype) == (shape, dtype), name
-    assert batch["order_id"] == ["a", "b", "c"]
+    assert batch["order_id"] == ["a", "b", "c"] and batch["padded"]
+    assert not collate([dataset[1]])["padded"]  # b fills its 64 rows
     assert batch["mask"].sum(1).tolist() == [40, 64, 30]
     assert batch["gt_mask"].sum(1).tolist() == [3, 64, 10]
     assert (batch["gt_segments"][0, 3:] == 0).all()
@@ -449,10 +465,19 @@ def test_valid_points_beyond_n_points_fail_clearly(make_scene):
         dataset[0]
 
 
+def test_checked_scenes_are_not_validated_again_at_each_read(tmp_path, make_scene, monkeypatch):
+    write_npz_files(tmp_path, [make_scene("a"), make_scene("b")])
+    checked = check_scenes(open_dataset(tmp_path))
+    monkeypatch.setattr(data, "validate_scene", lambda scene: pytest.fail("validated again"))
+    assert [scene["order_id"] for scene in checked] == ["a", "b"]
+    assert [scene["order_id"] for scene in checked.without({"a": "dropped"})] == ["b"]
+
+
 def test_check_scenes_refuses_scenes_beyond_the_params_point_count_before_training(tmp_path, make_scene):
     write_npz_files(tmp_path, [make_scene("fits", n_valid=30), make_scene("crowded", n_points=64, n_valid=40)])
     scenes = open_dataset(tmp_path)
-    assert check_scenes(scenes) is scenes
+    checked = check_scenes(scenes)
+    assert checked.order_ids == scenes.order_ids and checked.checked and not scenes.checked
     with pytest.raises(ValueError, match=r"^scene 'crowded' has 40 valid points, more than n_points=32: .*"
                                          rf"\(1 of 2 scenes in {re.escape(str(tmp_path))} are invalid: crowded\)$"):
         check_scenes(scenes, n_points=32)
@@ -461,17 +486,15 @@ def test_check_scenes_refuses_scenes_beyond_the_params_point_count_before_traini
 def test_to_device_moves_tensors_and_keeps_order_ids(make_scene):
     batch = collate([SceneDataset([make_scene("a")], n_points=64)[0]])
     moved = to_device(batch, torch.device("meta"))
-    assert all(moved[name].device.type == "meta" for name in moved if name != "order_id")
-    assert moved["order_id"] == ["a"]
+    assert all(moved[name].device.type == "meta" for name in moved if name not in ("order_id", "padded"))
+    assert moved["order_id"] == ["a"] and moved["padded"] is True
 
 
 # --------------------------------------------------------------------------- augmentation
 
 
 def augmented(scene, augment, seed=0, epoch=0, index=0, n_points=64):
-    dataset = SceneDataset([scene] * (index + 1), n_points, augment, seed)
-    dataset.set_epoch(epoch)
-    return dataset[index]
+    return SceneDataset([scene] * (index + 1), n_points, augment, seed)[(epoch, index)]
 
 
 BOTH = {"rotate": True, "flip": True}
@@ -498,10 +521,10 @@ def test_augmentation_depends_only_on_seed_epoch_and_index(make_scene):
 
 def test_batches_do_not_depend_on_the_worker_count(make_scene):
     dataset = SceneDataset([make_scene(f"s{i}", seed=i) for i in range(8)], 64, BOTH, seed=3)
-    dataset.set_epoch(2)
+    order = [[(2, 5), (2, 1), (3, 0), (3, 7)], [(3, 2), (3, 3), (2, 4), (2, 6)]]  # items of two epochs
 
     def batches(workers):
-        loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate, num_workers=workers)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=order, collate_fn=collate, num_workers=workers)
         return [b["xyz_norm"] for b in loader]
 
     for single, parallel in zip(batches(0), batches(2)):

@@ -416,3 +416,69 @@ def test_what_retrains_is_what_a_training_run_imports():
     assert not trained & {"figures", "report", "pipeline", "bench", "synthetic", "sampling", "synthetic_data"}
     written = {p.stem for p in rundir.imported_modules("synthetic_data")}
     assert written == {"synthetic_data", "synthetic", "sampling", "houses", "schema"}
+
+
+# --- the GPU trainer's data path, evaluation and step (checked on the CPU) -----------------
+
+def test_one_loader_serves_every_epoch_from_any_step(synthetic_root):
+    """`loop.batches` crosses epoch boundaries in one loader, with each epoch's order and
+    augmentation, alike in this process and in a worker process that starts once."""
+    from s23dr.data import SceneDataset, collate
+    params = smoke("stage1", synthetic_root)
+    cfg = params["train"]
+    dataset = SceneDataset(loop.open_split(params, "train", progress=False), params["data"]["points"],
+                           params["data"]["augment"], cfg["seed"])
+    per_epoch = len(dataset) // cfg["batch_size"]
+    want = [(0, b) for b in EpochBatches(len(dataset), cfg["batch_size"], cfg["seed"], 0, per_epoch - 1).batches]
+    want += [(1, b) for b in EpochBatches(len(dataset), cfg["batch_size"], cfg["seed"], 1).batches[:2]]
+    for workers in (0, 1):
+        run = {**params, "data": {**params["data"], "num_workers": workers}}
+        data = loop.batches(dataset, run, torch.device("cpu"), local_step=per_epoch - 1)
+        for epoch, indices in want:
+            got, expected = next(data), collate([dataset[(epoch, i)] for i in indices])
+            assert got["order_id"] == expected["order_id"]
+            assert torch.equal(got["xyz_norm"], expected["xyz_norm"]) and torch.equal(got["aug"], expected["aug"])
+
+
+def test_the_training_loss_of_an_evaluation_is_on_a_fixed_sample(synthetic_root, monkeypatch):
+    """eval.train_scenes caps the training scenes whose loss the train/val ratio takes, as does
+    eval.max_scenes; the validation scenes stay eval.max_scenes."""
+    from s23dr import inference
+    seen = []
+    real = inference.predict_segments
+    monkeypatch.setattr(inference, "predict_segments", lambda model, scenes, *a, **k: seen.append(
+        [s["order_id"] for s in scenes]) or real(model, scenes, *a, **k))
+    for max_scenes, train_scenes, expected in ((None, 3, (8, 3)), (5, 3, (5, 3)), (2, 3, (2, 2))):
+        params = smoke("stage1", synthetic_root, f"eval.train_scenes={train_scenes}")
+        params["eval"]["max_scenes"] = max_scenes  # null: a profile's int cannot be overridden with it
+        model, criterion, _ = loop.build(params)
+        train_scenes = loop.open_split(params, "train", progress=False)
+        seen.clear()
+        inference.validate(model, loop.open_split(params, "val", progress=False), params, torch.device("cpu"),
+                           criterion, train_scenes=train_scenes)
+        assert tuple(map(len, seen)) == expected
+        assert seen[1] == train_scenes.order_ids[:expected[1]]
+
+
+@pytest.mark.parametrize("aux", [0.0, 1.0])
+def test_the_head_reads_the_earlier_decoder_layers_only_where_the_loss_does(aux):
+    params = load_params(PARAMS / "stage1.yaml", "smoke", ["model.decoder_layers=3", f"loss.aux.weight={aux}"])
+    model, criterion, _ = loop.build(params)
+    net, loss_fn = loop.compiled(model, criterion, params["train"])
+    batch = bench.synthetic_batch(params["data"]["points"], 2, torch.device("cpu"))
+    with torch.no_grad():
+        out, every = net(batch), model(batch)
+    assert len(out["layers"]) == (2 if aux else 0) and len(every["layers"]) == 2
+    for key in ("segments", "conf_logits"):
+        assert torch.equal(out[key], every[key])
+    assert set(loss_fn(out, batch)) >= ({"aux"} if aux else set())
+
+
+def test_bench_measures_the_loader_on_the_cpu(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--profile", "smoke", "--device", "cpu", "--loader-only", "--scenes", "8",
+                       "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["stage"], r["points"]) for r in rows] == [("stage1", 128), ("stage2", 256)]
+    assert all(r["loader_items_per_s_per_process"] > 0 for r in rows)
+    assert "items/s a process" in capsys.readouterr().out

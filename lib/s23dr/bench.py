@@ -1,30 +1,52 @@
-"""Training throughput: `python -m s23dr.bench [--profile full] [--device cuda] [--out FILE.json]`.
+"""Training throughput: `python -m s23dr.bench [--profile full] [--device cuda] [--data URI] [--loader-only] [--out FILE.json]`.
 
-For each stage's point count and batch size (stage 1 and stage 2 of the profile) it
-measures training samples/s of the full step (forward, Sinkhorn loss, backward, AdamW),
-counts the model's FLOPs per sample with `torch.utils.flop_counter`, and relates the
-achieved FLOP/s to the device's measured dense-matmul peak. Prints a table; `--out`
-also writes the rows as JSON for the book's reproducibility chapter.
+For each stage's point count and batch size (stage 1 and stage 2 of the profile) it measures
+
+- loader: items/s of the trainer's data path (`loop.batches`: arrow rows, fitting and
+  augmentation, collate) in this one process, which is what one loader worker sustains,
+  and with the profile's `data.num_workers` worker processes. Needs no accelerator.
+- compute: training samples/s of the step alone (forward, Sinkhorn loss, backward, AdamW) on
+  one batch already on the device, the median of `--steps` steps each timed to its end; the
+  model's FLOPs per sample (`torch.utils.flop_counter`) and the achieved FLOP/s against the
+  device's measured dense-matmul peak.
+- trainer: samples/s of the trainer's whole step: its loader, the copies to the device and
+  the step, over `--steps` steps timed together (the host runs ahead as in training).
+- evaluation: its seconds at the profile's scene counts and its share of the training time
+  between two evaluations (`evaluation`).
+
+The data is `--data` (a dataset URI with `{points}`, as params data.train), else a small
+synthetic dataset in the real data's schema written to a temporary folder (`--scenes` a
+split). Prints a table; `--out` also writes the rows as JSON for the book's
+reproducibility chapter.
 """
 
 import argparse
 import json
+import os
 import platform
 import resource
+import statistics
 import sys
+import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import rundir
 from .config import ParamsError, load_params
 from .data import SceneDataset, check_device, collate, to_device
-from .inference import autocast, uses_bf16
+from .inference import NO_AUGMENT, autocast, first, predict_segments, score_predictions, uses_bf16
 from .world.sampling import sample_scene
 from .world.synthetic import generate_scene
-from .loop import build, compiled, train_step
+from .synthetic_data import build_dataset
+from .loop import batches, build, compiled, open_split, train_step
+
+#: Batches the loader figures are timed over, after LOADER_WARMUP (which start the workers).
+LOADER_BATCHES, LOADER_WARMUP = 16, 2
 
 
 def sync(device):
@@ -53,15 +75,13 @@ def synthetic_batch(points, batch_size, device):
 
 
 def measure(params, device, steps, warmup):
-    """Samples/s, FLOPs per sample and peak memory of training steps at these params."""
+    """Samples/s (the median step), FLOPs per sample and peak memory of training steps on one
+    batch at these params."""
     model, criterion, optimizer = build({**params, "train": {**params["train"], "seed": 0}}, device)
     model.train()
     net, loss_fn = compiled(model, criterion, params["train"])  # as the trainer runs them
     batch_size = params["train"]["batch_size"]
     batch = synthetic_batch(params["data"]["points"], batch_size, device)
-
-    def step():
-        train_step(net, loss_fn, optimizer, batch, params, device)
 
     with FlopCounterMode(display=False) as counter:
         with autocast(params, device):
@@ -69,19 +89,86 @@ def measure(params, device, steps, warmup):
         criterion(out, batch)["total"].backward()
     flops = counter.get_total_flops() / batch_size
     for _ in range(warmup):
-        step()
+        train_step(net, loss_fn, optimizer, batch, params, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(steps):
+        sync(device)
+        start = time.perf_counter()
+        train_step(net, loss_fn, optimizer, batch, params, device)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"samples_per_s": batch_size / seconds, "train_gflop_per_sample": flops / 1e9,
+            "achieved_tflops": flops * batch_size / seconds / 1e12, "peak_memory_gib": peak / 2 ** 30,
+            "step_s_spread": [min(times), max(times)]}
+
+
+def loader_rate(dataset, params, workers):
+    """Items/s that `loop.batches` delivers with `workers` loader processes (0: this process)."""
+    data = batches(dataset, {**params, "data": {**params["data"], "num_workers": workers}}, torch.device("cpu"))
+    for _ in range(LOADER_WARMUP):
+        next(data)
+    start = time.perf_counter()
+    items = sum(len(next(data)["order_id"]) for _ in range(LOADER_BATCHES))
+    return items / (time.perf_counter() - start)
+
+
+def trainer_rate(params, device, dataset, steps, warmup):
+    """Samples/s of the trainer's whole step: its loader (`loop.batches`), the copies to the
+    device and `loop.train_step`, as `loop.train` runs them; the model as `measure` builds it."""
+    model, criterion, optimizer = build({**params, "train": {**params["train"], "seed": 0}}, device)
+    model.train()
+    net, loss_fn = compiled(model, criterion, params["train"])
+    data = batches(dataset, params, device)
+    for _ in range(warmup):
+        train_step(net, loss_fn, optimizer, to_device(next(data), device), params, device)
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        step()
+        train_step(net, loss_fn, optimizer, to_device(next(data), device), params, device)
     sync(device)
-    seconds = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"samples_per_s": steps * batch_size / seconds, "train_gflop_per_sample": flops / 1e9,
-            "achieved_tflops": flops * batch_size * steps / seconds / 1e12, "peak_memory_gib": peak / 2 ** 30}
+    return steps * params["train"]["batch_size"] / (time.perf_counter() - start), model, criterion
+
+
+def evaluation(model, criterion, params, device, val_scenes, train_scenes, step_s):
+    """An evaluation's seconds at the profile's scene counts and its share of the training
+    time between two evaluations, E / (E + train.eval_every · step_s).
+
+    E is projected from per-scene costs measured here, each times the scenes an evaluation
+    (`inference.validate`) takes of it: the model's outputs and loss on a validation scene,
+    its post-processing and scoring, the loss on a scene of the training sample. The scoring
+    is timed on each scene's GT segments as the predictions, all confident: an untrained
+    model's outputs would pass no confidence threshold and cost the post-processing nothing.
+    With eval.max_scenes null the validation split counts data.synthetic.val scenes (the
+    synthetic default stands in for the seed's 1,024)."""
+    ev = params["eval"]
+    n_val = ev["max_scenes"] or params["data"]["synthetic"]["val"]
+    n_train = ev["train_scenes"] if ev["max_scenes"] is None else min(ev["max_scenes"], ev["train_scenes"])
+    val, sample = first(val_scenes, None), first(train_scenes, n_train)
+
+    def per_scene(fn, scenes):
+        sync(device)
+        start = time.perf_counter()
+        fn(scenes)
+        sync(device)
+        return (time.perf_counter() - start) / len(scenes)
+
+    model.eval()
+    forward_s = per_scene(lambda s: predict_segments(model, s, params, device, criterion), val)
+    items = [SceneDataset(val, params["data"]["points"], NO_AUGMENT)[i] for i in range(len(val))]
+    segments = np.stack([item["gt_segments"] for item in items])
+    score_s = per_scene(lambda s: score_predictions(s, segments, np.stack([i["gt_mask"] for i in items]).astype(np.float32), params),
+                        val)
+    train_s = per_scene(lambda s: predict_segments(model, s, params, device, criterion), sample)
+    seconds = n_val * (forward_s + score_s) + n_train * train_s
+    between = params["train"]["eval_every"] * step_s
+    return {"eval_val_scenes": n_val, "eval_train_scenes": n_train, "eval_s_per_val_scene": forward_s + score_s,
+            "eval_score_s_per_scene": score_s, "eval_s_per_train_scene": train_s, "eval_s": seconds,
+            "eval_share": seconds / (seconds + between)}
 
 
 def save_result(out, record, argv, params):
@@ -97,15 +184,28 @@ def save_result(out, record, argv, params):
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{cpu_name()} CPU, {torch.get_num_threads()} threads"
+
+
+def cpu_name():
+    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="full")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 20 on CUDA, 3 on CPU)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5 / 1)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 100 on CUDA, 3 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 10 / 1)")
+    parser.add_argument("--data", help="a dataset URI with {points} (default: a synthetic one in a temporary folder)")
+    parser.add_argument("--scenes", type=int, default=64, help="scenes a split of the synthetic default holds")
+    parser.add_argument("--loader-only", action="store_true", help="measure the loader alone (any CPU); its rows lack the step's "
+                        "figures that the book reads from benchmarks/results/")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -122,35 +222,68 @@ def bench(args):
         raise ValueError(f"--steps should be an integer >= 1, got {args.steps}")
     if args.warmup is not None and args.warmup < 0:
         raise ValueError(f"--warmup should be an integer >= 0, got {args.warmup}")
+    if args.scenes < 1:
+        raise ValueError(f"--scenes should be an integer >= 1, got {args.scenes}")
     if args.out:  # before the minutes of measuring
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         rundir.check_writable(args.out, "--out")
     device = check_device(args.device)
     cuda = device.type == "cuda"
-    steps = args.steps or (20 if cuda else 3)
-    warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
-    rows = []
-    for stage in ("stage1", "stage2"):
-        params = load_params(Path(__file__).resolve().parents[2] / "params" / f"{stage}.yaml",
-                             args.profile, args.set)
-        bf16 = uses_bf16(params, device)
-        peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32, n=4096 if cuda else 2048)
-        row = {"device": device_name(device), "profile": args.profile, "stage": stage,
-               "points": params["data"]["points"], "batch_size": params["train"]["batch_size"],
-               "precision": "bf16" if bf16 else "fp32", "compile": params["train"]["compile"],
-               "compile_mode": params["train"]["compile_mode"],
-               **measure(params, device, steps, warmup), "matmul_peak_tflops": peak / 1e12}
-        row["fraction_of_peak"] = row["achieved_tflops"] / row["matmul_peak_tflops"]
-        rows.append(row)
-        print(f"{row['device']} | {stage} {row['points']} pts x {row['batch_size']} | {row['precision']}"
-              f"{' compiled (' + row['compile_mode'] + ')' if row['compile'] else ''} | {row['samples_per_s']:.1f} samples/s | "
-              f"{row['train_gflop_per_sample']:.2f} GFLOP/sample (fwd+bwd) | {row['achieved_tflops']:.3f} TFLOP/s = "
-              f"{100 * row['fraction_of_peak']:.1f}% of {row['matmul_peak_tflops']:.2f} matmul peak | "
-              f"peak memory {row['peak_memory_gib']:.2f} GiB", flush=True)
+    steps = args.steps or (100 if cuda else 3)
+    warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
+    stages = {stage: load_params(Path(__file__).resolve().parents[2] / "params" / f"{stage}.yaml",
+                                 args.profile, args.set) for stage in ("stage1", "stage2")}
+    with tempfile.TemporaryDirectory(prefix="s23dr-bench-") as folder:
+        data = args.data
+        if data is None:
+            points = sorted({params["data"]["points"] for params in stages.values()})
+            build_dataset(folder, args.scenes, args.scenes, points, workers=1)
+            data = f"{folder}/sampled_{{points}}"
+        rows = [measure_stage(stage, params, device, data, steps, warmup, args.loader_only)
+                for stage, params in stages.items()]
     if args.out:
         with rundir.atomic_write(args.out) as f:
             f.write(json.dumps(rows, indent=1).encode())
     return 0
+
+
+def measure_stage(stage, params, device, data, steps, warmup, loader_only):
+    """One stage's row (see the module docstring), printed as it is measured."""
+    params = {**params, "data": {**params["data"], "train": f"{data}:train", "val": f"{data}:validation"}}
+    train_scenes = open_split(params, "train", progress=False)
+    dataset = SceneDataset(train_scenes, params["data"]["points"], params["data"]["augment"], params["train"]["seed"])
+    bf16 = uses_bf16(params, device)
+    row = {"device": device_name(device), "cpu": f"{cpu_name()} ({os.cpu_count()} cores, "
+           f"{torch.backends.cpu.get_cpu_capability()})", "profile": params["profile"], "stage": stage,
+           "points": params["data"]["points"], "batch_size": params["train"]["batch_size"],
+           "loader_items_per_s_per_process": loader_rate(dataset, params, 0),
+           "loader_workers": params["data"]["num_workers"]}
+    if params["data"]["num_workers"]:
+        row["loader_items_per_s"] = loader_rate(dataset, params, params["data"]["num_workers"])
+    line = (f"{row['cpu']} | {stage} {row['points']} pts x {row['batch_size']} | loader "
+            f"{row['loader_items_per_s_per_process']:.0f} items/s a process"
+            + (f", {row['loader_items_per_s']:.0f} with {row['loader_workers']} workers" if "loader_items_per_s" in row else ""))
+    if loader_only:
+        print(line, flush=True)
+        return row
+    peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32, n=4096 if device.type == "cuda" else 2048)
+    row.update(precision="bf16" if bf16 else "fp32", compile=params["train"]["compile"],
+               compile_mode=params["train"]["compile_mode"], **measure(params, device, steps, warmup),
+               matmul_peak_tflops=peak / 1e12)
+    row["fraction_of_peak"] = row["achieved_tflops"] / row["matmul_peak_tflops"]
+    row["trainer_samples_per_s"], model, criterion = trainer_rate(params, device, dataset, steps, warmup)
+    step_s = row["batch_size"] / row["trainer_samples_per_s"]
+    row.update(evaluation(model, criterion, params, device, open_split(params, "val", progress=False),
+                          train_scenes, step_s))
+    print(f"{row['device']} | {line} | {row['precision']}"
+          f"{' compiled (' + row['compile_mode'] + ')' if row['compile'] else ''} | compute {row['samples_per_s']:.1f} "
+          f"samples/s (median of {steps}) | trainer step {row['trainer_samples_per_s']:.1f} samples/s | "
+          f"{row['train_gflop_per_sample']:.2f} GFLOP/sample (fwd+bwd) | {row['achieved_tflops']:.3f} TFLOP/s = "
+          f"{100 * row['fraction_of_peak']:.1f}% of {row['matmul_peak_tflops']:.2f} matmul peak | "
+          f"peak memory {row['peak_memory_gib']:.2f} GiB | evaluation {row['eval_s']:.1f} s "
+          f"({row['eval_val_scenes']} val + {row['eval_train_scenes']} train scenes) = "
+          f"{100 * row['eval_share']:.2f}% of training between two", flush=True)
+    return row
 
 
 if __name__ == "__main__":

@@ -56,25 +56,31 @@ def how_it_ran(params, device):
 @torch.no_grad()
 def predict_segments(model, scenes, params, device, criterion=None):
     """Segments [N,Q,2,3] and confidences [N,Q] (probabilities; None for a model without
-    confidence head, model.segment_conf false) for `scenes`, and the mean loss."""
+    confidence head, model.segment_conf false) for `scenes`, and the mean loss.
+
+    Outputs and the loss sum stay on the device until the last batch, so the host queues
+    batch after batch without waiting for one (on CUDA); the sum is float64, as a Python
+    float sum of the batches' losses would be. The earlier decoder layers are read only where
+    the loss reads them (loss.aux)."""
     was_training = model.training
     model.eval()
     dataset = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, seed=0)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=params["train"]["batch_size"],
-                                         collate_fn=collate, generator=torch.Generator())
-    segments, conf, loss_sum = [], [], 0.0
+    loader = torch.utils.data.DataLoader(dataset, batch_size=params["train"]["batch_size"], collate_fn=collate,
+                                         pin_memory=device.type == "cuda", generator=torch.Generator())
+    layers = criterion is not None and criterion.aux.weight > 0
+    segments, conf, loss_sum = [], [], torch.zeros((), dtype=torch.float64, device=device)
     for batch in loader:
         batch = to_device(batch, device)
         with autocast(params, device):
-            out = model(batch)
+            out = model(batch, layers=layers)
         if criterion is not None:
-            loss_sum += criterion(out, batch)["total"].item() * len(batch["order_id"])
-        segments.append(out["segments"].float().cpu())
+            loss_sum += criterion(out, batch)["total"].double() * len(batch["order_id"])
+        segments.append(out["segments"].float())
         if "conf_logits" in out:
-            conf.append(torch.sigmoid(out["conf_logits"].float()).cpu())
+            conf.append(torch.sigmoid(out["conf_logits"].float()))
     model.train(was_training)
-    loss = loss_sum / len(dataset) if criterion is not None else None
-    return torch.cat(segments).numpy(), torch.cat(conf).numpy() if conf else None, loss
+    loss = loss_sum.item() / len(dataset) if criterion is not None else None
+    return torch.cat(segments).cpu().numpy(), torch.cat(conf).cpu().numpy() if conf else None, loss
 
 
 def to_wireframes(scenes, segments, conf, params):
@@ -99,12 +105,22 @@ def first(scenes, n):
 
 
 def score_predictions(scenes, segments, conf, params):
-    """(wireframes, official scores per scene and mean) of predicted segments and confidences."""
+    """(wireframes, official scores per scene and mean) of predicted segments and confidences.
+
+    The scenes are scored in as many processes as this process may use CPUs: the edge IoU's
+    mesh booleans cost some 0.1 CPU-second a scene, most of an evaluation at the `full`
+    profile, and the CPUs are idle while the trainer evaluates."""
     ev = params["eval"]
     frames = to_wireframes(scenes, segments, conf, params)
     scores = score_scenes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
-                              vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"])
+                          vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"],
+                          workers=usable_cpus())
     return frames, scores
+
+
+def usable_cpus():
+    """The CPUs this process may run on (its affinity where the OS reports one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def score_model(model, scenes, params, device, criterion=None):
@@ -118,9 +134,10 @@ def validate(model, val_scenes, params, device, criterion, train_scenes=None):
     {order_id: [hss, f1, iou]}, which the verdicts pair between runs), and with `train_scenes`
     the train/val loss ratio.
 
-    The ratio (val loss over train loss, both without dropout or augmentation on the
-    first `eval.max_scenes` scenes of each split) is our reading of the seed's overfitting
-    measure (the book, Results).
+    The ratio (val loss over train loss, both without dropout or augmentation, on the first
+    `eval.max_scenes` validation scenes and the first `eval.train_scenes` of as many training
+    scenes, a fixed sample: the whole training split would cost an evaluation many times the
+    validation's) is our reading of the seed's overfitting measure (the book, Results).
     """
     n = params["eval"]["max_scenes"]
     scenes = first(val_scenes, n)
@@ -128,6 +145,7 @@ def validate(model, val_scenes, params, device, criterion, train_scenes=None):
     row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
            "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}
     if train_scenes is not None:
-        _, _, train_loss = predict_segments(model, first(train_scenes, n), params, device, criterion)
+        sample = params["eval"]["train_scenes"] if n is None else min(n, params["eval"]["train_scenes"])
+        _, _, train_loss = predict_segments(model, first(train_scenes, sample), params, device, criterion)
         row.update(train_loss=train_loss, ratio=val_loss / max(train_loss, 1e-12))
     return row

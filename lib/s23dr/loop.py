@@ -7,6 +7,7 @@ stages share one axis. The data order and the augmentation are functions of
 run resumes exactly where it stopped.
 """
 
+import functools
 import math
 import os
 import time
@@ -54,6 +55,28 @@ class EpochBatches(torch.utils.data.Sampler):
 
     def __len__(self):
         return len(self.batches)
+
+
+def batches(dataset, params, device, local_step=0, rank=0, world=1):
+    """This rank's share of the global batches of `dataset` (a SceneDataset) from stage-local
+    step `local_step` on, epoch after epoch (EpochBatches), from one loader for the whole run:
+    its workers (data.num_workers) start once, not every epoch, and prefetch across an epoch's
+    end. Items are indexed by (epoch, index), so they do not depend on which worker makes
+    them. The generator feeds only the workers' seeds, which no item reads: it keeps the
+    loader from drawing on the global RNG (dropout's)."""
+    cfg = params["train"]
+    steps_per_epoch = len(dataset) // cfg["batch_size"]
+
+    def order():
+        epoch, start = divmod(local_step, steps_per_epoch)
+        while True:
+            for batch in EpochBatches(len(dataset), cfg["batch_size"], cfg["seed"], epoch, start, rank, world):
+                yield [(epoch, i) for i in batch]
+            epoch, start = epoch + 1, 0
+
+    return iter(torch.utils.data.DataLoader(
+        dataset, batch_sampler=order(), collate_fn=collate, num_workers=params["data"]["num_workers"],
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg["seed"])))
 
 
 def make_optimizer(model, params):
@@ -164,10 +187,13 @@ def upstream_checkpoint(params, runs_dir):
 
 
 def compiled(net, criterion, cfg):
-    """(model, loss function) as a training step runs them: both `torch.compile`d when params
-    `train.compile` asks for it (never in deterministic mode), else as they are."""
+    """(model, loss function) as a training step runs them. The model reads the earlier decoder
+    layers only where the loss does (loss.aux; `Perceiver.forward`'s `layers`). Both are
+    `torch.compile`d in `train.compile_mode` when `train.compile` asks for it (never in
+    deterministic mode), so reduce-overhead puts the loss in CUDA graphs as well as the model."""
+    net = functools.partial(net, layers=criterion.aux.weight > 0)
     if cfg["compile"] and not cfg["deterministic"]:
-        return torch.compile(net, mode=cfg["compile_mode"]), torch.compile(criterion)
+        return torch.compile(net, mode=cfg["compile_mode"]), torch.compile(criterion, mode=cfg["compile_mode"])
     return net, criterion
 
 
@@ -238,26 +264,15 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     val_scenes = open_split(params, "val", progress and rank == 0)
     log.write({"step": step, "kind": "run", "train_scenes": len(train_scenes), **how_it_ran(params, device)})
     dataset = SceneDataset(train_scenes, params["data"]["points"], params["data"]["augment"], cfg["seed"])
-    steps_per_epoch = len(train_scenes) // cfg["batch_size"]
-    if steps_per_epoch == 0:
+    if len(train_scenes) < cfg["batch_size"]:
         raise ValueError(f"{data_uri(params, 'train')}: {len(train_scenes)} scenes, fewer than one "
                          f"batch of {cfg['batch_size']}")
 
-    def batches(local_step):
-        """Global batches from stage-local step `local_step` on, epoch after epoch."""
-        epoch, start = divmod(local_step, steps_per_epoch)
-        while True:
-            dataset.set_epoch(epoch)
-            sampler = EpochBatches(len(dataset), cfg["batch_size"], cfg["seed"], epoch, start, rank, world)
-            yield from torch.utils.data.DataLoader(
-                dataset, batch_sampler=sampler, collate_fn=collate,
-                num_workers=params["data"]["num_workers"], pin_memory=device.type == "cuda",
-                generator=torch.Generator().manual_seed(cfg["seed"] + epoch))
-            epoch, start = epoch + 1, 0
-
     net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if world > 1:  # a static graph: the Fourier buffer is constant, every parameter is used every step
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
+            static_graph=True, gradient_as_bucket_view=True, batched_grad_copy=True)
     net, loss_fn = compiled(net, criterion, cfg)
 
     def save(at_step):
@@ -279,7 +294,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     bar = tqdm(total=sched["end_step"], initial=step, disable=not progress or rank != 0,
                desc=params["stage"] or "train", dynamic_ncols=True)
     model.train()
-    data = batches(step - sched["start_step"])
+    data = batches(dataset, params, device, step - sched["start_step"], rank, world)
     running, seen, t0 = {}, 0, time.perf_counter()
     while step < sched["end_step"]:
         lr = lr_at(step + 1, sched)

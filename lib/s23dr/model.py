@@ -105,12 +105,12 @@ class AttentionBlock(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """x + dropout(Linear(act(Linear(norm(x))))), the second linear starting at zero."""
+    """x + dropout(Linear(GELU(Linear(norm(x))))), the second linear starting at zero (GELU: the seed's)."""
 
-    def __init__(self, dim, ff, activation, dropout, rms_norm):
+    def __init__(self, dim, ff, dropout, rms_norm):
         super().__init__()
         self.norm = make_norm(dim, rms_norm)
-        self.net = nn.Sequential(nn.Linear(dim, ff), activation(), zero_init(nn.Linear(ff, dim)), nn.Dropout(dropout))
+        self.net = nn.Sequential(nn.Linear(dim, ff), nn.GELU(), zero_init(nn.Linear(ff, dim)), nn.Dropout(dropout))
 
     def forward(self, x):
         return x + self.net(self.norm(x))
@@ -123,17 +123,16 @@ class Layer(nn.Module):
     have passed a norm after the input projection, the latents none), as in the seed's code.
     """
 
-    def __init__(self, dim, ff, num_heads, kv_heads_cross, kv_heads_self, qk_norm, dropout, rms_norm,
-                 activation, cross: bool):
+    def __init__(self, dim, ff, num_heads, kv_heads_cross, kv_heads_self, qk_norm, dropout, rms_norm, cross: bool):
         super().__init__()
         self.cross = AttentionBlock(dim, num_heads, kv_heads_cross, qk_norm, dropout, rms_norm) if cross else None
         self.self_attn = AttentionBlock(dim, num_heads, kv_heads_self, qk_norm, dropout, rms_norm)
-        self.ffn = FeedForward(dim, ff, activation, dropout, rms_norm)
+        self.ffn = FeedForward(dim, ff, dropout, rms_norm)
 
-    def forward(self, x, context=None, context_mask=None, self_mask=None):
+    def forward(self, x, context=None, context_mask=None):
         if self.cross is not None:
             x = self.cross(x, context, context_mask)
-        return self.ffn(self.self_attn(x, key_mask=self_mask))
+        return self.ffn(self.self_attn(x))
 
 
 class Perceiver(nn.Module):
@@ -153,12 +152,11 @@ class Perceiver(nn.Module):
                  segments, segment_conf, behind_emb_dim, vote_features, fourier_freqs, fourier_scale,
                  class_emb_dim, source_emb_dim, decoder_reads_points):
         super().__init__()
-        act = nn.GELU  # the seed's activation
-        layer = partial(Layer, hidden, ff, num_heads, kv_heads_cross, kv_heads_self, qk_norm, dropout, rms_norm, act)
+        layer = partial(Layer, hidden, ff, num_heads, kv_heads_cross, kv_heads_self, qk_norm, dropout, rms_norm)
 
         self.tokenizer = PointTokenizer(fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim,
                                         behind_emb_dim, vote_features)
-        self.input_proj = nn.Sequential(nn.Linear(self.tokenizer.out_dim, ff), act(), nn.Linear(ff, hidden))
+        self.input_proj = nn.Sequential(nn.Linear(self.tokenizer.out_dim, ff), nn.GELU(), nn.Linear(ff, hidden))
         self.point_norm = make_norm(hidden, rms_norm)
 
         self.cross_layers = cross_attn_layers(latent_layers, cross_attn_interval)
@@ -180,27 +178,34 @@ class Perceiver(nn.Module):
         if self.conf_head is not None:
             nn.init.zeros_(self.conf_head.bias)
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, layers: bool = True) -> dict:
         """batch: the data contract's dict. Returns segments [B,Q,2,3] (normalised space) and,
         with segment_conf, conf_logits [B,Q]; all float32 also under autocast. `layers` holds the
         same read from each earlier decoder layer by the same head (DETR's auxiliary outputs;
-        trained with params loss.aux)."""
+        trained with params loss.aux); with `layers=False` it is empty and the head runs on the
+        last layer alone.
+
+        On CUDA a batch without padding points (the data contract's `padded` False) attends to
+        the points without a key mask, which lets SDPA take FlashAttention (it takes no mask);
+        on the CPU the mask stays, so the CPU's arithmetic does not depend on the padding."""
         mask = batch["mask"]
+        key_mask = None if mask.is_cuda and not batch.get("padded", True) else mask
         # .float(): under autocast the residual streams stay fp32 (the latents and queries are fp32 too).
         points = self.point_norm(self.input_proj(self.tokenizer(batch)).float())
 
         latents = self.latents.expand(points.shape[0], -1, -1)
         for layer in self.encoder:
-            latents = layer(latents, points, mask)
+            latents = layer(latents, points, key_mask)
 
         q = self.queries.expand(points.shape[0], -1, -1)
-        layers = []
+        earlier = []
         for i, layer in enumerate(self.decoder):
             if self.point_readers:
-                q = self.point_readers[i](q, points, mask)
+                q = self.point_readers[i](q, points, key_mask)
             q = layer(q, latents)
-            layers.append(self.head(q))
-        return {**layers[-1], "layers": layers[:-1]}
+            if layers and i < len(self.decoder) - 1:
+                earlier.append(self.head(q))
+        return {**self.head(q), "layers": earlier}
 
     def head(self, q: torch.Tensor) -> dict:
         """Segments and confidence logits read from decoder output q [B,Q,hidden]."""
