@@ -40,7 +40,7 @@ from s23dr.data import SceneDataset, collate, open_dataset
 from s23dr.inference import NO_AUGMENT, first, predict_segments, score_predictions
 from s23dr.matcher import matched_mass_at_cost
 from s23dr.world.synthetic import World
-from s23dr.loop import build, data_uri, lr_at, train_step, trains_on_synthetic
+from s23dr.loop import build, data_uri, forward_loss, lr_at, train_step, trains_on_synthetic
 
 TARGET_HSS = 0.8
 LOW_THRESHOLD = 0.3
@@ -76,6 +76,7 @@ def main(argv=None):
     items = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, cfg["seed"])
     fixed = collate([items[i] for i in range(min(len(items), 64))])  # for the plan figures
     model, criterion, optimizer = build(params)
+    forward = forward_loss(model, criterion, params, torch.device("cpu"))  # the trainer's forward and loss
     threshold = params["eval"]["conf_threshold"]
     low = {**params, "eval": {**params["eval"], "conf_threshold": LOW_THRESHOLD}}
     print(f"profile {args.profile}, {len(scenes)} scenes at {params['data']['points']} points, "
@@ -90,8 +91,7 @@ def main(argv=None):
     for step in range(1, args.steps + 1):
         model.train()
         pick = rng.choice(len(items), cfg["batch_size"], replace=len(items) < cfg["batch_size"])
-        terms = train_step(model, criterion, optimizer, collate([items[i] for i in pick]), params,
-                           torch.device("cpu"), lr_at(sched["start_step"] + step, sched))
+        terms = train_step(forward, optimizer, collate([items[i] for i in pick]), lr_at(sched["start_step"] + step, sched))
         for k, v in terms.items():
             running[k] = running.get(k, 0.0) + v.item()
         if step % args.every and step != args.steps:

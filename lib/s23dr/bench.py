@@ -43,7 +43,7 @@ from .inference import NO_AUGMENT, autocast, first, predict_segments, score_pred
 from .world.sampling import sample_scene
 from .world.synthetic import generate_scene
 from .synthetic_data import build_dataset
-from .loop import batches, build, compiled, open_split, train_step
+from .loop import batches, build, forward_loss, open_split, train_step
 
 #: Batches the loader figures are timed over, after LOADER_WARMUP (which start the workers).
 LOADER_BATCHES, LOADER_WARMUP = 16, 2
@@ -79,7 +79,7 @@ def measure(params, device, steps, warmup):
     batch at these params."""
     model, criterion, optimizer = build({**params, "train": {**params["train"], "seed": 0}}, device)
     model.train()
-    net, loss_fn = compiled(model, criterion, params["train"])  # as the trainer runs them
+    step = forward_loss(model, criterion, params, device)  # as the trainer runs it
     batch_size = params["train"]["batch_size"]
     batch = synthetic_batch(params["data"]["points"], batch_size, device)
 
@@ -89,14 +89,14 @@ def measure(params, device, steps, warmup):
         criterion(out, batch)["total"].backward()
     flops = counter.get_total_flops() / batch_size
     for _ in range(warmup):
-        train_step(net, loss_fn, optimizer, batch, params, device)
+        train_step(step, optimizer, batch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(steps):
         sync(device)
         start = time.perf_counter()
-        train_step(net, loss_fn, optimizer, batch, params, device)
+        train_step(step, optimizer, batch)
         sync(device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
@@ -122,14 +122,14 @@ def trainer_rate(params, device, dataset, steps, warmup):
     device and `loop.train_step`, as `loop.train` runs them; the model as `measure` builds it."""
     model, criterion, optimizer = build({**params, "train": {**params["train"], "seed": 0}}, device)
     model.train()
-    net, loss_fn = compiled(model, criterion, params["train"])
+    step = forward_loss(model, criterion, params, device)
     data = batches(dataset, params, device)
     for _ in range(warmup):
-        train_step(net, loss_fn, optimizer, to_device(next(data), device), params, device)
+        train_step(step, optimizer, to_device(next(data), device))
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(net, loss_fn, optimizer, to_device(next(data), device), params, device)
+        train_step(step, optimizer, to_device(next(data), device))
     sync(device)
     return steps * params["train"]["batch_size"] / (time.perf_counter() - start), model, criterion
 

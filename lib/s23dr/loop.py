@@ -7,7 +7,6 @@ stages share one axis. The data order and the augmentation are functions of
 run resumes exactly where it stopped.
 """
 
-import functools
 import math
 import os
 import time
@@ -97,16 +96,47 @@ def build(params, device="cpu"):
     return model, Criterion(**params["loss"]), make_optimizer(model, params)
 
 
-def train_step(net, loss_fn, optimizer, batch, params, device, lr=None):
-    """One update as the trainer makes it, at `lr` when given: the forward under the run's
-    precision (`inference.autocast`), the loss, backward, AdamW. `net` and `loss_fn` may be
-    compiled or DDP-wrapped. Returns the loss terms of the batch before the update (tensors, not yet read)."""
+class ForwardLoss(torch.nn.Module):
+    """A training step's forward and loss as one module, so `torch.compile` makes one graph of
+    both (CUDA graphs hold the loss too under reduce-overhead) and DDP wraps both: the model's
+    forward under the run's precision (`inference.autocast`), reading the earlier decoder
+    layers only where the loss does (loss.aux), then the loss terms in fp32."""
+
+    def __init__(self, model, criterion, params, device):
+        super().__init__()
+        self.model, self.criterion, self.params, self.device = model, criterion, params, device
+        self.layers = criterion.aux.weight > 0
+
+    def forward(self, batch):
+        with autocast(self.params, self.device):
+            outputs = self.model(batch, layers=self.layers)
+        return self.criterion(outputs, batch)
+
+
+def forward_loss(model, criterion, params, device, world=1):
+    """`ForwardLoss` as the trainer runs it: `torch.compile`d in `train.compile_mode` when
+    `train.compile` asks for it (never in deterministic mode), then, across `world` processes,
+    in DDP for a static graph (the Fourier buffer is constant, every parameter is used every
+    step; the docs' order: compile the inner module, then wrap it)."""
+    step = ForwardLoss(model, criterion, params, device)
+    cfg = params["train"]
+    if cfg["compile"] and not cfg["deterministic"]:
+        step.compile(mode=cfg["compile_mode"])
+    if world > 1:
+        step = torch.nn.parallel.DistributedDataParallel(
+            step, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
+            static_graph=True, gradient_as_bucket_view=True, batched_grad_copy=True)
+    return step
+
+
+def train_step(step, optimizer, batch, lr=None):
+    """One update as the trainer makes it, at `lr` when given: the loss terms of `batch` from
+    `step` (`forward_loss`), backward, AdamW. Returns the terms before the update (tensors,
+    not yet read)."""
     if lr is not None:
         for group in optimizer.param_groups:
             group["lr"] = lr
-    with autocast(params, device):
-        outputs = net(batch)
-    losses = loss_fn(outputs, batch)
+    losses = step(batch)
     optimizer.zero_grad(set_to_none=True)
     losses["total"].backward()
     optimizer.step()
@@ -186,17 +216,6 @@ def upstream_checkpoint(params, runs_dir):
     return path
 
 
-def compiled(net, criterion, cfg):
-    """(model, loss function) as a training step runs them. The model reads the earlier decoder
-    layers only where the loss does (loss.aux; `Perceiver.forward`'s `layers`). Both are
-    `torch.compile`d in `train.compile_mode` when `train.compile` asks for it (never in
-    deterministic mode), so reduce-overhead puts the loss in CUDA graphs as well as the model."""
-    net = functools.partial(net, layers=criterion.aux.weight > 0)
-    if cfg["compile"] and not cfg["deterministic"]:
-        return torch.compile(net, mode=cfg["compile_mode"]), torch.compile(criterion, mode=cfg["compile_mode"])
-    return net, criterion
-
-
 def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     """Run one stage to `schedule.end_step`, resuming from `resume` or the newest checkpoint in `run_dir`.
 
@@ -268,12 +287,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
         raise ValueError(f"{data_uri(params, 'train')}: {len(train_scenes)} scenes, fewer than one "
                          f"batch of {cfg['batch_size']}")
 
-    net = model
-    if world > 1:  # a static graph: the Fourier buffer is constant, every parameter is used every step
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
-            static_graph=True, gradient_as_bucket_view=True, batched_grad_copy=True)
-    net, loss_fn = compiled(net, criterion, cfg)
+    step_fn = forward_loss(model, criterion, params, device, world)
 
     def save(at_step):
         if rank == 0:
@@ -298,7 +312,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     running, seen, t0 = {}, 0, time.perf_counter()
     while step < sched["end_step"]:
         lr = lr_at(step + 1, sched)
-        losses = train_step(net, loss_fn, optimizer, to_device(next(data), device), params, device, lr)
+        losses = train_step(step_fn, optimizer, to_device(next(data), device), lr)
         step += 1
         bar.update(1)
 

@@ -29,7 +29,7 @@ from ..experiments import run_label, stage_runs, upstream_stages
 from ..inference import autocast, first, predict_segments, score_model, score_predictions
 from ..predict import load_model
 from ..train import run_stage
-from ..loop import build, data_uri, train_step, trains_on_synthetic
+from ..loop import build, data_uri, forward_loss, train_step, trains_on_synthetic
 from ..metrics import mean_score
 from ..postprocess import kept_queries
 from ..rundir import MetricsLog
@@ -208,9 +208,10 @@ def first_losses(params, steps=4):
         scenes = first(open_dataset(data_uri(run, "train")), run["train"]["batch_size"])
         items = SceneDataset(scenes, run["data"]["points"], run["data"]["augment"], run["train"]["seed"])
         batch = collate([items[i] for i in range(len(items))])
-        at_init = train_step(model, criterion, optimizer, batch, run, cpu)
+        step = forward_loss(model, criterion, run, cpu)
+        at_init = train_step(step, optimizer, batch)
         for _ in range(steps - 1):
-            train_step(model, criterion, optimizer, batch, run, cpu)
+            train_step(step, optimizer, batch)
         with torch.no_grad(), autocast(run, cpu):
             after = criterion(model(batch), batch)["total"]
         parts = ", ".join(f"{k} {v.item():.4f}" for k, v in at_init.items() if k != "total")
