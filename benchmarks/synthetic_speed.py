@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from s23dr.world import sampling, synthetic
-
 from s23dr import synthetic_data
+from s23dr.world import sampling, synthetic
 
 
 def one_process(n, world):

@@ -15,7 +15,6 @@ from typing import Callable
 import numpy as np
 
 from .. import checkpoint
-
 from . import verdicts
 from ..config import load_params
 from ..experiments import stage_files, stage_runs

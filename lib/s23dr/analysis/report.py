@@ -21,7 +21,6 @@ import yaml
 from myst_nb import glue
 
 from .. import checkpoint
-
 from . import claims, figures
 from ..config import ParamsError, load_params
 from ..data import SceneDataset, collate, open_dataset
