@@ -155,17 +155,27 @@ def overfits(arm, passes, seed_passes):
     return check
 
 
+def divergence(rows, untrained):
+    """The training row of a run's log (`rows`) whose loss rose highest above the untrained
+    model's (the first logged loss of `untrained`, the upstream log of the same seed), the mark
+    of a divergence; None when no loss rose above it."""
+    start = next((r["total"] for r in untrained if r["kind"] == "train"), None)
+    peak = max((r for r in rows if r["kind"] == "train"), key=lambda r: r["total"], default=None)
+    return peak if start is not None and peak is not None and peak["total"] > start else None
+
+
 def did_not_diverge(arm, upstream):
     """Claim 3's condition: no seed of `arm` logs a training loss, at any step, above that of the
-    untrained model (`upstream`'s first logged loss, same seed), the mark of a divergence: a run
-    that diverged says nothing about forgetting, and the book reports it as divergence."""
+    untrained model (`divergence`): a run that diverged says nothing about forgetting, and the
+    book reports it as divergence."""
     def check(evidence):
         rose = []
         for seed, rows in evidence.get(arm, {}).items():
-            start = [r for r in evidence.get(upstream, {}).get(seed, []) if r["kind"] == "train"]
-            peak = max((r for r in rows if r["kind"] == "train"), key=lambda r: r["total"], default=None)
-            if start and peak and peak["total"] > start[0]["total"]:
-                rose.append(f"seed {seed}: {peak['total']:.3f} at step {peak['step']}, untrained {start[0]['total']:.3f}")
+            untrained = evidence.get(upstream, {}).get(seed, [])
+            peak = divergence(rows, untrained)
+            if peak is not None:
+                start = next(r["total"] for r in untrained if r["kind"] == "train")
+                rose.append(f"seed {seed}: {peak['total']:.3f} at step {peak['step']}, untrained {start:.3f}")
         return not rose, (f"{arm} diverged (a training loss above the untrained model's: {'; '.join(rose)})"
                           if rose else f"no training loss of {arm} rose above the untrained model's")
     return check
@@ -212,7 +222,7 @@ def claims(recipes, baseline, evidence):
               "stage 1 scores at the threshold", scores_at_all("stage1")),
         Claim(3, "a gentle finetune LR preserves what stage 1 learnt; a high one forgets",
               f"forgetting above LR {baseline['high_finetune_lr_threshold']:g}",
-              (Part("the gentle LR stays above stage 1", "stage2", "stage1", "lowest hss", False, "hss"),
+              (Part("the gentle LR stays above stage 1", "stage2", "stage1", "lowest hss", decides=False, metric_b="hss"),
                *(p for arm in high_arms for p in (
                    Part(f"the gentle LR keeps more than {arm.split()[-1]}", "stage2", arm, "hss"),
                    Part(f"{arm.split()[-1]} falls below stage 1", "stage1", arm, "hss", metric_b="lowest hss")))),

@@ -449,7 +449,7 @@ class StageReport:
     def forgetting(self, stage1, stage2):
         """Claim 3 seed by seed (the book, Results): stage 1's final HSS beside the worst and the
         last evaluation of each finetune arm (this sweep's and `stage2`'s, params), and whether
-        any training loss of the arm rose above the untrained model's (`claims.did_not_diverge`):
+        any training loss of the arm rose above the untrained model's (`claims.divergence`):
         divergence, which says nothing about forgetting. Glued as `<stage>_forgetting`, and the
         fewest evaluations a run of this stage made as `<stage>_evaluations`."""
         recipes = {r["stage"]: r for r in (stage1, stage2, self.recipe)}
@@ -462,13 +462,12 @@ class StageReport:
                 start = evidence.get(stage1["stage"], {}).get(seed)
                 if start is None:
                     continue
-                worst = claims.evaluation(log, "lowest hss")
-                diverged, _ = claims.did_not_diverge(arm, stage1["stage"])({arm: {seed: log}, stage1["stage"]: {seed: start}})
-                rows.append({"arm": arm, "seed": seed, "stage 1's final HSS": claims.value(start, "hss"),
+                worst, learnt = claims.evaluation(log, "lowest hss"), claims.value(start, "hss")
+                rows.append({"arm": arm, "seed": seed, "stage 1's final HSS": learnt,
                              "lowest HSS": worst["hss"], "at step": worst["step"],
                              "evaluations": len(claims.evals(log)), "final HSS": claims.value(log, "hss"),
-                             "falls below stage 1": worst["hss"] < claims.value(start, "hss"),
-                             "diverged": not diverged})
+                             "falls below stage 1": worst["hss"] < learnt,
+                             "diverged": claims.divergence(log, start) is not None})
         frame = pd.DataFrame(rows).set_index(["arm", "seed"])
         own = frame[frame.index.get_level_values("arm").str.startswith(self.stage)]
         glue(f"{self.stage}_evaluations", int(own["evaluations"].min()) if len(own) else 0, display=False)
