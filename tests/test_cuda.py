@@ -4,6 +4,7 @@ and the attention without a key mask.
 Skipped where no GPU is present (CI); run them on a GPU machine with `pytest tests/test_cuda.py`.
 """
 
+import copy
 import os
 
 import pytest
@@ -87,6 +88,14 @@ def test_an_unpadded_batch_attends_without_a_key_mask_to_the_same_result(setup):
         fast, masked = model(full), model({**full, "padded": True})
     for key in ("segments", "conf_logits"):
         torch.testing.assert_close(fast[key], masked[key], atol=1e-4, rtol=1e-4)
+
+
+def test_the_tokens_on_cuda_are_the_cpus(setup):
+    """`features.embed` takes the one-hot path on CUDA and the lookup on the CPU."""
+    params, model, batch, _ = setup
+    on_cpu = {name: value.cpu() if torch.is_tensor(value) else value for name, value in batch.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(model.tokenizer(batch).cpu(), copy.deepcopy(model.tokenizer).cpu()(on_cpu))
 
 
 def test_the_full_profiles_step_runs_in_cuda_graphs_without_syncs_or_recompiling(synthetic_root):

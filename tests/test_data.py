@@ -435,8 +435,8 @@ def test_collate_follows_the_batch_contract(make_scene):
               make_scene("c", n_points=48, n_valid=30, n_edges=10)]  # fewer rows than n_points
     dataset = SceneDataset(scenes, n_points=64)
     batch = collate([dataset[i] for i in range(3)])
-    contract = {"xyz_norm": ((3, 64, 3), torch.float32), "class_id": ((3, 64), torch.int32),
-                "source": ((3, 64), torch.int32), "behind": ((3, 64), torch.int16),
+    contract = {"xyz_norm": ((3, 64, 3), torch.float32), "class_id": ((3, 64), torch.uint8),
+                "source": ((3, 64), torch.uint8), "behind": ((3, 64), torch.int16),
                 "n_views_voted": ((3, 64), torch.uint8), "vote_frac": ((3, 64), torch.float32),
                 "mask": ((3, 64), torch.bool), "gt_segments": ((3, 64, 2, 3), torch.float32),
                 "gt_mask": ((3, 64), torch.bool), "center": ((3, 3), torch.float32),

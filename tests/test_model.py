@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from s23dr.features import PointTokenizer
+from s23dr.features import PointTokenizer, one_hot_embed
 from s23dr.model import Attention, Perceiver, cross_attn_layers, output_tensors, param_groups
 
 BASE = yaml.safe_load((Path(__file__).parents[1] / "params" / "base.yaml").read_text())
@@ -19,10 +19,10 @@ def make_batch(B=2, S=40, seed=0):
     g = torch.Generator().manual_seed(seed)
     return {
         "xyz_norm": torch.rand(B, S, 3, generator=g) - 0.5,
-        "class_id": torch.randint(0, 13, (B, S), generator=g),
-        "source": torch.randint(0, 2, (B, S), generator=g),
-        "behind": torch.randint(-1, 28, (B, S), generator=g),
-        "n_views_voted": torch.randint(0, 8, (B, S), generator=g).float(),
+        "class_id": torch.randint(0, 13, (B, S), generator=g, dtype=torch.uint8),
+        "source": torch.randint(0, 2, (B, S), generator=g, dtype=torch.uint8),
+        "behind": torch.randint(-1, 28, (B, S), generator=g, dtype=torch.int16),
+        "n_views_voted": torch.randint(0, 8, (B, S), generator=g, dtype=torch.uint8),
         "vote_frac": torch.rand(B, S, generator=g),
         "mask": torch.ones(B, S, dtype=torch.bool),
     }
@@ -159,6 +159,19 @@ def test_tokenizer_fourier_matrix_is_seeded_and_saved():
     assert torch.equal(a.fourier, b.fourier)
     assert "fourier" in a.state_dict()
     assert 8 < a.fourier.std() < 12  # scale 10
+
+
+def test_one_hot_embedding_is_the_lookup_forward_and_backward():
+    # CUDA embeds this way (features.embed); its backward sums the rows' gradients by a matmul.
+    table = torch.nn.Embedding(29, 8)
+    ids = make_batch()["behind"].clamp_min(0)
+    grad = torch.randn(*ids.shape, 8, generator=torch.Generator().manual_seed(0))
+    lookup = table(ids.long())
+    (lookup_grad,) = torch.autograd.grad(lookup, table.weight, grad)
+    one_hot = one_hot_embed(table, ids)
+    (one_hot_grad,) = torch.autograd.grad(one_hot, table.weight, grad)
+    assert torch.equal(one_hot, lookup)
+    torch.testing.assert_close(one_hot_grad, lookup_grad)
 
 
 def test_tokenizer_names_a_missing_field():

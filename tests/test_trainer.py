@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -177,17 +178,31 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_p
 
         def forward(self, outputs, batch):
             losses = super().forward(outputs, batch)
-            Exploding.calls += 1
+            Exploding.calls += torch.is_grad_enabled()  # training steps, not the evaluations' losses
             if Exploding.calls > 3:
                 losses["total"] = losses["total"] * float("nan")
             return losses
 
     monkeypatch.setattr(loop, "Criterion", Exploding)
     with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) within steps 4\.\.4 .*step000002.pt"):
-        train(smoke("stage1", synthetic_root, "train.ckpt_every=2", "train.eval_every=100"),
+        train(smoke("stage1", synthetic_root, "train.ckpt_every=2", "train.eval_every=2"),
               tmp_path / "n", progress=False)
     assert checkpoint.latest(tmp_path / "n").name == "step000002.pt"
+    assert MetricsLog(tmp_path / "n" / "metrics.jsonl").evaluated(2), "step 2's evaluation, scored after the failure"
     assert not (tmp_path / "n" / "lock").exists(), "a failed training must release its run directory"
+
+
+def test_evaluations_are_logged_in_step_order_as_they_are_scored(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    evaluations = loop.Evaluations(log, {"data": {"num_workers": 0}})
+    scored = threading.Event()
+    evaluations.submit(10, lambda: scored.wait() and {"hss": 0.1})
+    evaluations.submit(20, lambda: {"hss": 0.2})
+    evaluations.write()
+    assert not log.path.exists()  # step 10 is being scored, and 20 waits behind it
+    scored.set()
+    evaluations.close()
+    assert [(row["step"], row["hss"]) for row in MetricsLog.read(log.path)] == [(10, 0.1), (20, 0.2)]
 
 
 def test_two_process_ddp_matches_one_process(synthetic_root, tmp_path):
@@ -458,7 +473,7 @@ def test_the_training_loss_of_an_evaluation_is_on_a_fixed_sample(synthetic_root,
         train_scenes = loop.open_split(params, "train", progress=False)
         seen.clear()
         inference.validate(model, loop.open_split(params, "val", progress=False), params, torch.device("cpu"),
-                           criterion, train_scenes=train_scenes)
+                           criterion, train_scenes=train_scenes)()
         assert tuple(map(len, seen)) == expected
         assert seen[1] == train_scenes.order_ids[:expected[1]]
 

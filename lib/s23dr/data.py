@@ -66,12 +66,12 @@ FINITE_FIELDS = tuple(name for name, (dtype, _) in ARRAY_FIELDS.items() if np.dt
 #: The batch contract: field -> torch dtype (plus `order_id`, a list of str, and `padded`, a
 #: bool: whether any item has padding points, which `Perceiver` reads to drop the key mask).
 #: `aug` [B,3,3] is the augmentation of each item: augmented = original @ aug.T.
-#: The point fields the model reads, in the narrowest dtype it takes as they are (the stored
-#: widths, int32 for the embeddings' indices, which take no uint8): 28 bytes a point to copy
-#: to the device instead of 61 in int64 and float32, and no widening in `collate`.
+#: The point fields the model reads, in their stored widths (the embeddings' indices too:
+#: `features.embed` takes uint8): 22 bytes a point to copy to the device instead of 61 in
+#: int64 and float32, and no widening in `collate`.
 #: visible_src and visible_id, which no model or loss reads, stay out.
 BATCH_DTYPES = {
-    "xyz_norm": torch.float32, "class_id": torch.int32, "source": torch.int32,
+    "xyz_norm": torch.float32, "class_id": torch.uint8, "source": torch.uint8,
     "behind": torch.int16, "n_views_voted": torch.uint8, "vote_frac": torch.float32, "mask": torch.bool,
     "gt_segments": torch.float32, "gt_mask": torch.bool,
     "center": torch.float32, "scale": torch.float32, "aug": torch.float32,

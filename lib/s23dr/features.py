@@ -22,6 +22,21 @@ VIEWS_MEAN, VIEWS_STD = 2.7, 1.0
 FRAC_MEAN, FRAC_STD = 0.5, 0.25
 
 
+def embed(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """table(ids) for integer ids of any width (the batch carries them as uint8 and int16).
+
+    On CUDA as `one_hot_embed`: its backward is a matmul, where the lookup's backward is a
+    scatter-add whose atomics collide on a few rows (most points share a class and a source).
+    On the CPU the lookup, whose arithmetic the book's runs used.
+    """
+    return one_hot_embed(table, ids) if ids.is_cuda else table(ids.long())
+
+
+def one_hot_embed(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """table(ids) as one-hot(ids) @ table.weight."""
+    one_hot = ids[..., None] == torch.arange(table.num_embeddings, device=ids.device)
+    return one_hot.to(table.weight.dtype) @ table.weight
+
 
 class PointTokenizer(nn.Module):
     """Turns the batch dict of the data contract into tokens [B, S, out_dim].
@@ -63,13 +78,13 @@ class PointTokenizer(nn.Module):
                 phase = (2 * math.pi) * xyz @ self.fourier
             parts += [phase.sin(), phase.cos()]
         if self.class_emb is not None:
-            parts.append(self.class_emb(batch["class_id"]))
+            parts.append(embed(self.class_emb, batch["class_id"]))
         if self.source_emb is not None:
-            parts.append(self.source_emb(batch["source"]))
+            parts.append(embed(self.source_emb, batch["source"]))
         if self.behind_emb is not None:
-            behind = batch["behind"].long()
+            behind = batch["behind"]
             known = (behind >= 0) & (behind < NUM_BEHIND_CLASSES)
-            parts.append(self.behind_emb(torch.where(known, behind, NUM_BEHIND_CLASSES)))
+            parts.append(embed(self.behind_emb, torch.where(known, behind, NUM_BEHIND_CLASSES)))
         if self.vote_features:
             views = (batch["n_views_voted"].float() - VIEWS_MEAN) / VIEWS_STD
             frac = (batch["vote_frac"].float() - FRAC_MEAN) / FRAC_STD

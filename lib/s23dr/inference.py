@@ -6,7 +6,9 @@ are computed the same way.
 """
 
 import contextlib
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
@@ -104,18 +106,25 @@ def first(scenes, n):
     return [scenes[i] for i in range(len(scenes) if n is None else min(n, len(scenes)))]
 
 
-def score_predictions(scenes, segments, conf, params):
+def score_predictions(scenes, segments, conf, params, pool=None):
     """(wireframes, official scores per scene and mean) of predicted segments and confidences.
 
-    The scenes are scored in as many processes as this process may use CPUs: the edge IoU's
-    mesh booleans cost some 0.1 CPU-second a scene, most of an evaluation at the `full`
-    profile, and the CPUs are idle while the trainer evaluates."""
+    The scenes are scored in the processes of `pool` (a trainer's `scoring_pool`), else in as
+    many as this process may use CPUs: the edge IoU's mesh booleans cost some 0.1 CPU-second
+    a scene, most of an evaluation at the `full` profile."""
     ev = params["eval"]
     frames = to_wireframes(scenes, segments, conf, params)
     scores = score_scenes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
                           vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"],
-                          workers=usable_cpus())
+                          workers=usable_cpus(), pool=pool)
     return frames, scores
+
+
+def scoring_pool(workers):
+    """`workers` processes to score scenes in while this process goes on: started by
+    forkserver, not fork, because a fork copies the locks that this process's other threads
+    (a trainer's) may hold at that moment, locked for good."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
 
 
 def usable_cpus():
@@ -129,10 +138,13 @@ def score_model(model, scenes, params, device, criterion=None):
     return (*score_predictions(scenes, segments, conf, params), loss)
 
 
-def validate(model, val_scenes, params, device, criterion, train_scenes=None):
-    """Val loss, HSS / F1 / IoU (their means, and per validation scene as `scenes`:
-    {order_id: [hss, f1, iou]}, which the verdicts pair between runs), and with `train_scenes`
-    the train/val loss ratio.
+def validate(model, val_scenes, params, device, criterion, train_scenes=None, pool=None):
+    """An evaluation of the model as it is now, in two parts: this call runs the model (the
+    validation loss and segments); the function it returns scores them, CPU work that needs
+    no model, so a trainer can run it in the background while it trains (in the processes of
+    `pool`: `score_predictions`). That function returns the row: val loss, HSS / F1 / IoU
+    (their means, and per validation scene as `scenes`: {order_id: [hss, f1, iou]}, which the
+    verdicts pair between runs), and with `train_scenes` the train/val loss ratio.
 
     The ratio (val loss over train loss, both without dropout or augmentation, on the first
     `eval.max_scenes` validation scenes and the first `eval.train_scenes` of as many training
@@ -141,11 +153,15 @@ def validate(model, val_scenes, params, device, criterion, train_scenes=None):
     """
     n = params["eval"]["max_scenes"]
     scenes = first(val_scenes, n)
-    _, scores, val_loss = score_model(model, scenes, params, device, criterion)
-    row = {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
-           "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}
+    segments, conf, val_loss = predict_segments(model, scenes, params, device, criterion)
+    ratio = {}
     if train_scenes is not None:
         sample = params["eval"]["train_scenes"] if n is None else min(n, params["eval"]["train_scenes"])
         _, _, train_loss = predict_segments(model, first(train_scenes, sample), params, device, criterion)
-        row.update(train_loss=train_loss, ratio=val_loss / max(train_loss, 1e-12))
-    return row
+        ratio = {"train_loss": train_loss, "ratio": val_loss / max(train_loss, 1e-12)}
+
+    def scored():
+        _, scores = score_predictions(scenes, segments, conf, params, pool)
+        return {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
+                "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}, **ratio}
+    return scored

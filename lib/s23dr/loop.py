@@ -10,6 +10,7 @@ run resumes exactly where it stopped.
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, rundir
 from .data import SceneDataset, check_scenes, collate, open_dataset, to_device
 from .experiments import upstream_run_dir
-from .inference import autocast, how_it_ran, validate
+from .inference import autocast, how_it_ran, scoring_pool, usable_cpus, validate
 from .losses import Criterion
 from .model import Perceiver, param_groups
 
@@ -81,7 +82,8 @@ def batches(dataset, params, device, local_step=0, rank=0, world=1):
 def make_optimizer(model, params):
     """AdamW as every stage trains with it: params optim, the confidence head's own weight
     decay among them (optim.head_wd; `param_groups`), and the stage's LR (schedule.lr). The
-    fused kernel, on the CPU too: there it takes a quarter of the per-tensor loop's time."""
+    fused kernel, on the CPU too: there it takes a quarter of the per-tensor loop's time; on
+    CUDA a few launches a step, left outside the step's CUDA graph (the book, Reproducibility)."""
     optim = params["optim"]
     return torch.optim.AdamW(
         param_groups(model, optim["weight_decay"], optim["head_wd"]),
@@ -141,6 +143,41 @@ def train_step(step, optimizer, batch, lr=None):
     losses["total"].backward()
     optimizer.step()
     return losses
+
+
+def scoring_workers(params):
+    """The processes that score a trainer's evaluations: one a CPU that the loader's workers
+    (data.num_workers) and the trainer's own process leave, at least one."""
+    return max(1, usable_cpus() - params["data"]["num_workers"] - 1)
+
+
+class Evaluations:
+    """A run's evaluations, scored in the background while it trains, and written to its log in
+    step order as each is scored: scoring (post-processing and the metric's mesh booleans) is
+    CPU work that the device need not wait for. The model's part of an evaluation runs at its
+    step (`inference.validate`); one thread then scores the evaluations one after another, in
+    processes (`scoring_workers`)."""
+
+    def __init__(self, log, params):
+        self.log, self.pending = log, []
+        self.pool = scoring_pool(scoring_workers(params))
+        self.thread = ThreadPoolExecutor(1)
+
+    def submit(self, step, scored):
+        """Score `scored` (what `inference.validate` returns) for `step` in the background."""
+        self.pending.append((step, self.thread.submit(scored)))
+
+    def write(self, wait=False):
+        """Log the evaluations scored by now, in step order (with `wait`, every pending one)."""
+        while self.pending and (wait or self.pending[0][1].done()):
+            step, future = self.pending.pop(0)
+            self.log.write({"step": step, "kind": "eval", **future.result()})
+
+    def close(self):
+        """Log every pending evaluation and stop the thread and the processes."""
+        self.write(wait=True)
+        self.thread.shutdown()
+        self.pool.shutdown()
 
 
 def data_uri(params, split):
@@ -288,59 +325,66 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
                          f"batch of {cfg['batch_size']}")
 
     step_fn = forward_loss(model, criterion, params, device, world)
+    evaluations = Evaluations(log, params) if rank == 0 else None
 
     def save(at_step):
         if rank == 0:
+            evaluations.write(wait=True)  # an evaluation before a checkpoint is in the log before it
             checkpoint.save({"step": at_step, "stage": params["stage"], "inputs": inputs, "model": model.state_dict(),
                              "optimizer": optimizer.state_dict(), "rng": _rng_state()},
                             checkpoint.path_for(run_dir, at_step))
 
     def run_eval(at_step):
         if rank == 0:
-            row = validate(model, val_scenes, params, device, criterion, train_scenes=train_scenes)
-            log.write({"step": at_step, "kind": "eval", **row})
+            evaluations.submit(at_step, validate(model, val_scenes, params, device, criterion,
+                                                 train_scenes=train_scenes, pool=evaluations.pool))
             model.train()
-            return row
 
-    eval_due = step % cfg["eval_every"] == 0 or step == sched["end_step"]
-    if resume is not None and eval_due and not log.evaluated(step):
-        run_eval(step)  # the run was killed between this checkpoint and its evaluation
-    bar = tqdm(total=sched["end_step"], initial=step, disable=not progress or rank != 0,
-               desc=params["stage"] or "train", dynamic_ncols=True)
-    model.train()
-    data = batches(dataset, params, device, step - sched["start_step"], rank, world)
-    running, seen, t0 = {}, 0, time.perf_counter()
-    while step < sched["end_step"]:
-        lr = lr_at(step + 1, sched)
-        losses = train_step(step_fn, optimizer, to_device(next(data), device), lr)
-        step += 1
-        bar.update(1)
+    try:  # a failed run logs the evaluations it made before it stops
+        eval_due = step % cfg["eval_every"] == 0 or step == sched["end_step"]
+        if resume is not None and eval_due and not log.evaluated(step):
+            run_eval(step)  # the run was killed between this checkpoint and its evaluation
+        bar = tqdm(total=sched["end_step"], initial=step, disable=not progress or rank != 0,
+                   desc=params["stage"] or "train", dynamic_ncols=True)
+        model.train()
+        data = batches(dataset, params, device, step - sched["start_step"], rank, world)
+        running, seen, t0 = {}, 0, time.perf_counter()
+        while step < sched["end_step"]:
+            lr = lr_at(step + 1, sched)
+            losses = train_step(step_fn, optimizer, to_device(next(data), device), lr)
+            step += 1
+            bar.update(1)
 
-        # The sums stay on the device: reading a loss every step would make the CPU wait for
-        # the GPU. They are read, and checked, before anything is logged, saved or evaluated.
-        for key, value in losses.items():
-            running[key] = running.get(key, 0.0) + value.detach()
-        seen += 1
-        last = step == sched["end_step"]
-        log_now, save_now, eval_now = (step % cfg[k] == 0 or last for k in ("log_every", "ckpt_every", "eval_every"))
-        if log_now or save_now or eval_now:
-            total = running["total"].item()
-            if not math.isfinite(total):
-                raise FloatingPointError(
-                    f"non-finite loss ({total}) within steps {step - seen + 1}..{step} of stage "
-                    f"{params['stage']}; the last good checkpoint is "
-                    f"{checkpoint.latest(run_dir) or 'none (no checkpoint written yet)'}")
-        if log_now:
-            rate = seen * cfg["batch_size"] / (time.perf_counter() - t0)
-            row = {k: v.item() / seen for k, v in running.items()}
-            log.write({"step": step, "kind": "train", "lr": lr, "samples_per_s": rate, **row})
-            bar.set_postfix(loss=f"{row['total']:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
-            running, seen, t0 = {}, 0, time.perf_counter()
-        if save_now:
-            save(step)
-        if eval_now:
-            run_eval(step)
-    bar.close()
+            # The sums stay on the device: reading a loss every step would make the CPU wait for
+            # the GPU. They are read, and checked, before anything is logged, saved or evaluated.
+            for key, value in losses.items():
+                running[key] = running.get(key, 0.0) + value.detach()
+            seen += 1
+            last = step == sched["end_step"]
+            log_now, save_now, eval_now = (step % cfg[k] == 0 or last for k in ("log_every", "ckpt_every", "eval_every"))
+            if log_now or save_now or eval_now:
+                total = running["total"].item()
+                if not math.isfinite(total):
+                    raise FloatingPointError(
+                        f"non-finite loss ({total}) within steps {step - seen + 1}..{step} of stage "
+                        f"{params['stage']}; the last good checkpoint is "
+                        f"{checkpoint.latest(run_dir) or 'none (no checkpoint written yet)'}")
+            if log_now:
+                rate = seen * cfg["batch_size"] / (time.perf_counter() - t0)
+                row = {k: v.item() / seen for k, v in running.items()}
+                log.write({"step": step, "kind": "train", "lr": lr, "samples_per_s": rate, **row})
+                bar.set_postfix(loss=f"{row['total']:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
+                running, seen, t0 = {}, 0, time.perf_counter()
+            if save_now:
+                save(step)
+            if eval_now:
+                run_eval(step)
+            if rank == 0:
+                evaluations.write()
+        bar.close()
+    finally:
+        if rank == 0:
+            evaluations.close()
     if world > 1:
         dist.barrier()
     return checkpoint.path_for(run_dir, step)

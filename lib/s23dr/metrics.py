@@ -14,6 +14,7 @@ indices >= N are skipped (negative ones index from the end, as in numpy), and th
 booleans go through ``trimesh.boolean`` exactly as the official code calls them.
 """
 
+import contextlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from functools import partial
@@ -157,12 +158,13 @@ def _score_pair(pair, vert_thresh, edge_thresh):
     return hss(pred_v, pred_e, gt_v, gt_e, vert_thresh, edge_thresh)
 
 
-def score_scenes(preds, gts, vert_thresh=0.5, edge_thresh=0.5, workers=2):
+def score_scenes(preds, gts, vert_thresh=0.5, edge_thresh=0.5, workers=2, pool=None):
     """Score many scenes; ``preds`` and ``gts`` are sequences of ``(vertices, edges)`` pairs.
 
     The dataset score is the mean over scenes of each per-scene number. Scenes are
     scored in ``workers`` processes (serially for workers=1 or fewer than 2 scenes
-    per worker); the result does not depend on ``workers``.
+    per worker), those of ``pool`` where one is given, else ones started for the call;
+    the result does not depend on ``workers``.
     """
     if len(preds) != len(gts):
         raise ValueError(f"evaluate: {len(preds)} predictions but {len(gts)} ground truths")
@@ -176,9 +178,9 @@ def score_scenes(preds, gts, vert_thresh=0.5, edge_thresh=0.5, workers=2):
     if workers <= 1 or len(pairs) < 2 * workers:
         scenes = [score(p) for p in pairs]
     else:
-        with ProcessPoolExecutor(workers) as pool:
-            chunk = max(1, len(pairs) // (8 * workers))
-            scenes = list(pool.map(score, pairs, chunksize=chunk))
+        chunk = max(1, len(pairs) // (8 * workers))
+        with contextlib.nullcontext(pool) if pool else ProcessPoolExecutor(workers) as executor:
+            scenes = list(executor.map(score, pairs, chunksize=chunk))
     return Evaluation(scenes=scenes, mean=mean_score(scenes))
 
 
