@@ -458,24 +458,39 @@ def test_one_loader_serves_every_epoch_from_any_step(synthetic_root):
             assert torch.equal(got["xyz_norm"], expected["xyz_norm"]) and torch.equal(got["aug"], expected["aug"])
 
 
-def test_the_training_loss_of_an_evaluation_is_on_a_fixed_sample(synthetic_root, monkeypatch):
+def test_the_training_loss_of_an_evaluation_is_on_a_fixed_sample(synthetic_root):
     """eval.train_scenes caps the training scenes whose loss the train/val ratio takes, as does
     eval.max_scenes; the validation scenes stay eval.max_scenes."""
     from s23dr import inference
-    seen = []
-    real = inference.predict_segments
-    monkeypatch.setattr(inference, "predict_segments", lambda model, scenes, *a, **k: seen.append(
-        [s["order_id"] for s in scenes]) or real(model, scenes, *a, **k))
     for max_scenes, train_scenes, expected in ((None, 3, (8, 3)), (5, 3, (5, 3)), (2, 3, (2, 2))):
         params = smoke("stage1", synthetic_root, f"eval.train_scenes={train_scenes}")
         params["eval"]["max_scenes"] = max_scenes  # null: a profile's int cannot be overridden with it
-        model, criterion, _ = loop.build(params)
         train_scenes = loop.open_split(params, "train", progress=False)
-        seen.clear()
-        inference.validate(model, loop.open_split(params, "val", progress=False), params, torch.device("cpu"),
-                           criterion, train_scenes=train_scenes)()
-        assert tuple(map(len, seen)) == expected
-        assert seen[1] == train_scenes.order_ids[:expected[1]]
+        validation = inference.Validation(loop.open_split(params, "val", progress=False), params,
+                                          torch.device("cpu"), train_scenes)
+        held = [[i for batch in split for i in batch["order_id"]] for split in (validation.val, validation.train)]
+        assert tuple(map(len, held)) == expected
+        assert held[1] == train_scenes.order_ids[:expected[1]]
+
+
+def test_an_evaluation_made_ready_once_reads_as_the_scenes_read_afresh(synthetic_root):
+    """`inference.Validation` keeps its batches for the run: evaluating twice from them gives
+    the outputs and losses of batches made from the scenes each time, and the model's
+    training mode back."""
+    from s23dr import inference
+    cpu = torch.device("cpu")
+    params = smoke("stage1", synthetic_root)
+    model, criterion, _ = loop.build(params)
+    train_scenes, val_scenes = (loop.open_split(params, split, progress=False) for split in ("train", "val"))
+    validation = inference.Validation(val_scenes, params, cpu, train_scenes)
+    model.train()
+    rows = [validation.run(model, criterion)() for _ in range(2)]
+    assert model.training
+    assert rows[0] == rows[1]
+    segments, conf, val_loss = inference.predict_segments(model, validation.scenes, params, cpu, criterion)
+    _, scores = inference.score_predictions(validation.scenes, segments, conf, params)
+    assert (rows[0]["val_loss"], rows[0]["hss"], rows[0]["f1"]) == (val_loss, scores.mean.hss, scores.mean.f1)
+    assert rows[0]["train_loss"] > 0 and rows[0]["ratio"] == val_loss / rows[0]["train_loss"]
 
 
 @pytest.mark.parametrize("aux", [0.0, 1.0])

@@ -11,9 +11,9 @@ For each stage's point count and batch size (stage 1 and stage 2 of the profile)
   device's measured dense-matmul peak.
 - trainer: samples/s of the trainer's whole step: its loader, the copies to the device and
   the step, over `--steps` steps timed together (the host runs ahead as in training).
-- evaluation: the seconds it stalls training at the profile's scene counts, with its scoring
-  in the background as the trainer scores it, and their share of the training time between
-  two evaluations (`evaluation`).
+- evaluation: the seconds it stalls training at the profile's scene counts, its scenes made
+  ready once and its scoring in the background as the trainer does both, and their share of
+  the training time between two evaluations (`evaluation`).
 
 The data is `--data` (a dataset URI with `{points}`, as params data.train), else a small
 synthetic dataset in the real data's schema written to a temporary folder (`--scenes` a
@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import rundir
 from .config import ParamsError, load_params
 from .data import SceneDataset, check_device, collate, to_device
-from .inference import NO_AUGMENT, autocast, first, predict_segments, score_predictions, scoring_pool, uses_bf16
+from .inference import NO_AUGMENT, Validation, autocast, score_predictions, scoring_pool, uses_bf16
 from .world.sampling import sample_scene
 from .world.synthetic import generate_scene
 from .synthetic_data import build_dataset
@@ -139,44 +139,47 @@ def evaluation(model, criterion, params, device, val_scenes, train_scenes, step_
     """An evaluation's cost at the profile's scene counts: the seconds it stalls training and
     their share of the training time between two evaluations, S / (S + train.eval_every · step_s).
 
-    The trainer runs the model's part of an evaluation at its step and scores it in the
-    background (`loop.Evaluations`), so S is the model's part plus whatever scoring outlasts
-    the training until the next evaluation. Each is projected from per-scene costs measured
-    here, times the scenes an evaluation (`inference.validate`) takes: the model's outputs
-    and loss on a validation scene, the loss on a scene of the training sample, and the
-    post-processing and scoring of a validation scene in the trainer's scoring processes. The
-    scoring is timed on each scene's GT segments as the predictions, all confident: an
-    untrained model's outputs would pass no confidence threshold and cost the post-processing
-    nothing. With eval.max_scenes null the validation split counts data.synthetic.val scenes
-    (the synthetic default stands in for the seed's 1,024)."""
+    The trainer makes its evaluation scenes ready once (`inference.Validation`: read, fitted,
+    batched and on the device), runs the model's part of an evaluation at its step and scores
+    it in the background (`loop.Evaluations`), so S is the model's part plus whatever scoring
+    outlasts the training until the next evaluation. Each is projected from per-scene costs
+    measured here, times the scenes an evaluation takes: the model's outputs and loss on a
+    scene, and the post-processing and scoring of a validation scene in the trainer's scoring
+    processes; the one-time making ready is reported per scene beside them. The scoring is
+    timed on each scene's GT segments as the predictions, all confident: an untrained model's
+    outputs would pass no confidence threshold and cost the post-processing nothing. With
+    eval.max_scenes null the validation split counts data.synthetic.val scenes (the synthetic
+    default stands in for the seed's 1,024)."""
     ev = params["eval"]
     n_val = ev["max_scenes"] or params["data"]["synthetic"]["val"]
     n_train = ev["train_scenes"] if ev["max_scenes"] is None else min(ev["max_scenes"], ev["train_scenes"])
-    val, sample = first(val_scenes, None), first(train_scenes, n_train)
 
-    def per_scene(fn, scenes):
+    def timed(fn):
         sync(device)
         start = time.perf_counter()
-        fn(scenes)
+        out = fn()
         sync(device)
-        return (time.perf_counter() - start) / len(scenes)
+        return out, time.perf_counter() - start
 
     model.eval()
-    forward_s = per_scene(lambda s: predict_segments(model, s, params, device, criterion), val)
-    train_s = per_scene(lambda s: predict_segments(model, s, params, device, criterion), sample)
+    validation, ready_s = timed(lambda: Validation(val_scenes, params, device, train_scenes))
+    held = sum(len(batch["order_id"]) for batch in validation.val + validation.train)
+    _, forward_s = timed(lambda: validation.run(model, criterion))
+    val = validation.scenes
     items = [SceneDataset(val, params["data"]["points"], NO_AUGMENT)[i] for i in range(len(val))]
     segments = np.stack([item["gt_segments"] for item in items])
     conf = np.stack([item["gt_mask"] for item in items]).astype(np.float32)
     workers = scoring_workers(params)
     with scoring_pool(workers) as pool:
         list(pool.map(abs, range(workers)))  # the processes started, as in a trainer after its first evaluation
-        score_s = per_scene(lambda s: score_predictions(s, segments, conf, params, pool), val)
-    model_s, scoring_s = n_val * forward_s + n_train * train_s, n_val * score_s
+        _, score_s = timed(lambda: score_predictions(val, segments, conf, params, pool))
+    model_s, scoring_s = (n_val + n_train) * forward_s / held, n_val * score_s / len(val)
     between = params["train"]["eval_every"] * step_s
     stall = model_s + max(0.0, scoring_s - between)
-    return {"eval_val_scenes": n_val, "eval_train_scenes": n_train, "eval_s_per_val_scene": forward_s,
-            "eval_s_per_train_scene": train_s, "eval_score_s_per_scene": score_s, "eval_scoring_workers": workers,
-            "eval_scoring_s": scoring_s, "eval_s": stall, "eval_share": stall / (stall + between)}
+    return {"eval_val_scenes": n_val, "eval_train_scenes": n_train, "eval_ready_s_per_scene": ready_s / held,
+            "eval_s_per_scene": forward_s / held, "eval_score_s_per_scene": score_s / len(val),
+            "eval_scoring_workers": workers, "eval_scoring_s": scoring_s, "eval_s": stall,
+            "eval_share": stall / (stall + between)}
 
 
 def save_result(out, record, argv, params):
@@ -289,7 +292,8 @@ def measure_stage(stage, params, device, data, steps, warmup, loader_only):
           f"{row['train_gflop_per_sample']:.2f} GFLOP/sample (fwd+bwd) | {row['achieved_tflops']:.3f} TFLOP/s = "
           f"{100 * row['fraction_of_peak']:.1f}% of {row['matmul_peak_tflops']:.2f} matmul peak | "
           f"peak memory {row['peak_memory_gib']:.2f} GiB | evaluation ({row['eval_val_scenes']} val + "
-          f"{row['eval_train_scenes']} train scenes) stalls training {row['eval_s']:.1f} s = "
+          f"{row['eval_train_scenes']} train scenes, made ready once at {1e3 * row['eval_ready_s_per_scene']:.2f} ms a "
+          f"scene) stalls training {row['eval_s']:.1f} s = "
           f"{100 * row['eval_share']:.2f}% of the training between two, scoring {row['eval_scoring_s']:.1f} s "
           f"in {row['eval_scoring_workers']} processes beside it", flush=True)
     return row

@@ -55,10 +55,24 @@ def how_it_ran(params, device):
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-@torch.no_grad()
+def scene_batches(scenes, params, device):
+    """`scenes` as inference reads them: batches of train.batch_size in order, without
+    augmentation, on `device`, each made as it is read."""
+    dataset = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, seed=0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=params["train"]["batch_size"], collate_fn=collate,
+                                         pin_memory=device.type == "cuda", generator=torch.Generator())
+    return (to_device(batch, device) for batch in loader)
+
+
 def predict_segments(model, scenes, params, device, criterion=None):
     """Segments [N,Q,2,3] and confidences [N,Q] (probabilities; None for a model without
-    confidence head, model.segment_conf false) for `scenes`, and the mean loss.
+    confidence head, model.segment_conf false) for `scenes`, and the mean loss (`predict_batches`)."""
+    return predict_batches(model, scene_batches(scenes, params, device), params, device, criterion)
+
+
+@torch.no_grad()
+def predict_batches(model, batches, params, device, criterion=None):
+    """`predict_segments` of scenes already batched (`scene_batches`).
 
     Outputs and the loss sum stay on the device until the last batch, so the host queues
     batch after batch without waiting for one (on CUDA); the sum is float64, as a Python
@@ -66,22 +80,19 @@ def predict_segments(model, scenes, params, device, criterion=None):
     the loss reads them (loss.aux)."""
     was_training = model.training
     model.eval()
-    dataset = SceneDataset(scenes, params["data"]["points"], NO_AUGMENT, seed=0)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=params["train"]["batch_size"], collate_fn=collate,
-                                         pin_memory=device.type == "cuda", generator=torch.Generator())
     layers = criterion is not None and criterion.aux.weight > 0
-    segments, conf, loss_sum = [], [], torch.zeros((), dtype=torch.float64, device=device)
-    for batch in loader:
-        batch = to_device(batch, device)
+    segments, conf, loss_sum, count = [], [], torch.zeros((), dtype=torch.float64, device=device), 0
+    for batch in batches:
         with autocast(params, device):
             out = model(batch, layers=layers)
         if criterion is not None:
             loss_sum += criterion(out, batch)["total"].double() * len(batch["order_id"])
+        count += len(batch["order_id"])
         segments.append(out["segments"].float())
         if "conf_logits" in out:
             conf.append(torch.sigmoid(out["conf_logits"].float()))
     model.train(was_training)
-    loss = loss_sum.item() / len(dataset) if criterion is not None else None
+    loss = loss_sum.item() / count if criterion is not None else None
     return torch.cat(segments).cpu().numpy(), torch.cat(conf).cpu().numpy() if conf else None, loss
 
 
@@ -138,30 +149,46 @@ def score_model(model, scenes, params, device, criterion=None):
     return (*score_predictions(scenes, segments, conf, params), loss)
 
 
-def validate(model, val_scenes, params, device, criterion, train_scenes=None, pool=None):
-    """An evaluation of the model as it is now, in two parts: this call runs the model (the
-    validation loss and segments); the function it returns scores them, CPU work that needs
-    no model, so a trainer can run it in the background while it trains (in the processes of
-    `pool`: `score_predictions`). That function returns the row: val loss, HSS / F1 / IoU
-    (their means, and per validation scene as `scenes`: {order_id: [hss, f1, iou]}, which the
-    verdicts pair between runs), and with `train_scenes` the train/val loss ratio.
+class Validation:
+    """A run's evaluations, made ready once: the first `eval.max_scenes` validation scenes and,
+    with `train_scenes`, a fixed sample of as many training scenes, the first
+    `eval.train_scenes` (the whole training split would cost an evaluation many times the
+    validation's), decoded, fitted and batched at the start of the run and kept on `device`.
+    An evaluation is then the model's forward passes alone: at `full` (1,024 + 1,024 scenes of
+    4,096 points) reading and fitting its scenes again would cost the trainer's process some
+    seconds at each evaluation. The validation scenes stay in memory too, for the scoring.
 
-    The ratio (val loss over train loss, both without dropout or augmentation, on the first
-    `eval.max_scenes` validation scenes and the first `eval.train_scenes` of as many training
-    scenes, a fixed sample: the whole training split would cost an evaluation many times the
-    validation's) is our reading of the seed's overfitting measure (the book, Results).
+    `run(model, criterion, pool)` evaluates the model as it is now, in two parts: the call runs
+    the model (the validation loss and segments); the function it returns scores them, CPU work
+    that needs no model, so a trainer can run it in the background while it trains (in the
+    processes of `pool`: `score_predictions`). That function returns the row: val loss, HSS /
+    F1 / IoU (their means, and per validation scene as `scenes`: {order_id: [hss, f1, iou]},
+    which the verdicts pair between runs), and with `train_scenes` the train/val loss ratio
+    (val loss over train loss, both without dropout or augmentation: our reading of the seed's
+    overfitting measure, the book, Results).
     """
-    n = params["eval"]["max_scenes"]
-    scenes = first(val_scenes, n)
-    segments, conf, val_loss = predict_segments(model, scenes, params, device, criterion)
-    ratio = {}
-    if train_scenes is not None:
-        sample = params["eval"]["train_scenes"] if n is None else min(n, params["eval"]["train_scenes"])
-        _, _, train_loss = predict_segments(model, first(train_scenes, sample), params, device, criterion)
-        ratio = {"train_loss": train_loss, "ratio": val_loss / max(train_loss, 1e-12)}
 
-    def scored():
-        _, scores = score_predictions(scenes, segments, conf, params, pool)
-        return {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
-                "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}, **ratio}
-    return scored
+    def __init__(self, val_scenes, params, device, train_scenes=None):
+        n = params["eval"]["max_scenes"]
+        self.params, self.device = params, device
+        self.scenes = first(val_scenes, n)
+        self.val = list(scene_batches(self.scenes, params, device))
+        self.train = None
+        if train_scenes is not None:
+            sample = params["eval"]["train_scenes"] if n is None else min(n, params["eval"]["train_scenes"])
+            self.train = list(scene_batches(first(train_scenes, sample), params, device))
+
+    def run(self, model, criterion, pool=None):
+        params, device = self.params, self.device
+        segments, conf, val_loss = predict_batches(model, self.val, params, device, criterion)
+        ratio = {}
+        if self.train is not None:
+            _, _, train_loss = predict_batches(model, self.train, params, device, criterion)
+            ratio = {"train_loss": train_loss, "ratio": val_loss / max(train_loss, 1e-12)}
+
+        def scored():
+            _, scores = score_predictions(self.scenes, segments, conf, params, pool)
+            return {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
+                    "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(self.scenes, scores.scenes)},
+                    **ratio}
+        return scored

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, rundir
 from .data import SceneDataset, check_scenes, collate, open_dataset, to_device
 from .experiments import upstream_run_dir
-from .inference import autocast, how_it_ran, scoring_pool, usable_cpus, validate
+from .inference import Validation, autocast, how_it_ran, scoring_pool, usable_cpus
 from .losses import Criterion
 from .model import Perceiver, param_groups
 
@@ -155,7 +155,7 @@ class Evaluations:
     """A run's evaluations, scored in the background while it trains, and written to its log in
     step order as each is scored: scoring (post-processing and the metric's mesh booleans) is
     CPU work that the device need not wait for. The model's part of an evaluation runs at its
-    step (`inference.validate`); one thread then scores the evaluations one after another, in
+    step (`inference.Validation.run`); one thread then scores the evaluations one after another, in
     processes (`scoring_workers`)."""
 
     def __init__(self, log, params):
@@ -164,7 +164,7 @@ class Evaluations:
         self.thread = ThreadPoolExecutor(1)
 
     def submit(self, step, scored):
-        """Score `scored` (what `inference.validate` returns) for `step` in the background."""
+        """Score `scored` (what `inference.Validation.run` returns) for `step` in the background."""
         self.pending.append((step, self.thread.submit(scored)))
 
     def write(self, wait=False):
@@ -326,6 +326,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
 
     step_fn = forward_loss(model, criterion, params, device, world)
     evaluations = Evaluations(log, params) if rank == 0 else None
+    validation = Validation(val_scenes, params, device, train_scenes) if rank == 0 else None
 
     def save(at_step):
         if rank == 0:
@@ -336,8 +337,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
 
     def run_eval(at_step):
         if rank == 0:
-            evaluations.submit(at_step, validate(model, val_scenes, params, device, criterion,
-                                                 train_scenes=train_scenes, pool=evaluations.pool))
+            evaluations.submit(at_step, validation.run(model, criterion, evaluations.pool))
             model.train()
 
     try:  # a failed run logs the evaluations it made before it stops

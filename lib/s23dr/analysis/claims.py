@@ -20,7 +20,7 @@ from ..config import load_params
 from ..experiments import stage_files, stage_runs
 from ..rundir import MetricsLog
 
-#: The score columns of an evaluation's per-scene scores (`inference.validate`).
+#: The score columns of an evaluation's per-scene scores (`inference.Validation`).
 SCENE_SCORES = ("hss", "f1", "iou")
 #: Keys that name or place a run rather than change what it trains.
 NOT_RECIPE = ("stage", "init_from", "profile", "sweep_lr", "seeds", "train.seed")
