@@ -351,8 +351,10 @@ def test_resume_prints_where_and_evaluates_a_checkpoint_killed_before_its_evalua
     log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["kind"] != "eval"))  # killed before it,
     rundir.stamp_file(final).unlink()  # so before the final checkpoint was stamped
     capsys.readouterr()
-    assert run_stage(params, tmp_path, progress=False) == [final]
+    resumed = smoke("stage1", synthetic_root, "schedule.end_step=10", "seeds=1", "train.log_every=5")  # resumable
+    assert run_stage(resumed, tmp_path, progress=False) == [final]
     assert f"resumed {final.parent} from {final} (step 10)" in capsys.readouterr().out
+    assert s23dr_train.is_current(resumed, final.parent, None), "stamped with the params it was resumed with"
     again = MetricsLog.read(log)
     assert [r for r in again if r["kind"] != "run"] == [r for r in rows if r["kind"] != "run"]  # the same evaluation
     assert [r["step"] for r in again if r["kind"] == "run"] == [0, 10]  # and how each part ran

@@ -269,18 +269,18 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     rank, world = _distributed()
     run_dir = Path(run_dir)
     if rank != 0:
-        return _train(params, run_dir, init, resume, device, progress, rank, world)
+        return _train(params, run_dir, init, resume, device, progress, rank, world)[0]
     run_dir.mkdir(parents=True, exist_ok=True)
     with rundir.run_lock(run_dir):
         rundir.remove_stale_temps(run_dir)
         rundir.mark_stale(checkpoint.path_for(run_dir, params["schedule"]["end_step"]))
-        final = _train(params, run_dir, init, resume, device, progress, rank, world)
-        rundir.mark_current(final, checkpoint.load(final)["inputs"])
+        final, inputs = _train(params, run_dir, init, resume, device, progress, rank, world)
+        rundir.mark_current(final, inputs)
         return final
 
 
 def _train(params, run_dir, init, resume, device, progress, rank, world):
-    """`train` on one rank, after the lock."""
+    """`train` on one rank, after the lock: (the final checkpoint's path, the inputs it holds)."""
     device = _device(device, rank)
     cfg, sched = params["train"], params["schedule"]
     _set_deterministic(cfg["deterministic"])
@@ -387,4 +387,4 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
             evaluations.close()
     if world > 1:
         dist.barrier()
-    return checkpoint.path_for(run_dir, step)
+    return checkpoint.path_for(run_dir, step), inputs
