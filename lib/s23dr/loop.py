@@ -280,7 +280,8 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
 
 
 def _train(params, run_dir, init, resume, device, progress, rank, world):
-    """`train` on one rank, after the lock: (the final checkpoint's path, the inputs it holds)."""
+    """`train` on one rank, after the lock: (the final checkpoint's path, the inputs this run was made
+    from, which a checkpoint resumed without a further save may predate in its resumable keys)."""
     device = _device(device, rank)
     cfg, sched = params["train"], params["schedule"]
     _set_deterministic(cfg["deterministic"])
