@@ -509,6 +509,23 @@ def test_the_head_reads_the_earlier_decoder_layers_only_where_the_loss_does(aux)
     assert torch.equal(losses["total"], criterion(every, batch)["total"])
 
 
+def test_the_full_profiles_compiled_step_on_a_cpu_is_one_graph_that_never_recompiles():
+    """`full` compiles the step on any device. On a CPU its precision (`auto`) was asked of the
+    CPU inside the step, where dynamo breaks the graph, and the resumed frame recompiled at every
+    step until dynamo gave up. The model at `full`'s size on a small batch, traced by dynamo alone
+    (inductor would take minutes on a CPU): one graph, and no recompile over three steps."""
+    params = load_params(PARAMS / "stage1.yaml", "full")
+    assert params["train"]["compile"] and params["train"]["cpu_precision"] == "auto"
+    model, criterion, optimizer = loop.build(params)
+    step = loop.ForwardLoss(model, criterion, params, torch.device("cpu"))
+    batch = bench.synthetic_batch(256, 2, torch.device("cpu"))
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend="eager", fullgraph=True)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        losses = [loop.train_step(compiled, optimizer, batch, lr=1e-4)["total"].item() for _ in range(3)]
+    assert all(np.isfinite(losses))
+
+
 def test_bench_measures_the_loader_on_the_cpu(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--profile", "smoke", "--device", "cpu", "--loader-only", "--scenes", "8",

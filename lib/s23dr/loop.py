@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, rundir
 from .data import SceneDataset, check_scenes, collate, open_dataset, to_device
 from .experiments import upstream_run_dir
-from .inference import Validation, autocast, how_it_ran, scoring_pool, usable_cpus
+from .inference import Validation, how_it_ran, scoring_pool, usable_cpus, uses_bf16
 from .losses import Criterion
 from .model import Perceiver, param_groups
 
@@ -101,16 +101,19 @@ def build(params, device="cpu"):
 class ForwardLoss(torch.nn.Module):
     """A training step's forward and loss as one module, so `torch.compile` makes one graph of
     both (CUDA graphs hold the loss too under reduce-overhead) and DDP wraps both: the model's
-    forward under the run's precision (`inference.autocast`), reading the earlier decoder
-    layers only where the loss does (loss.aux), then the loss terms in fp32."""
+    forward under the run's precision, reading the earlier decoder layers only where the loss
+    does (loss.aux), then the loss terms in fp32. The precision is decided here, once
+    (`inference.uses_bf16`): dynamo cannot trace the CPU's bf16 query, and a graph break inside
+    the autocast made a compiled CPU step recompile at every step."""
 
     def __init__(self, model, criterion, params, device):
         super().__init__()
-        self.model, self.criterion, self.params, self.device = model, criterion, params, device
+        self.model, self.criterion, self.device = model, criterion, device
+        self.bf16 = uses_bf16(params, device)
         self.layers = criterion.aux.weight > 0
 
     def forward(self, batch):
-        with autocast(self.params, self.device):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             outputs = self.model(batch, layers=self.layers)
         return self.criterion(outputs, batch)
 
