@@ -125,12 +125,17 @@ def test_seeds_of_one_arm_share_a_colour_and_a_legend_entry():
 
 
 def test_claim_differences_draw_every_seed_and_the_interval():
-    parts = {"2: denser points (hss)": {"differences": [0.1, 0.2, 0.15], "mean": 0.15, "low": 0.03, "high": 0.27,
-                                        "decides": True},
+    parts = {"2a: denser points (hss)": {"differences": [0.1, 0.2, 0.15], "mean": 0.15, "low": 0.03, "high": 0.27,
+                                         "decides": True, "metric": "hss", "test": "exists", "smallest": 0.015},
              "2: the whole jump (hss)": {"differences": [0.3], "mean": 0.3, "low": -np.inf, "high": np.inf,
-                                         "decides": False}}
-    ax = figures.claim_differences(parts).axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == list(reversed(parts))
+                                         "decides": False, "metric": "hss", "test": "exists", "smallest": 0.015},
+             "4a: the endpoint term (f1)": {"differences": [0.02, 0.03], "mean": 0.025, "low": 0.0, "high": 0.05,
+                                            "decides": True, "metric": "f1", "test": "exists", "smallest": 0.015}}
+    fig = figures.claim_differences(parts)
+    assert [ax.get_xlabel().split(":")[0] for ax in fig.axes] == ["hss", "f1"]  # each metric on its own axis
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(reversed(list(parts)[:2]))
+    assert any(list(line.get_xdata()) == [0.015, 0.015] for line in ax.get_lines())  # the +Δ bound
     points = [line for line in ax.get_lines() if line.get_marker() == "o"]
     assert sorted(len(line.get_xdata()) for line in points) == [1, 3]
     assert any(list(line.get_xdata()) == [0.03, 0.27] for line in ax.get_lines())  # the interval's bar

@@ -2,10 +2,12 @@
 its test means something, and the verdict its runs give (the book, Results: the verdicts).
 
 A claim has *parts*: each a difference "arm A minus arm B" of one metric, read seed by seed
-(`verdicts.seed_interval`). A decisive part is what the verdict reads, and compares two
-arms that differ in one thing (a control: `changed_keys` lists what differs, from the
-params); a part shown beside it splits the rest of a difference with several causes. The
-evidence is the runs' metrics logs: `{arm: {seed: rows}}` (`gather`).
+(`verdicts.seed_interval`) at each run's last evaluation. A decisive part is a sub-claim: one
+sentence of the seed, quoted, tested as written (`verdicts`: an effect that matters, a share
+of a gain, a loss beyond Δ) on two arms that differ in one thing (a control: `changed_keys`
+lists what differs, from the params). A part shown beside it splits the rest of a difference
+with several causes. The evidence is the runs' metrics logs, `{arm: {seed: rows}}` (`gather`),
+and final checkpoints scored at the other point count (`point_counts`, named by `at_points`).
 """
 
 import json
@@ -16,7 +18,7 @@ import numpy as np
 
 from .. import checkpoint
 from . import verdicts
-from ..config import load_params
+from ..config import load_params, read_yaml
 from ..experiments import stage_files, stage_runs
 from ..rundir import MetricsLog
 
@@ -29,14 +31,21 @@ NOT_RECIPE = ("stage", "init_from", "profile", "sweep_lr", "seeds", "train.seed"
 @dataclass(frozen=True)
 class Part:
     """metric(a) - metric_b(b) per training seed (metric_b is metric unless named). Metrics: an
-    evaluation's hss, f1, iou or ratio (val over train loss) at a run's end, `peak hss` (its
-    best evaluation) or `lowest hss` (its worst)."""
+    evaluation's hss, f1, iou or ratio (val over train loss) at a run's last evaluation, or
+    `peak hss` (its best). A part that decides is a sub-claim (`key`, e.g. "2b") testing the
+    seed's `words` by its `test` (`verdicts`: exists, share or beyond); a share part also
+    names the `whole` difference (a, b) it is a share of."""
     name: str
     a: str
     b: str
     metric: str
     decides: bool = True
     metric_b: str = None
+    test: str = "exists"
+    whole: tuple = None
+    key: str = ""
+    words: str = ""
+    differs: str = ""  # what tells the arms apart, where they are not two recipes (`changed_keys`)
 
     @property
     def metrics(self):
@@ -52,6 +61,14 @@ class Claim:
     parts: tuple
     condition: str = "none: every run can show it"
     check: Callable = field(default=None, repr=False)  # evidence -> (met, measured reason)
+
+
+RULES = "params/verdicts.yaml"
+
+
+def rules(path=RULES):
+    """How a verdict is decided, fixed before the runs are read (params/verdicts.yaml)."""
+    return read_yaml(path)
 
 
 def arm_of(params, run):
@@ -96,39 +113,104 @@ def changed_keys(a, b):
                   if fa.get(k) != fb.get(k) and not any(k == n or k.startswith(n + ".") for n in NOT_RECIPE))
 
 
-def rule_part(part, evidence):
-    """A part's figures: per-seed differences, interval, label, the first seed's per-scene noise."""
-    a, b = evidence.get(part.a, {}), evidence.get(part.b, {})
-    metric_a, metric_b = part.metrics
-    common = sorted(a.keys() & b.keys())
-    diffs = [value(a[s], metric_a) - value(b[s], metric_b) for s in common]
-    mean, low, high = verdicts.seed_interval(diffs) if diffs else (float("nan"), -np.inf, np.inf)
-    score = metric_a.split()[-1]
-    noise = (verdicts.per_scene_noise(evaluation(a[common[0]], metric_a)["scenes"],
-                                      evaluation(b[common[0]], metric_b)["scenes"], SCENE_SCORES.index(score))
-             if common and score in SCENE_SCORES else None)
-    return {"part": part.name, "a": part.a, "b": part.b, "metric": part.metric, "metric_b": metric_b,
-            "decides": part.decides,
-            "seeds": common, "differences": diffs, "mean": mean, "low": low, "high": high,
-            "label": verdicts.decide(low, high, len(common)), "per-scene noise": noise}
+def per_seed(evidence, a, b, metrics):
+    """{seed: metric_a(a) - metric_b(b)} over the seeds both arms ran."""
+    runs_a, runs_b = evidence.get(a, {}), evidence.get(b, {})
+    return {s: value(runs_a[s], metrics[0]) - value(runs_b[s], metrics[1]) for s in sorted(runs_a.keys() & runs_b.keys())}
 
 
-def describe(result):
+def rule_part(part, evidence, rules):
+    """A part's figures: per-seed values (the difference, or for a share part the contrast
+    part - share * whole), their interval, the label and outcome (`verdicts.decide`), the seeds
+    its spread needs, for a share part the share with its interval, and the first seed's
+    per-scene noise."""
+    smallest = rules["smallest_effect"].get(part.metric.split()[-1], 0.0)
+    diffs = per_seed(evidence, part.a, part.b, part.metrics)
+    seeds, values, share = list(diffs), list(diffs.values()), None
+    if part.test == "share":
+        whole = per_seed(evidence, *part.whole, (part.metric, part.metric))
+        seeds = [s for s in seeds if s in whole]
+        parts_, wholes = [diffs[s] for s in seeds], [whole[s] for s in seeds]
+        values = [p - rules["share"] * w for p, w in zip(parts_, wholes)]
+        share = verdicts.share_interval(parts_, wholes) if seeds else (float("nan"), -np.inf, np.inf)
+    mean, low, high = verdicts.seed_interval(values) if values else (float("nan"), -np.inf, np.inf)
+    label, outcome = verdicts.decide(part.test, low, high, len(seeds), smallest)
+    score = part.metrics[0].split()[-1]
+    noise = None
+    if seeds and score in SCENE_SCORES:
+        first_a, first_b = evidence[part.a][seeds[0]], evidence[part.b][seeds[0]]
+        noise = verdicts.per_scene_noise(evaluation(first_a, part.metrics[0])["scenes"],
+                                         evaluation(first_b, part.metrics[1])["scenes"], SCENE_SCORES.index(score))
+    return {"part": part.name, "key": part.key, "words": part.words, "test": part.test, "a": part.a, "b": part.b,
+            "metric": part.metric, "metric_b": part.metrics[1], "decides": part.decides, "whole": part.whole,
+            "seeds": seeds, "differences": values, "mean": mean, "low": low, "high": high, "smallest": smallest,
+            "share": share, "label": label if part.decides else None, "outcome": outcome,
+            "differs": part.differs, "seeds needed": verdicts.seeds_needed(part.test, values, smallest, rules["seed_cap"]),
+            "per-scene noise": noise}
+
+
+def tested(result, share=None):
+    """What a part tests, in words: the difference, and for a share part the contrast."""
+    of_b = "" if result["metric_b"] == result["metric"] else f"'s {result['metric_b']}"
+    what = f"{result['metric']} of {result['a']} minus {result['b']}{of_b}"
+    if result["test"] == "share":
+        return f"({what}) minus {share:g} × ({result['metric']} of {result['whole'][0]} minus {result['whole'][1]})"
+    return what
+
+
+def describe(result, share=None):
     """A part's evidence in one line, in full."""
     noise = result["per-scene noise"]
-    of_b = "" if result["metric_b"] == result["metric"] else f"'s {result['metric_b']}"
-    return (f"{result['part']}: {result['metric']} {result['a']} minus {result['b']}{of_b} "
-            f"{verdicts.fmt(result['mean'], result['low'], result['high'])} over {len(result['seeds'])} seeds"
-            + (f" (one seed's per-scene noise ±{noise:.3f})" if noise is not None else ""))
+    text = (f"{result['part']}: {tested(result, share)} {verdicts.fmt(result['mean'], result['low'], result['high'])} "
+            f"over {len(result['seeds'])} seeds")
+    if result["share"] is not None:
+        text += f", a share of {verdicts.fmt(*result['share'])}"
+    if result["decides"]:
+        text += f": {result['outcome']}" + (f" (Δ {result['smallest']:g})" if result["test"] != "share" else "")
+    return text + (f" (one seed's per-scene noise ±{noise:.3f})" if noise is not None else "")
 
 
-def rule(claim, evidence):
-    """(verdict, every part's figures, whether the condition is met, its measured reason)."""
+def seeds_text(result, cap):
+    """How many seeds a sub-claim's measured spread needs to decide it, with the computation."""
+    values = np.asarray(result["differences"], dtype=float)
+    if len(values) < 2:
+        return "no spread measured"
+    sd, needed = float(values.std(ddof=1)), result["seeds needed"]
+    if needed is None:
+        return f"more than the cap of {cap} (sd {sd:.3f}, half-width at {cap} {verdicts.half_width(sd, cap):.3f})"
+    return (f"{needed} (sd {sd:.3f}: half-width t·sd/√n at n = {needed} is {verdicts.half_width(sd, needed):.3f}, "
+            f"mean {result['mean']:+.3f})")
+
+
+def row(result, rules, met, reason):
+    """A sub-claim's row of the verdict table; an undecided one says what would decide it."""
+    if not met:
+        decide_by = f"a regime where its condition holds ({reason})"
+    elif len(result["seeds"]) < verdicts.MIN_SEEDS:
+        decide_by = f"at least {verdicts.MIN_SEEDS} seeds of both arms"
+    elif result["label"] == verdicts.INCONCLUSIVE:
+        decide_by = ("more seeds than the cap" if result["seeds needed"] is None
+                     else f"{result['seeds needed']} seeds at the spread measured")
+    else:
+        decide_by = "—"
+    return {"the seed's words": result["words"], "what we tested": tested(result, rules["share"]),
+            "effect [95% interval]": verdicts.fmt(result["mean"], result["low"], result["high"]),
+            "share [95% interval]": verdicts.fmt(*result["share"]) if result["share"] else "—",
+            "outcome": result["outcome"] + (f" (Δ {result['smallest']:g})" if result["test"] != "share" else ""),
+            "label": result["label"], "seeds": len(result["seeds"]),
+            "seeds its spread needs": seeds_text(result, rules["seed_cap"]), "what would decide it": decide_by}
+
+
+def rule(claim, evidence, rules):
+    """(verdict, every part's figures, whether the condition is met, its measured reason). A
+    decisive part's label is its sub-claim's; the claim's is their `verdicts.combine`."""
     met, reason = claim.check(evidence) if claim.check else (True, "")
-    results = [rule_part(part, evidence) for part in claim.parts]
+    results = [rule_part(part, evidence, rules) for part in claim.parts]
+    if not met:
+        for r in results:
+            r["label"] = verdicts.NOT_TESTABLE if r["decides"] else None
     decisive = [r["label"] for r in results if r["decides"]]
-    label = verdicts.combine(*decisive) if met else verdicts.NOT_TESTABLE
-    return label, results, met, reason
+    return verdicts.combine(*decisive), results, met, reason
 
 
 def scores_at_all(arm, metric="hss"):
@@ -141,17 +223,21 @@ def scores_at_all(arm, metric="hss"):
     return check
 
 
-def overfits(arm, passes, seed_passes):
-    """Claim 1's condition: `arm`'s final val/train loss ratio is above 1 by more than its
-    interval over seeds, i.e. it overfits measurably; `passes` is how often it saw each
-    training scene, `seed_passes` how often the seed's stage 1 did."""
+def overfits(arms, passes, seed_passes):
+    """Claim 1's condition: some arm of `arms` ends with a val/train loss ratio above 1 by more
+    than its interval over seeds, i.e. overfits measurably; `passes` is how often stage 1 saw
+    each training scene, `seed_passes` how often the seed's stage 1 did."""
     def check(evidence):
-        ratios = [value(rows, "ratio") for rows in evidence.get(arm, {}).values()]
-        mean, low, high = verdicts.seed_interval(ratios) if ratios else (float("nan"), -np.inf, np.inf)
-        met = len(ratios) >= verdicts.MIN_SEEDS and low > 1
-        return met, (f"{arm}'s val/train loss ratio {mean:.3f} [{low:.3f}, {high:.3f}] over {len(ratios)} seeds "
-                     f"{'is' if met else 'is not'} above 1; each training scene was seen {passes:.0f} times "
-                     f"(the seed's stage 1: about {seed_passes:.0f})")
+        found, texts = False, []
+        for arm in arms:
+            ratios = [value(rows, "ratio") for rows in evidence.get(arm, {}).values()]
+            mean, low, high = verdicts.seed_interval(ratios) if ratios else (float("nan"), -np.inf, np.inf)
+            met = len(ratios) >= verdicts.MIN_SEEDS and low > 1
+            found |= met
+            texts.append(f"{arm}'s val/train loss ratio {mean:.3f} [{low:.3f}, {high:.3f}] over {len(ratios)} seeds "
+                         f"{'is' if met else 'is not'} above 1")
+        return found, ("; ".join(texts) + f"; stage 1 saw each training scene {passes:.0f} times "
+                       f"(the seed's stage 1: about {seed_passes:.0f})")
     return check
 
 
@@ -200,38 +286,72 @@ def passes_per_scene(evidence, arm, params):
     return passes(params, runs[0]["train_scenes"]) if runs else float("nan")
 
 
-def claims(recipes, baseline, evidence):
-    """The seed's claims 1-4 wired to this book's arms: `recipes` {stage: params} at the
-    profile, `baseline` the seed's figures (params/baseline_results.yaml)."""
+def at_points(arm, points):
+    """The evidence name of `arm`'s final checkpoints scored at `points` points (`point_counts`)."""
+    return f"{arm} at {points} points"
+
+
+def claims(recipes, baseline, evidence, rules):
+    """The seed's claims 1-4 wired to this book's arms, each sentence of the seed a sub-claim:
+    `recipes` {stage: params} at the profile, `baseline` the seed's figures
+    (params/baseline_results.yaml), `rules` params/verdicts.yaml. The evidence holds every
+    run's metrics log and the final checkpoints of stages 1 to 3 and the points control scored
+    at the other point count too (`at_points`)."""
     s1, s2, s3 = (baseline["stages"][s] for s in ("stage1", "stage2", "stage3"))
-    ratios = baseline["train_val_ratio"]
+    ratios, share = baseline["train_val_ratio"], rules["share"]
+    sparse, dense = recipes["stage1"]["data"]["points"], recipes["stage2"]["data"]["points"]
     high = recipes["ablation_high_lr"]
     high_arms = [f"ablation_high_lr lr={lr:g}" for lr in high["sweep_lr"]]
+    forgets = "LR > 1e-4 causes catastrophic forgetting of the 2048 geometry understanding"
+    letters = iter("abcdefghij")
     return [
         Claim(1, "2048 points first generalises better than 4096 from scratch, which overfits",
               f"train/val ratio {ratios['points_4096_from_scratch']} (4096 from scratch) vs "
               f"{ratios['points_2048']} (2048); 4096 from scratch peaks at HSS {baseline['ablation_4096_scratch_peak_hss']}",
-              (Part("4096 from scratch overfits more", "ablation_4096_scratch", "stage1", "ratio"),
-               Part("2048 first generalises better", "stage2", "ablation_4096_scratch", "peak hss")),
-              "stage 1 overfits measurably (its val/train loss ratio above 1 over the seeds)",
-              overfits("stage1", passes_per_scene(evidence, "stage1", recipes["stage1"]), seed_passes())),
-        Claim(2, "the 4096-point finetune makes HSS jump", f"HSS {s1['hss']} -> {s2['hss']}",
-              (Part("denser points", "stage2", "control_points", "hss"),
+              (Part("4096 from scratch overfits more", "ablation_4096_scratch", "stage1", "ratio", key="1a",
+                    words="training directly on 4096 overfits (1.47x train/val ratio vs 1.19x for 2048)"),
+               Part("2048 first generalises better", "stage2", "ablation_4096_scratch", "peak hss", key="1b",
+                    words="Starting on 2048 produces better-generalized representations")),
+              "stage 1 or the 4096-from-scratch arm overfits measurably (its val/train loss ratio above 1 over the seeds)",
+              overfits(("stage1", "ablation_4096_scratch"), passes_per_scene(evidence, "stage1", recipes["stage1"]),
+                       seed_passes())),
+        Claim(2, "the 4096-point finetune makes HSS jump, and the jump is the denser points'",
+              f"HSS {s1['hss']} -> {s2['hss']}, \"what changed: +74% coverage from 4096 pts\"",
+              (Part("denser points help", "stage2", "control_points", "hss", key="2a",
+                    words="+74% coverage from 4096 pts"),
+               Part(f"the jump is the denser points' (at least {share:g} of it)", "stage2", "control_points", "hss",
+                    test="share", whole=("stage2", "stage1"), key="2b",
+                    words="The stage 1 -> stage 2 jump ... is the biggest single improvement and motivates the "
+                          "2048 -> 4096 transfer"),
+               Part("the whole jump", "stage2", "stage1", "hss", decides=False),
                Part("the finetune's LR drop, batch and steps", "control_points", "stage1", "hss", decides=False),
-               Part("the whole jump", "stage2", "stage1", "hss", decides=False)),
+               Part(f"denser input at inference (stage 2 scored at {dense} and at {sparse} points)",
+                    "stage2", at_points("stage2", sparse), "hss", decides=False),
+               Part(f"training on denser points (both scored at {sparse} points)",
+                    at_points("stage2", sparse), "control_points", "hss", decides=False),
+               Part(f"stage 1 at its own {sparse} points against {dense}", "stage1", at_points("stage1", dense), "hss",
+                    decides=False)),
               "stage 1 scores at the threshold", scores_at_all("stage1")),
         Claim(3, "a gentle finetune LR preserves what stage 1 learnt; a high one forgets",
               f"forgetting above LR {baseline['high_finetune_lr_threshold']:g}",
-              (Part("the gentle LR stays above stage 1", "stage2", "stage1", "lowest hss", decides=False, metric_b="hss"),
+              (Part(f"the gentle LR stays at its start (stage 1 scored at {dense} points)", "stage2",
+                    at_points("stage1", dense), "hss", decides=False),
                *(p for arm in high_arms for p in (
-                   Part(f"the gentle LR keeps more than {arm.split()[-1]}", "stage2", arm, "hss"),
-                   Part(f"{arm.split()[-1]} falls below stage 1", "stage1", arm, "hss", metric_b="lowest hss")))),
+                   Part(f"the gentle LR keeps more than {arm.split()[-1]}", "stage2", arm, "hss",
+                        key=f"3{next(letters)}", words="The gentle lr (3e-5) preserves learned representations"),
+                   Part(f"{arm.split()[-1]} falls below its start by more than Δ", at_points("stage1", dense), arm,
+                        "hss", test="beyond", key=f"3{next(letters)}", words=forgets,
+                        differs=f"the high-LR run against the model it started from, both scored at {dense} points")))),
               "stage 1 scores at the threshold and no high-LR run diverged",
               lambda ev: _all(scores_at_all("stage1")(ev), *(did_not_diverge(a, "stage1")(ev) for a in high_arms))),
         Claim(4, "the endpoint loss in the cooldown tightens vertices, raising corner F1",
               f"HSS {s2['hss']} -> {s3['hss']}, F1 {s3['f1']} after stage 3 (its F1 after stage 2 does not fit its "
-              "HSS and is not used)",
-              (Part("the endpoint term", "stage3", "control_endpoint", "f1"),
+              "HSS and is not used); \"what changed: vertex precision from endpoint loss\"",
+              (Part("the endpoint term raises F1", "stage3", "control_endpoint", "f1", key="4a",
+                    words="Adding a symmetric endpoint L1 ... tightens vertex precision in the cooldown"),
+               Part(f"stage 3's F1 gain is the endpoint term's (at least {share:g} of it)", "stage3",
+                    "control_endpoint", "f1", test="share", whole=("stage3", "stage2"), key="4b",
+                    words="Vertex precision from endpoint loss"),
                Part("the whole stage 3 (endpoint, cooldown, steps)", "stage3", "stage2", "f1", decides=False)),
               "stage 2 scores at the threshold", scores_at_all("stage2", "f1")),
     ]
@@ -240,6 +360,11 @@ def claims(recipes, baseline, evidence):
 def _all(*checks):
     """Several conditions as one: met when all are, with every reason."""
     return all(met for met, _ in checks), "; ".join(reason for _, reason in checks)
+
+
+def differs(recipes, result):
+    """What tells a part's two arms apart: its own words, or the recipe keys in which they differ."""
+    return result["differs"] or ", ".join(changed_keys(arm_params(recipes, result["a"]), arm_params(recipes, result["b"])))
 
 
 def arm_params(recipes, arm):

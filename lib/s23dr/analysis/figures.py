@@ -78,21 +78,31 @@ def curves(runs, keys, kind="eval", references=None):
 
 
 def claim_differences(parts):
-    """Each claim part's difference A - B, one row per part: every seed's difference as a dot,
-    the 95% interval over the seeds as a bar through their mean, zero as a line. The parts a
-    verdict reads are drawn dark, those shown beside it grey. parts: {row label: the part's
-    figures (`claims.rule_part`)}."""
-    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(parts) + 1.0))
-    for y, (label, part) in enumerate(reversed(list(parts.items()))):
-        color = "C0" if part["decides"] else "0.55"
-        low, high = (part["low"], part["high"]) if np.isfinite([part["low"], part["high"]]).all() else (None, None)
-        if low is not None:
-            ax.plot([low, high], [y, y], color=color, lw=3, alpha=0.6, solid_capstyle="butt")
-        ax.plot(part["differences"], [y] * len(part["differences"]), "o", color=color, markersize=4)
-        ax.plot([part["mean"]], [y], "|", color="black", markersize=12)
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(range(len(parts)), list(reversed(parts)), fontsize=8)
-    ax.set_xlabel("difference A - B (per seed: dots; 95% interval over seeds: bar)")
+    """Each claim part's per-seed values (dots: the difference A - B, or a share part's contrast
+    part - share × whole), the 95% interval over the seeds (bar through the mean), zero (line) and
+    a decisive part's bounds ±Δ (dashes): one panel per metric, each on its own axis. Decisive
+    parts dark, those shown beside them grey. parts: {row label: `claims.rule_part` figures}."""
+    by_metric = {}
+    for label, part in parts.items():
+        by_metric.setdefault(part["metric"].split()[-1], {})[label] = part
+    heights = [len(rows) + 1.2 for rows in by_metric.values()]
+    fig, axes = plt.subplots(len(by_metric), 1, figsize=(10, 0.42 * sum(heights) + 0.6),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (metric, rows) in zip(axes[:, 0], by_metric.items()):
+        for y, (label, part) in enumerate(reversed(list(rows.items()))):
+            color = "C0" if part["decides"] else "0.55"
+            if np.isfinite([part["low"], part["high"]]).all():
+                ax.plot([part["low"], part["high"]], [y, y], color=color, lw=3, alpha=0.6, solid_capstyle="butt")
+            ax.plot(part["differences"], [y] * len(part["differences"]), "o", color=color, markersize=4)
+            ax.plot([part["mean"]], [y], "|", color="black", markersize=12)
+            if part["decides"] and part["smallest"] and part["test"] != "share":
+                bounds = [part["smallest"]] if part["test"] == "beyond" else [-part["smallest"], part["smallest"]]
+                for bound in bounds:
+                    ax.plot([bound, bound], [y - 0.35, y + 0.35], color="C3", lw=1.2, ls="--")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(rows)), list(reversed(rows)), fontsize=9)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_xlabel(f"{metric}: A − B per seed, its 95% interval and ±Δ")
     fig.tight_layout()
     return fig
 

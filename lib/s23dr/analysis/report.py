@@ -21,7 +21,7 @@ import yaml
 from myst_nb import glue
 
 from .. import checkpoint
-from . import claims, figures
+from . import claims, figures, point_counts
 from ..config import ParamsError, load_params
 from ..data import SceneDataset, collate, open_dataset
 from ..experiments import run_label, stage_runs, upstream_stages
@@ -339,38 +339,47 @@ def baseline_results():
     return yaml.safe_load(open(BASELINE_RESULTS))
 
 
-def verdicts(recipes, runs, profile):
-    """The Results chapter's verdicts: every claim ruled on the runs' logs (`claims`), glued as
-    `verdict_<n>` (the label), `verdict_<n>_evidence` (every part's figures, in full),
-    `results_verdicts` (the table) and `results_claim_differences` (the figure). Returns both."""
+def verdicts(recipes, runs, profile, device=None):
+    """The Results chapter's verdicts: every claim ruled on the runs' logs and their final
+    checkpoints scored at the other point count (`claims`, `point_counts`). Glued: `verdict_<n>`
+    and `verdict_<key>` (a claim's and a sub-claim's label), `verdict_<n>_evidence` (every part's
+    figures, in full), `results_verdicts` (one row per sub-claim), `results_point_counts` (the
+    table at both point counts) and `results_claim_differences` (the figure). Returns the table,
+    the point-count table and the figure."""
+    rules_ = claims.rules()
     evidence = claims.gather(recipes, runs)
+    evidence.update(point_counts.rescore(recipes, runs, device))
     rows, parts = {}, {}
-    for claim in claims.claims(recipes, baseline_results(), evidence):
-        label, results, met, reason = claims.rule(claim, evidence)
+    for claim in claims.claims(recipes, baseline_results(), evidence, rules_):
+        label, results, met, reason = claims.rule(claim, evidence, rules_)
         decisive = "; ".join(
-            claims.describe(r) + " (the arms differ in " + ", ".join(
-                claims.changed_keys(claims.arm_params(recipes, r["a"]), claims.arm_params(recipes, r["b"]))) + ")"
+            claims.describe(r, rules_["share"]) + f" (the arms differ in {claims.differs(recipes, r)})"
             for r in results if r["decides"])
         beside = "; ".join(claims.describe(r) for r in results if not r["decides"])
         text = (decisive + (f". Beside it: {beside}" if beside else "")
                 + ("" if met else f". Not testable here: {reason}"))
-        rows[claim.number] = {"claim": claim.text, "verdict": label, "evidence (ours)": text,
-                              "condition for a test": claim.condition, "measured": reason or "—",
-                              "the seed's evidence": claim.seed_evidence}
-        parts.update({f"{claim.number}: {r['part']} ({r['metric']})": r for r in results})
+        for r in results:
+            if r["decides"]:
+                rows[r["key"]] = claims.row(r, rules_, met, reason)
+                glue(f"verdict_{r['key']}", r["label"], display=False)
+        parts.update({f"{r['key'] or claim.number}: {r['part']} ({r['metric']})": r for r in results})
         glue(f"verdict_{claim.number}", label, display=False)
         glue(f"verdict_{claim.number}_evidence", text, display=False)
     label, text = claims.reproducibility(Path(runs) / profile / "reproducibility.json")
-    rows[5] = {"claim": "deterministic mode is bit-identical across runs", "verdict": label, "evidence (ours)": text,
-               "condition for a test": "none", "measured": "—", "the seed's evidence": "max diff 0.0 (CUDA)"}
+    rows["5"] = {"the seed's words": "Deterministic mode, 3 independent runs: bit-identical",
+                 "what we tested": "two deterministic runs and a half run resumed, tensor by tensor",
+                 "effect [95% interval]": "—", "share [95% interval]": "—", "outcome": text, "label": label,
+                 "seeds": "—", "seeds its spread needs": "—", "what would decide it": "—"}
     glue("verdict_5", label, display=False)
     glue("verdict_5_evidence", text, display=False)
-    table = pd.DataFrame(rows).T.rename_axis("claim no.")
+    table = pd.DataFrame(rows).T.rename_axis("sub-claim")
     styled = table.style.set_properties(**{"text-align": "left", "white-space": "normal"})
     glue("results_verdicts", styled, display=False)
+    both = point_counts.table(recipes, evidence, baseline_results()).style.format(precision=3, na_rep="—")
+    glue("results_point_counts", both, display=False)
     figure = figures.claim_differences(parts)
     glue("results_claim_differences", figure, display=False)
-    return styled, figure
+    return styled, both, figure
 
 
 class StageReport:
@@ -447,27 +456,32 @@ class StageReport:
         return view
 
     def forgetting(self, stage1, stage2):
-        """Claim 3 seed by seed (the book, Results): stage 1's final HSS beside the worst and the
-        last evaluation of each finetune arm (this sweep's and `stage2`'s, params), and whether
-        any training loss of the arm rose above the untrained model's (`claims.divergence`):
-        divergence, which says nothing about forgetting. Glued as `<stage>_forgetting`, and the
-        fewest evaluations a run of this stage made as `<stage>_evaluations`."""
+        """Claim 3 seed by seed (the book, Results): each finetune run (this sweep's and
+        `stage2`'s, params) against the model it started from, stage 1's final checkpoint scored
+        at the finetune's point count (`point_counts`); its lowest and last evaluation, the fall
+        from the start to the last against Δ (params/verdicts.yaml), and whether any training
+        loss of the run rose above the untrained model's (`claims.divergence`): divergence, which
+        says nothing about forgetting. Glued as `<stage>_forgetting`, and the fewest evaluations
+        a run of this stage made as `<stage>_evaluations`."""
         recipes = {r["stage"]: r for r in (stage1, stage2, self.recipe)}
         evidence = claims.gather(recipes, self.runs)
+        dense = stage2["data"]["points"]
+        starts = point_counts.rescore(recipes, self.runs, self.device, arms=(stage1["stage"],))
+        starts = starts.get(claims.at_points(stage1["stage"], dense), {})
+        smallest = claims.rules()["smallest_effect"]["hss"]
         rows = []
         for arm, by_seed in evidence.items():
             if arm == stage1["stage"]:
                 continue
             for seed, log in sorted(by_seed.items()):
-                start = evidence.get(stage1["stage"], {}).get(seed)
-                if start is None:
+                if seed not in starts:
                     continue
-                worst, learnt = claims.evaluation(log, "lowest hss"), claims.value(start, "hss")
-                rows.append({"arm": arm, "seed": seed, "stage 1's final HSS": learnt,
+                start, worst, last = claims.value(starts[seed], "hss"), claims.evaluation(log, "lowest hss"), claims.value(log, "hss")
+                rows.append({"arm": arm, "seed": seed, f"start (stage 1 at {dense} points)": start,
                              "lowest HSS": worst["hss"], "at step": worst["step"],
-                             "evaluations": len(claims.evals(log)), "final HSS": claims.value(log, "hss"),
-                             "falls below stage 1": worst["hss"] < learnt,
-                             "diverged": claims.divergence(log, start) is not None})
+                             "evaluations": len(claims.evals(log)), "final HSS": last,
+                             "fall from the start": start - last, f"fall beyond Δ {smallest:g}": start - last > smallest,
+                             "diverged": claims.divergence(log, evidence[stage1["stage"]][seed]) is not None})
         frame = pd.DataFrame(rows).set_index(["arm", "seed"])
         own = frame[frame.index.get_level_values("arm").str.startswith(self.stage)]
         glue(f"{self.stage}_evaluations", int(own["evaluations"].min()) if len(own) else 0, display=False)
