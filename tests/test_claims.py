@@ -180,3 +180,11 @@ def test_claim3_a_loss_a_little_above_stage1s_last_is_no_divergence(recipes, wor
         shift(evidence, arm, "hss", -0.1)
         evidence[arm][2] = run(2, [{"hss": 0.2}], train=(0.9, 0.95))  # above stage 1's last 0.9, below 1.0
     assert verdict(recipes, evidence, 3)[2]
+
+
+def test_the_smallest_effect_is_half_the_seeds_compiled_spread():
+    """Δ of params/verdicts.yaml is derived from the seed's figures, not chosen after the runs."""
+    low, high = baseline_results(ROOT / "params/baseline_results.yaml")["compiled_e2e_hss_range"]
+    rules = claims.rules(ROOT / claims.RULES)
+    assert rules["smallest_effect"]["hss"] == pytest.approx((high - low) / 2)
+    assert rules["smallest_effect"]["f1"] == rules["smallest_effect"]["hss"]

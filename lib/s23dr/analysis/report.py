@@ -334,9 +334,9 @@ def generalisation_table(folder="benchmarks/results/generalisation"):
 BASELINE_RESULTS = "params/baseline_results.yaml"
 
 
-def baseline_results():
+def baseline_results(path=BASELINE_RESULTS):
     """The seed's reported figures (params/baseline_results.yaml)."""
-    return yaml.safe_load(open(BASELINE_RESULTS))
+    return yaml.safe_load(open(path))
 
 
 def verdicts(recipes, runs, profile, device=None):
