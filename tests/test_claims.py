@@ -1,6 +1,7 @@
 """Each claim's wiring: which arms, which metric and which condition its verdict reads, on
 constructed metrics logs whose outcome is known. Swapping an arm or a metric turns a test red."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,15 @@ def test_the_smallest_effect_is_half_the_seeds_compiled_spread():
     rules = claims.rules(ROOT / claims.RULES)
     assert rules["smallest_effect"]["hss"] == pytest.approx((high - low) / 2)
     assert rules["smallest_effect"]["f1"] == rules["smallest_effect"]["hss"]
+
+
+def test_claim5_reads_the_stage_trained_twice(tmp_path):
+    record = tmp_path / "reproducibility.json"
+    assert claims.reproducibility(record)[0] == INCONCLUSIVE
+    checks = {"device": "cpu", "deterministic": "bit-identical", "resume": "bit-identical", "stage": "bit-identical"}
+    record.write_text(json.dumps({**checks, "stage_hss": [0.40, 0.4015], "within": True}))
+    label, parts = claims.reproducibility(record)
+    assert label == REPRODUCED and [parts[k][2] for k in ("5a", "5b")] == [REPRODUCED, REPRODUCED]
+    record.write_text(json.dumps({**checks, "stage": "not bit-identical", "stage_hss": [0.40, 0.41], "within": False}))
+    label, parts = claims.reproducibility(record)
+    assert label == NOT_REPRODUCED and [parts[k][2] for k in ("5a", "5b")] == [NOT_REPRODUCED, NOT_REPRODUCED]

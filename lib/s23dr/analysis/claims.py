@@ -375,12 +375,24 @@ def arm_params(recipes, arm):
 
 
 def reproducibility(record):
-    """Claim 5's verdict and evidence from the reproducibility notebook's record (a JSON file):
-    two deterministic runs and a half run resumed, compared tensor by tensor."""
+    """Claim 5's label and sub-claims from the reproducibility notebook's record (a JSON file):
+    (label, {key: (the seed's words, what we tested, label, evidence)}). 5a: smoke-sized deterministic runs, a
+    half run resumed and a real stage of the profile trained twice, tensor by tensor; 5b: that
+    stage's two final HSS within 0.002."""
+    words = {"5a": "Deterministic mode, 3 independent runs: bit-identical (162 tensors, max_diff=0.0)",
+             "5b": "Step 3 from orig Step 2 (run A) 0.382, (run B) 0.384"}
     if not record.is_file():
-        return verdicts.INCONCLUSIVE, "not measured: run the reproducibility notebook first"
+        return verdicts.INCONCLUSIVE, {key: (text, "—", verdicts.INCONCLUSIVE, "not measured: run the "
+                                             "reproducibility notebook first") for key, text in words.items()}
     repro = json.loads(record.read_text())
-    same = repro["deterministic"] == "bit-identical" and repro["resume"] == "bit-identical"
-    return (verdicts.REPRODUCED if same else verdicts.NOT_REPRODUCED,
-            f"two deterministic runs: {repro['deterministic']}; half + resume: {repro['resume']} "
-            f"(smoke-sized runs on {repro['device']}; the seed's CUDA mode is tests/test_cuda.py's, where a GPU is)")
+    same = all(repro[k] == "bit-identical" for k in ("deterministic", "resume", "stage"))
+    a, b = repro["stage_hss"]
+    parts = {
+        "5a": (words["5a"], "two deterministic smoke runs, a half run resumed, and stage 3 trained twice from one "
+               "stage-2 checkpoint, tensor by tensor", verdicts.REPRODUCED if same else verdicts.NOT_REPRODUCED,
+               f"smoke runs: {repro['deterministic']}; half + resume: {repro['resume']}; stage 3 twice: "
+               f"{repro['stage']} (on {repro['device']}; the seed's CUDA mode is tests/test_cuda.py's, where a GPU is)"),
+        "5b": (words["5b"], "stage 3 trained twice from one stage-2 checkpoint: final HSS within 0.002",
+               verdicts.REPRODUCED if repro["within"] else verdicts.NOT_REPRODUCED,
+               f"final HSS {a:.4f} and {b:.4f}, {abs(a - b):.4f} apart")}
+    return verdicts.combine(*(label for _, _, label, _ in parts.values())), parts

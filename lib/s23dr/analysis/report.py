@@ -365,13 +365,14 @@ def verdicts(recipes, runs, profile, device=None):
         parts.update({f"{r['key'] or claim.number}: {r['part']} ({r['metric']})": r for r in results})
         glue(f"verdict_{claim.number}", label, display=False)
         glue(f"verdict_{claim.number}_evidence", text, display=False)
-    label, text = claims.reproducibility(Path(runs) / profile / "reproducibility.json")
-    rows["5"] = {"the seed's words": "Deterministic mode, 3 independent runs: bit-identical",
-                 "what we tested": "two deterministic runs and a half run resumed, tensor by tensor",
-                 "effect [95% interval]": "—", "share [95% interval]": "—", "outcome": text, "label": label,
-                 "seeds": "—", "seeds its spread needs": "—", "what would decide it": "—"}
+    label, fives = claims.reproducibility(Path(runs) / profile / "reproducibility.json")
+    for key, (words, what, found, text) in fives.items():
+        rows[key] = {"the seed's words": words, "what we tested": what, "effect [95% interval]": "—",
+                     "share [95% interval]": "—", "outcome": text, "label": found, "seeds": "—",
+                     "seeds its spread needs": "—", "what would decide it": "—"}
+        glue(f"verdict_{key}", found, display=False)
     glue("verdict_5", label, display=False)
-    glue("verdict_5_evidence", text, display=False)
+    glue("verdict_5_evidence", "; ".join(f"{key}: {text}" for key, (_, _, _, text) in fives.items()), display=False)
     table = pd.DataFrame(rows).T.rename_axis("sub-claim")
     styled = table.style.set_properties(**{"text-align": "left", "white-space": "normal"})
     glue("results_verdicts", styled, display=False)

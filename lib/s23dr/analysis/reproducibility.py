@@ -2,8 +2,9 @@
 tensor by tensor, a resumed run against an uninterrupted one, a forward pass loaded twice,
 and training throughput beside the saved benchmark results.
 
-The runs are smoke-sized at every profile: what is checked is the code path (deterministic
-kernels, the RNG state in a checkpoint, the data order after a resume), not the model.
+The three checks run smoke-sized at every profile: what they check is the code path
+(deterministic kernels, the RNG state in a checkpoint, the data order after a resume). The
+seed's own statements are then tested on a real stage of the profile (`stage_twice`).
 """
 
 import json
@@ -17,10 +18,13 @@ import torch
 from .. import bench, checkpoint
 from ..config import load_params
 from ..data import SceneDataset, collate, open_dataset, to_device
+from ..experiments import run_label, stage_runs
 from ..inference import first
-from ..loop import data_uri, train
+from ..loop import data_uri, train, upstream_checkpoint
 from ..model import output_tensors
 from ..predict import load_model
+from ..rundir import MetricsLog
+from .claims import evaluation
 
 #: Steps before the resume point; the runs train twice as many.
 HALF = 3
@@ -87,6 +91,31 @@ def record(path, dev, outcome, table):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"device": str(dev), **outcome, "checks": table.to_dict(orient="index")}, indent=1))
+
+
+def stage_twice(params, runs, device=None, within=0.002):
+    """The seed's two statements on a real stage of the profile, not a smoke run: the first
+    run of `params` (stage 3: the seed trained it twice from one stage-2 checkpoint) trained
+    once more from the same upstream checkpoint, with the threads its log records, into a
+    temporary folder, and compared with the pipeline's run tensor by tensor (`compare`) and
+    by final HSS (the seed: 0.382 and 0.384, `within` 0.002). Returns (the comparison row,
+    {"stage": "bit-identical" or not, "stage_hss": both HSS, "within": whether they are})."""
+    run, run_dir = stage_runs(params, runs)[0]
+    final = checkpoint.path_for(run_dir, run["schedule"]["end_step"])
+    log = MetricsLog.read(run_dir / "metrics.jsonl")
+    threads = next(r["threads"] for r in log if r["kind"] == "run")
+    work, before = Path(tempfile.mkdtemp(prefix="s23dr-twice-")), torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        again = train(run, work / "again", init=upstream_checkpoint(run, runs), device=device)
+        row = compare(final, again)
+        hss = [evaluation(log, "hss")["hss"], evaluation(MetricsLog.read(work / "again" / "metrics.jsonl"), "hss")["hss"]]
+    finally:
+        torch.set_num_threads(before)
+        shutil.rmtree(work)
+    outcome = {"stage": "bit-identical" if row["bit-identical"] == row["tensors"] else "not bit-identical",
+               "stage_hss": hss, "within": abs(hss[0] - hss[1]) <= within}
+    return {f"{run_label(params, run)} trained twice": row}, outcome
 
 
 def throughput(recipes, dev, baseline, folder="benchmarks/results"):
