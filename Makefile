@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 
-.PHONY: book test data clean
+.PHONY: book test data clean publish
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ data: $(VENV)/.installed
 
 book: $(VENV)/.installed
 	$(PY) -m s23dr.pipeline book --profile $(PROFILE)
+
+# Commit the last `make book` output to the gh-pages branch (refused if not current); PUSH=1 pushes it.
+publish: $(VENV)/.installed
+	$(PY) -m s23dr.publish --profile $(PROFILE) $(if $(PUSH),--push)
 
 clean:
 	rm -rf _build runs data
