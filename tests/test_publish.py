@@ -82,3 +82,19 @@ def test_the_book_stamp_follows_its_chapters_and_the_repository_setting(tmp_path
     assert changed != before
     monkeypatch.setenv(pipeline.REPOSITORY_ENV, "https://github.com/someone/s23dr")
     assert pipeline.book_inputs("cpu", "runs") != changed
+
+
+def test_the_repository_setting_turns_the_buttons_on(tmp_path, monkeypatch):
+    from s23dr import pipeline
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv(pipeline.REPOSITORY_ENV, raising=False)
+    assert pipeline.book_config(tmp_path) == Path("_config.yml")
+    monkeypatch.setenv(pipeline.REPOSITORY_ENV, "https://github.com/someone/s23dr")
+    config = yaml.safe_load(pipeline.book_config(tmp_path).read_text())
+    assert config["repository"]["url"] == "https://github.com/someone/s23dr"
+    assert config["html"]["use_repository_button"] and config["html"]["use_issues_button"]
+    assert config["sphinx"] == yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]
+    monkeypatch.setenv(pipeline.REPOSITORY_ENV, "github.com/someone/s23dr")
+    with pytest.raises(ValueError, match=pipeline.REPOSITORY_ENV):
+        pipeline.book_config(tmp_path)
