@@ -1,10 +1,15 @@
 """One prepared GPU check: the CUDA tests, `s23dr.bench` compiled and eager with the step's
 time split, and a short stage-1 run through the trainer, written to one JSON.
 
-On the device machine (torch 2.11, Python 3.12, no package index; the wheels of the
-dependencies it lacks carried in `.whl/`), from the repository root, in under 8 minutes:
+On the device machine (torch 2.11, Python 3.12, no package index), from the repository
+root, in under 8 minutes:
 
-    python -m pip install --no-index --no-deps .whl/*.whl && PYTHONPATH=lib python benchmarks/gpu_check.py
+    python3 -m pip install --no-index --no-deps .whl/*.whl && PYTHONPATH=lib python3 benchmarks/gpu_check.py
+
+`.whl/` holds the wheels of the dependencies (pyproject.toml, less torch) that the machine
+lacks, fetched beforehand where there is an index: `pip download --only-binary :all:
+--python-version 3.12 --platform manylinux2014_x86_64 -d .whl PACKAGE...`. PYTHONPATH=lib
+stands for the package's own install, which would need setuptools from an index.
 
 (`make gpu-check` runs the second part.) The parts, each timed and recorded even when
 one fails:
