@@ -174,3 +174,26 @@ def test_claim_differences_draw_every_seed_and_the_interval():
     points = [line for line in ax.get_lines() if line.get_marker() == "o"]
     assert sorted(len(line.get_xdata()) for line in points) == [1, 3]
     assert any(list(line.get_xdata()) == [0.03, 0.27] for line in ax.get_lines())  # the interval's bar
+
+
+def test_a_3d_view_frames_a_house_in_a_real_browser(tmp_path):
+    """What the projection test assumes of plotly.js, checked where Chromium is installed:
+    the black GT lines of a 10 x 5 x 8 m box stay clear of the view's edges."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import framing
+    finally:
+        sys.path.pop(0)
+    fig = figures.wireframes([framing.box_scene()], cols=1)
+    left, top, right, bottom = framing.dark_extent(framing.screenshot(fig, tmp_path / "box.png", chromium))
+    width, height = fig.layout.width, fig.layout.height - figures.LEGEND_PX
+    assert framing.MARGIN <= left and right < width - framing.MARGIN
+    assert framing.MARGIN <= top and bottom < height - framing.MARGIN
+    assert right - left > width / 3  # the house fills the view, not a speck
