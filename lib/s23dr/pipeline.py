@@ -120,7 +120,7 @@ def book_inputs(profile, runs):
     pages = [p for p in sorted(Path("book").rglob("*")) if p.is_file() and EXECUTED not in p.parents]
     return {"notebooks": all_notebook_inputs(profile, runs),
             "pages": rundir.files_hash([Path("_config.yml"), Path("_toc.yml"), *pages]),
-            "repository": os.environ.get(REPOSITORY_ENV, "")}
+            "repository": repository_url()}
 
 
 def execute_notebooks(profile, runs="runs", only=None):
@@ -211,16 +211,22 @@ def record_checks(profile="smoke", runs="runs"):
             print(f"{template}: {sum(CHECK in c.source for c in notebook.cells)} check cells recorded")
 
 
+def repository_url():
+    """The book's repository URL from `REPOSITORY_ENV`, or "" when unset."""
+    url = os.environ.get(REPOSITORY_ENV, "").strip()
+    if url and not url.startswith("https://"):
+        raise ValueError(f"{REPOSITORY_ENV} should be a repository URL like https://github.com/OWNER/NAME, got {url!r}")
+    return url
+
+
 def book_config(folder):
     """The configuration file to build with: `_config.yml`, or, when `REPOSITORY_ENV` is set,
     a copy in `folder` with the repository URL and its buttons on."""
     import yaml
 
-    url = os.environ.get(REPOSITORY_ENV, "").strip()
+    url = repository_url()
     if not url:
         return Path("_config.yml")
-    if not url.startswith("https://"):
-        raise ValueError(f"{REPOSITORY_ENV} should be a repository URL like https://github.com/OWNER/NAME, got {url!r}")
     config = yaml.safe_load(Path("_config.yml").read_text())
     config["repository"] = {**config.get("repository", {}), "url": url, "branch": "main"}
     config["html"] = {**config["html"], "use_repository_button": True, "use_issues_button": True}
@@ -315,6 +321,11 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="execute only these notebooks")
     args = parser.parse_args(argv)
     args.profile = args.profile or ("smoke" if args.what == "checks" else "cpu")
+    if args.what == "book":
+        try:
+            repository_url()  # before the training, not after it
+        except ValueError as err:
+            parser.error(str(err))
     if args.what == "data":
         build_data(args.profile)
     elif args.what == "checks":
