@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 
-.PHONY: book test data clean
+.PHONY: book test data clean publish gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,16 @@ data: $(VENV)/.installed
 
 book: $(VENV)/.installed
 	$(PY) -m s23dr.pipeline book --profile $(PROFILE)
+
+# Commit the last `make book` output to the gh-pages branch (refused if not current); PUSH=1 pushes it.
+publish: $(VENV)/.installed
+	$(PY) -m s23dr.publish --profile $(PROFILE) $(if $(PUSH),--push)
+
+# The prepared GPU check (benchmarks/gpu_check.py): CUDA tests, bench compiled and eager, a short
+# stage-1 run; writes benchmarks/results/gpu_check.json. On a machine without a package index,
+# run the command in the script's docstring instead.
+gpu-check: $(VENV)/.installed
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf _build runs data

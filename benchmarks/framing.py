@@ -1,6 +1,6 @@
 """Whether the book's 3D views show the whole house, checked in a real browser.
 
-    .venv/bin/python benchmarks/framing.py [--eye 1.9,1.4,1.9] [--out /tmp/framing]
+    .venv/bin/python benchmarks/framing.py [--eye 1.35,1.0,1.35] [--out /tmp/framing]
 
 Draws, with `figures.wireframes` as the book does, a plain 10 x 8 x 5 m box and the first
 validation scenes of the `cpu` profile's data, one view each, saves each as a standalone
@@ -26,7 +26,6 @@ from s23dr.data import open_dataset
 from s23dr.inference import first
 from s23dr.loop import data_uri
 
-SIZE = (700, 560)
 MARGIN = 3  # pixels: a GT line closer than this to the picture's edge counts as cut
 
 
@@ -46,40 +45,42 @@ def dark_extent(png):
 
 
 def screenshot(fig, path, chromium):
-    fig.update_layout(width=SIZE[0], height=SIZE[1], showlegend=False, margin=dict(l=0, r=0, t=0, b=0))
-    fig.update_annotations(text="")
+    """A screenshot of `fig` at the size the book draws it (the legend hidden: it holds a black line)."""
+    fig.update_layout(showlegend=False)
     html = path.with_suffix(".html")
     fig.write_html(html, include_plotlyjs=True, full_html=True, config={"displayModeBar": False})
     subprocess.run([chromium, "--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                    f"--window-size={SIZE[0]},{SIZE[1]}", "--virtual-time-budget=8000", "--hide-scrollbars",
+                    f"--window-size={fig.layout.width},{fig.layout.height}", "--virtual-time-budget=8000", "--hide-scrollbars",
                     f"--screenshot={path}", html.as_uri()], check=True, capture_output=True, timeout=120)
     return path
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eye", default=",".join(str(figures.CAMERA_EYE[k]) for k in "xyz"),
-                        help="the camera's eye x,y,z (default: the book's figures.CAMERA_EYE)")
+    parser.add_argument("--eye", default=",".join(str(figures.VIEW_DIRECTION[k]) for k in "xyz"),
+                        help="the direction the camera looks from, x,y,z (default: the book's figures.VIEW_DIRECTION)")
     parser.add_argument("--scenes", type=int, default=3)
     parser.add_argument("--out", default=None, help="keep the screenshots here (default: a temporary folder)")
     args = parser.parse_args(argv)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         sys.exit("error: no chromium on PATH (apt-get install chromium)")
-    figures.CAMERA_EYE.update(zip("xyz", map(float, args.eye.split(","))))
+    figures.VIEW_DIRECTION.update(zip("xyz", map(float, args.eye.split(","))))
     out = Path(args.out or tempfile.mkdtemp(prefix="framing_"))
     out.mkdir(parents=True, exist_ok=True)
     params = load_params("params/stage1.yaml", "cpu")
     scenes = [box_scene(), *first(open_dataset(data_uri(params, "val")), args.scenes)]
     cut = 0
     for scene in scenes:
-        png = screenshot(figures.wireframes([scene], cols=1), out / f"{scene['order_id']}.png", chromium)
+        fig = figures.wireframes([scene], cols=1)
+        size = (fig.layout.width, fig.layout.height - figures.LEGEND_PX)  # the view, above the legend's margin
+        png = screenshot(fig, out / f"{scene['order_id']}.png", chromium)
         extent = dark_extent(png)
         framed = extent is not None and extent[0] >= MARGIN and extent[1] >= MARGIN and \
-            extent[2] < SIZE[0] - MARGIN and extent[3] < SIZE[1] - MARGIN
+            extent[2] < size[0] - MARGIN and extent[3] < size[1] - MARGIN
         cut += not framed
         print(f"{scene['order_id']}: GT lines span x {extent[0]}..{extent[2]}, y {extent[1]}..{extent[3]} of "
-              f"{SIZE[0]}x{SIZE[1]}: {'framed' if framed else 'CUT'} ({png})" if extent else
+              f"{size[0]}x{size[1]}: {'framed' if framed else 'CUT'} ({png})" if extent else
               f"{scene['order_id']}: nothing drawn ({png})")
     print(f"eye {args.eye}: {len(scenes) - cut} of {len(scenes)} views framed")
     return 1 if cut else 0

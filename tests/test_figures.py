@@ -104,6 +104,46 @@ def test_wireframes_points_are_in_metres(make_scene):
     assert np.sort(xyz[:, 0]) == pytest.approx(np.sort(metres[:, 0]), abs=1e-4)
 
 
+def frame_positions(fig, subplot):
+    """Where the 8 corners of the bounding box of a view's traces land in its frame, as plotly.js
+    draws an orthographic scene: the axis ranges scaled to `aspectratio` about the origin, the
+    camera's look-at (eye, center, up), and the projection onto [-w/h, w/h] x [-1, 1], w x h the
+    view's pixels (its domain of the plot area). Returns [8, 2] in the frame's units: inside is
+    within [-1, 1]."""
+    layout = fig.layout[subplot]
+    xyz = np.concatenate([np.array([t.x, t.y, t.z], np.float64).T for t in fig.data if t.scene == subplot])
+    lo, hi = np.nanmin(xyz, 0), np.nanmax(xyz, 0)
+    corners = np.array([[(lo, hi)[a][0], (lo, hi)[b][1], (lo, hi)[c][2]] for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    ranges = np.array([layout[f"{axis}axis"].range for axis in "xyz"])
+    aspect = np.array([layout.aspectratio[axis] for axis in "xyz"])
+    model = (corners - ranges.mean(1)) / np.ptp(ranges, 1) * aspect
+    camera = layout.camera
+    eye, center, up = (np.array([getattr(camera, part)[axis] for axis in "xyz"], np.float64) for part in ("eye", "center", "up"))
+    back = (eye - center) / np.linalg.norm(eye - center)
+    right = np.cross(up, back) / np.linalg.norm(np.cross(up, back))
+    view_up = np.cross(back, right)
+    assert camera.projection.type == "orthographic"
+    assert np.all((model - eye) @ back < -0.01)  # every corner in front of the near plane
+    margin = fig.layout.margin
+    width = np.ptp(layout.domain.x) * (fig.layout.width - margin.l - margin.r)
+    height = np.ptp(layout.domain.y) * (fig.layout.height - margin.t - margin.b)
+    return np.stack([(model - eye) @ right / (width / height), (model - eye) @ view_up], 1)
+
+
+@pytest.mark.parametrize("cols", [1, 2, 3])
+def test_every_3d_view_frames_its_whole_scene(make_scene, cols):
+    """A house cut at the frame's edge (as in the book at a 1400-px window before) fails here."""
+    house = make_scene("house", seed=3)
+    house["gt_vertices"] = house["gt_vertices"] * np.array([3.0, 0.5, 1.0], np.float32)  # wide and flat
+    scenes = [house, make_scene("b", seed=4), make_scene("c", seed=5, n_edges=2), make_scene("d", seed=6)]
+    fig = figures.wireframes(scenes, titles=list("abcd"), cols=cols)
+    assert fig.layout.width == figures.CONTENT_WIDTH and fig.layout.margin.autoexpand is False
+    for i in range(len(scenes)):
+        frame = frame_positions(fig, "scene" + (str(i + 1) if i else ""))
+        assert np.abs(frame).max() <= 1 - figures.VIEW_MARGIN + 1e-6
+        assert np.abs(frame).max() >= 0.9 * (1 - figures.VIEW_MARGIN)  # and fills it (less the ranges' padding), not a speck
+
+
 def test_wireframes_without_scenes_is_an_error():
     with pytest.raises(ValueError, match="no scenes"):
         figures.wireframes([])
@@ -139,3 +179,26 @@ def test_claim_differences_draw_every_seed_and_the_interval():
     points = [line for line in ax.get_lines() if line.get_marker() == "o"]
     assert sorted(len(line.get_xdata()) for line in points) == [1, 3]
     assert any(list(line.get_xdata()) == [0.03, 0.27] for line in ax.get_lines())  # the interval's bar
+
+
+def test_a_3d_view_frames_a_house_in_a_real_browser(tmp_path):
+    """What the projection test assumes of plotly.js, checked where Chromium is installed:
+    the black GT lines of a 10 x 5 x 8 m box stay clear of the view's edges."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import framing
+    finally:
+        sys.path.pop(0)
+    fig = figures.wireframes([framing.box_scene()], cols=1)
+    left, top, right, bottom = framing.dark_extent(framing.screenshot(fig, tmp_path / "box.png", chromium))
+    width, height = fig.layout.width, fig.layout.height - figures.LEGEND_PX
+    assert framing.MARGIN <= left and right < width - framing.MARGIN
+    assert framing.MARGIN <= top and bottom < height - framing.MARGIN
+    assert right - left > width / 3  # the house fills the view, not a speck

@@ -26,6 +26,10 @@ from .experiments import seeds, stage_files, stage_params, upstream_stages
 from .loop import trains_on_synthetic
 
 EXECUTED = Path("book/executed")
+BOOK = Path("_build/html")
+#: The one setting of the book's repository URL (https://github.com/OWNER/NAME): when set, the
+#: book's repository and issue buttons link there; unset, the book names no repository.
+REPOSITORY_ENV = "S23DR_REPOSITORY_URL"
 PLOTLY_JS = Path("book/_static/plotly.min.js")
 CHECK = "# NBVAL_CHECK_OUTPUT"  # marks a cell whose output nbval compares
 
@@ -101,14 +105,31 @@ def notebook_inputs(name, profile, runs, upstream):
             "profile": profile, "runs": str(runs), "upstream": list(upstream)}
 
 
+def all_notebook_inputs(profile, runs):
+    """{notebook: `notebook_inputs`} of every notebook, each with the stamps of those it reads."""
+    graph, inputs = notebooks(), {}
+    for name in graph:
+        inputs[name] = notebook_inputs(name, profile, runs, [rundir.stamp(inputs[d]) for d in graph[name]])
+    return inputs
+
+
+def book_inputs(profile, runs):
+    """What the built book depends on (`rundir.is_current`, which `s23dr.publish` checks): every
+    executed notebook's inputs, the chapters and static files Sphinx reads beside them, the
+    configuration and the repository URL setting (`REPOSITORY_ENV`)."""
+    pages = [p for p in sorted(Path("book").rglob("*")) if p.is_file() and EXECUTED not in p.parents]
+    return {"notebooks": all_notebook_inputs(profile, runs),
+            "pages": rundir.files_hash([Path("_config.yml"), Path("_toc.yml"), *pages]),
+            "repository": repository_url()}
+
+
 def execute_notebooks(profile, runs="runs", only=None):
     """Execute the notebooks with papermill, skipping current ones: those in ALONE first, one
     by one, then the rest side by side on the CPU's threads, each once the notebooks it
     reads are done. A notebook that fails stops the job with the tail of its log."""
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    graph, inputs, stale = notebooks(), {}, []
+    graph, inputs, stale = notebooks(), all_notebook_inputs(profile, runs), []
     for name in graph:
-        inputs[name] = notebook_inputs(name, profile, runs, [rundir.stamp(inputs[d]) for d in graph[name]])
         if only and name not in only:
             continue
         if rundir.is_current(EXECUTED / f"{name}.ipynb", inputs[name]):
@@ -190,8 +211,33 @@ def record_checks(profile="smoke", runs="runs"):
             print(f"{template}: {sum(CHECK in c.source for c in notebook.cells)} check cells recorded")
 
 
-def build_book():
+def repository_url():
+    """The book's repository URL from `REPOSITORY_ENV`, or "" when unset."""
+    url = os.environ.get(REPOSITORY_ENV, "").strip()
+    if url and not url.startswith("https://"):
+        raise ValueError(f"{REPOSITORY_ENV} should be a repository URL like https://github.com/OWNER/NAME, got {url!r}")
+    return url
+
+
+def book_config(folder):
+    """The configuration file to build with: `_config.yml`, or, when `REPOSITORY_ENV` is set,
+    a copy in `folder` with the repository URL and its buttons on."""
+    import yaml
+
+    url = repository_url()
+    if not url:
+        return Path("_config.yml")
+    config = yaml.safe_load(Path("_config.yml").read_text())
+    config["repository"] = {**config.get("repository", {}), "url": url, "branch": "main"}
+    config["html"] = {**config["html"], "use_repository_button": True, "use_issues_button": True}
+    path = Path(folder) / "_config.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def build_book(profile="cpu", runs="runs"):
     """Sphinx build of the book from the executed notebooks into `_build/html`; any warning fails it.
+    Once built, it is stamped with `book_inputs`, which `s23dr.publish` checks.
 
     The plotly figures are HTML without plotly.js; the book loads the plotly package's
     own copy from `book/_static/` (_config.yml: html_js_files), so pages work offline.
@@ -200,16 +246,20 @@ def build_book():
 
     PLOTLY_JS.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(files("plotly") / "package_data" / "plotly.min.js", PLOTLY_JS)
+    rundir.mark_stale(BOOK)
     # jupyter_book has no __main__ module, so call its command line's entry point. --all:
     # numbers pasted from other pages (glue `notebook::key`) are no Sphinx dependency, so an
     # incremental build could keep stale ones. --keep-going: report every warning, then fail.
     cli = "from jupyter_book.cli.main import main; main()"
-    subprocess.run([sys.executable, "-c", cli, "build", ".", "--all", "--warningiserror", "--keep-going"], check=True)
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([sys.executable, "-c", cli, "build", ".", "--config", str(book_config(folder)), "--all",
+                        "--warningiserror", "--keep-going"], check=True)
     # Offline means no page loads a script, style or image from the network (MathJax from a CDN, say).
     remote = re.compile(r'<(?:script|link|img)\b[^>]*\b(?:src|href)="(?:https?:)?//')
-    online = sorted(str(p) for p in Path("_build/html").rglob("*.html") if remote.search(p.read_text(errors="replace")))
+    online = sorted(str(p) for p in BOOK.rglob("*.html") if remote.search(p.read_text(errors="replace")))
     if online:
         raise RuntimeError(f"these pages load remote assets, but the book must read offline: {', '.join(online)}")
+    rundir.mark_current(BOOK, book_inputs(profile, runs))
 
 
 def training_runs(profile):
@@ -271,6 +321,11 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="execute only these notebooks")
     args = parser.parse_args(argv)
     args.profile = args.profile or ("smoke" if args.what == "checks" else "cpu")
+    if args.what == "book":
+        try:
+            repository_url()  # before the training, not after it
+        except ValueError as err:
+            parser.error(str(err))
     if args.what == "data":
         build_data(args.profile)
     elif args.what == "checks":
@@ -279,7 +334,7 @@ def main(argv=None):
         prepare_runs(args.profile, args.runs)
         execute_notebooks(args.profile, args.runs, args.only)
     if args.what == "book":
-        build_book()
+        build_book(args.profile, args.runs)
     return 0
 
 

@@ -204,14 +204,55 @@ def scene_traces(scene, frame=None, legend=True):
     return traces
 
 
-#: Where the 3D views' camera sits, in plotly's units of the scene box. At (1.35, 1.0, 1.35) a
-#: whole house (and a plain 10 x 8 x 5 m box) was cut on every side in Chromium; 1.4 times
-#: farther frames it.
-CAMERA_EYE = dict(x=1.9, y=1.4, z=1.9)
+#: The book's text column at a 1400-px window (sphinx-book-theme's article, 784 px inside its
+#: padding, measured in Chromium) less a little: the width the 3D views are drawn at.
+CONTENT_WIDTH = 760
+#: The direction the 3D views look from (Y up). Only the direction counts: the projection is
+#: orthographic, so `framed_scene` sizes the house exactly, whatever the distance.
+VIEW_DIRECTION = dict(x=1.35, y=1.0, z=1.35)
+#: Share of a view's half-width and half-height left empty around the scene's box, for the
+#: axes' tick labels and titles drawn outside it.
+VIEW_MARGIN = 0.2
+#: Pixels above each row of views (its titles) and below the last (the legend).
+TITLE_PX, LEGEND_PX = 44, 72
 
 
-def wireframes(scenes, frames=None, titles=None, cols=3, height=420):
+def framed_scene(xyz, aspect):
+    """A 3D scene's layout that frames the bounding box of the points `xyz` [N,3] whole, with
+    VIEW_MARGIN to spare, in a view `aspect` (width / height) times as wide as it is high.
+
+    Plotly draws a scene's box (its axis ranges) scaled to `aspectratio` about the origin and
+    looks at it from `camera.eye` towards `camera.center`; an orthographic projection shows
+    view coordinates [-aspect, aspect] x [-1, 1]. So the box's corners, seen along
+    VIEW_DIRECTION, are scaled until the farthest one lies at 1 - VIEW_MARGIN of the frame.
+    The eye sits just outside the box (in front of the near plane)."""
+    lo, hi = np.nanmin(xyz, axis=0), np.nanmax(xyz, axis=0)
+    pad = 0.02 * max(float((hi - lo).max()), 1.0)  # markers on the box's faces are not clipped
+    lo, hi = lo - pad, hi + pad
+    ratio = (hi - lo) / (hi - lo).max()
+    back = np.array([VIEW_DIRECTION[k] for k in "xyz"], np.float64)
+    back /= np.linalg.norm(back)
+    right = np.cross([0.0, 1.0, 0.0], back)
+    right /= np.linalg.norm(right)
+    up = np.cross(back, right)
+    corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * ratio / 2
+    scale = (1 - VIEW_MARGIN) / max(np.abs(corners @ right).max() / aspect, np.abs(corners @ up).max())
+    eye = back * (1 + scale * np.linalg.norm(ratio) / 2)
+    return {**{f"{axis}axis_range": [float(lo[i]), float(hi[i])] for i, axis in enumerate("xyz")},
+            "aspectmode": "manual", "aspectratio": dict(zip("xyz", map(float, scale * ratio))),
+            "camera": dict(projection_type="orthographic", eye=dict(zip("xyz", map(float, eye))),
+                           center=dict(x=0, y=0, z=0), up=dict(x=0, y=1, z=0))}
+
+
+def trace_points(traces):
+    """The [N,3] points of Scatter3d traces (the None gaps between segments left out)."""
+    xyz = [np.array([t.x, t.y, t.z], dtype=np.float64).T for t in traces if t.x is not None and len(t.x)]
+    return np.concatenate(xyz)
+
+
+def wireframes(scenes, frames=None, titles=None, cols=3, width=CONTENT_WIDTH):
     """3D views of scenes side by side (Y up): points by class, GT in black, predictions in magenta.
+    Each view is square, `width / cols` pixels, and frames its whole scene (`framed_scene`).
 
     frames: one (vertices, edges) per scene, or None for the GT alone.
     """
@@ -219,19 +260,28 @@ def wireframes(scenes, frames=None, titles=None, cols=3, height=420):
         raise ValueError("wireframes: no scenes to draw")
     cols = min(cols, len(scenes))
     rows = -(-len(scenes) // cols)
-    fig = make_subplots(rows=rows, cols=cols, specs=[[{"type": "scene"}] * cols] * rows,
-                        subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.05)
+    view = width / cols
+    plot_height = rows * view + (rows - 1) * TITLE_PX
+    fig = make_subplots(rows=rows, cols=cols, specs=[[{"type": "scene"}] * cols] * rows, subplot_titles=titles,
+                        horizontal_spacing=0, vertical_spacing=TITLE_PX / plot_height)
     shown = set()
     for i, scene in enumerate(scenes):
-        for trace in scene_traces(scene, None if frames is None else frames[i]):
+        traces = scene_traces(scene, None if frames is None else frames[i])
+        for trace in traces:
             trace.showlegend = trace.name not in shown
             shown.add(trace.name)
             fig.add_trace(trace, row=i // cols + 1, col=i % cols + 1)
-    fig.update_scenes(aspectmode="data", camera=dict(up=dict(x=0, y=1, z=0), eye=CAMERA_EYE),
-                      xaxis_title="x (m)", yaxis_title="y (m, up)", zaxis_title="z (m)")
+        layout = fig.layout["scene" + (str(i + 1) if i else "")]
+        aspect = (np.ptp(layout.domain.x) * width) / (np.ptp(layout.domain.y) * plot_height)
+        layout.update(framed_scene(trace_points(traces), aspect))
+    fig.update_scenes(xaxis_title="x (m)", yaxis_title="y (m, up)", zaxis_title="z (m)")
     fig.update_annotations(font_size=12)  # the subplot titles
-    fig.update_layout(height=height * rows, margin=dict(l=0, r=0, t=50, b=0),
-                      legend=dict(orientation="h", itemsizing="constant", font=dict(size=10)))
+    # The margins hold the titles and the legend and never grow (autoexpand), so each view
+    # is the size its framing was computed for.
+    fig.update_layout(width=width, height=plot_height + TITLE_PX + LEGEND_PX,
+                      margin=dict(l=0, r=0, t=TITLE_PX, b=LEGEND_PX, autoexpand=False),
+                      legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="top", itemsizing="constant",
+                                  font=dict(size=10)))
     return fig
 
 

@@ -118,9 +118,35 @@ def stage_twice(params, runs, device=None, within=0.002):
     return {f"{run_label(params, run)} trained twice": row}, outcome
 
 
+#: What benchmarks/gpu_check.py writes in benchmarks/results/: bench's rows of each variant
+#: (compiled, eager), with the step's time split, among the check's other parts.
+GPU_CHECK = "gpu_check.json"
+
+
+def saved_rows(folder):
+    """The throughput table's rows of the bench results saved in `folder` (`s23dr.bench --out`
+    and the GPU check), and, while the GPU check's file is absent, a row that says so."""
+    rows = []
+    for f in sorted(Path(folder).glob("*.json")):
+        saved = json.loads(f.read_text())
+        if f.name == GPU_CHECK:  # a part that failed holds {"error": ...}, no rows
+            saved = [r for v in saved["variants"] if isinstance(saved[f"bench_{v}"], list) for r in saved[f"bench_{v}"]]
+        rows += [{"machine": r["device"], "profile": r["profile"], "stage": r["stage"], "points": r["points"],
+                  "batch": r["batch_size"],
+                  "setting": r["precision"] + (f", compiled ({r.get('compile_mode', 'default')})" if r["compile"] else ""),
+                  "samples/s": r["samples_per_s"], "source": f"{folder}/{f.name}",
+                  **({"step ms: data, forward, backward, AdamW": ", ".join(
+                      f"{1e3 * r[k]:.1f}" for k in ("data_s", "forward_s", "backward_s", "optimizer_s"))}
+                     if "forward_s" in r else {})} for r in saved]
+    if not (Path(folder) / GPU_CHECK).is_file():
+        rows.append({"machine": "a GPU", "profile": "full", "samples/s": "not measured: benchmarks/gpu_check.py has not run",
+                     "source": f"{folder}/{GPU_CHECK}"})
+    return rows
+
+
 def throughput(recipes, dev, baseline, folder="benchmarks/results"):
     """Training samples/s of stage 1 and 2 (`recipes` {stage: params}) measured now on `dev`
-    (`bench.measure`), beside the saved bench results in `folder` and the seed's figure."""
+    (`bench.measure`), beside the saved bench results in `folder` (`saved_rows`) and the seed's figure."""
     torch.use_deterministic_algorithms(False)  # the checks switched it on; time the default
     machine, cuda, rows = bench.device_name(dev), dev.type == "cuda", []
     for name, run in recipes.items():
@@ -130,14 +156,7 @@ def throughput(recipes, dev, baseline, folder="benchmarks/results"):
                      "setting": ("bf16" if cuda and run["train"]["bf16"] else "fp32")
                      + (", compiled" if cuda and run["train"]["compile"] else ""),
                      "samples/s": speed["samples_per_s"], "source": "measured now"})
-    files = sorted(Path(folder).glob("*.json"))
-    for f in files:
-        rows += [{"machine": r["device"], "profile": r["profile"], "stage": r["stage"], "points": r["points"],
-                  "batch": r["batch_size"],
-                  "setting": r["precision"] + (f", compiled ({r.get('compile_mode', 'default')})" if r["compile"] else ""),
-                  "samples/s": r["samples_per_s"], "source": f"{folder}/{f.name}"} for r in json.loads(f.read_text())]
-    if not files:
-        rows.append({"machine": "a GPU", "profile": "full", "samples/s": "not measured"})
+    rows += saved_rows(folder)
     rows.append({"machine": "RTX 4090", "profile": "full", "stage": "stage1", "points": 2048, "batch": 32,
                  "setting": "compiled", "samples/s": baseline["stage1_samples_per_s_rtx4090"], "source": "the seed"})
     return machine, pd.DataFrame(rows).astype({"points": "Int64", "batch": "Int64"})
