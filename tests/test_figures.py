@@ -202,3 +202,19 @@ def test_a_3d_view_frames_a_house_in_a_real_browser(tmp_path):
     assert framing.MARGIN <= left and right < width - framing.MARGIN
     assert framing.MARGIN <= top and bottom < height - framing.MARGIN
     assert right - left > width / 3  # the house fills the view, not a speck
+
+
+def test_gain_split_stacks_every_cause_per_seed():
+    causes = {"denser points": {1: 0.05, 2: 0.03}, "the rest": {1: 0.2, 2: -0.01}}
+    ax = figures.gain_split({"claim 2: hss gain": (causes, (0.2, 0.1, 0.3))}).axes[0]
+    bars = [p for p in ax.patches]
+    assert len(bars) == 4 and "0.20 [0.10, 0.30]" in ax.get_title()
+    # seed 2's negative rest stacks below zero, its positive points above
+    assert sorted((round(b.get_y(), 3), round(b.get_height(), 3)) for b in bars if b.get_x() > 0.5) == [(0.0, -0.01), (0.0, 0.03)]
+
+
+def test_finetune_band_draws_the_mean_over_seeds_from_the_start():
+    rows = lambda s: [{"kind": "eval", "step": t, "hss": 0.1 * s + t / 100} for t in (0, 110, 120)]
+    ax = figures.finetune_band({"stage2": {1: rows(1), 2: rows(2)}}, start=100).axes[0]
+    mean = [line for line in ax.get_lines() if line.get_label().startswith("stage2")][0]
+    assert list(mean.get_xdata()) == [110, 120] and list(mean.get_ydata()) == pytest.approx([1.25, 1.35])

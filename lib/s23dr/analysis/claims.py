@@ -46,6 +46,7 @@ class Part:
     key: str = ""
     words: str = ""
     differs: str = ""  # what tells the arms apart, where they are not two recipes (`changed_keys`)
+    cause: str = ""    # in a stage's gain split by cause (`gain_split`): the cause this part measures, or "whole"
 
     @property
     def metrics(self):
@@ -145,7 +146,7 @@ def rule_part(part, evidence, rules):
             "metric": part.metric, "metric_b": part.metrics[1], "decides": part.decides, "whole": part.whole,
             "seeds": seeds, "differences": values, "mean": mean, "low": low, "high": high, "smallest": smallest,
             "share": share, "label": label if part.decides else None, "outcome": outcome,
-            "differs": part.differs, "seeds needed": verdicts.seeds_needed(part.test, values, smallest, rules["seed_cap"]),
+            "differs": part.differs, "cause": part.cause, "seeds needed": verdicts.seeds_needed(part.test, values, smallest, rules["seed_cap"]),
             "per-scene noise": noise}
 
 
@@ -168,6 +169,21 @@ def describe(result, share=None):
     if result["decides"]:
         text += f": {result['outcome']}" + (f" (Δ {result['smallest']:g})" if result["test"] != "share" else "")
     return text + (f" (one seed's per-scene noise ±{noise:.3f})" if noise is not None else "")
+
+
+def gain_split(results):
+    """A stage's gain split by cause, seed by seed, from a claim's parts that name a `cause`:
+    ({cause: {seed: value}}, the share part's (share, low, high) or None); what the named
+    causes leave of the whole is "the rest". Empty when the claim splits no gain."""
+    causes = {r["cause"]: dict(zip(r["seeds"], r["differences"])) for r in results if r["cause"]}
+    whole = causes.pop("whole", None)
+    if not causes or whole is None:
+        return {}, None
+    rest = {s: v - sum(c.get(s, 0.0) for c in causes.values()) for s, v in whole.items()}
+    if any(abs(v) > 1e-9 for v in rest.values()):
+        causes["the rest"] = rest
+    share = next((r["share"] for r in results if r["share"] is not None), None)
+    return causes, share
 
 
 def seeds_text(result, cap):
@@ -286,6 +302,12 @@ def passes_per_scene(evidence, arm, params):
     return passes(params, runs[0]["train_scenes"]) if runs else float("nan")
 
 
+def high_lr_arms(recipes):
+    """The arms of the high-LR ablation, one per LR of its sweep."""
+    return [arm_of(recipes["ablation_high_lr"], run) for run, _ in stage_runs(recipes["ablation_high_lr"], ".")
+            if run["train"]["seed"] == recipes["ablation_high_lr"]["train"]["seed"]]
+
+
 def at_points(arm, points):
     """The evidence name of `arm`'s final checkpoints scored at `points` points (`point_counts`)."""
     return f"{arm} at {points} points"
@@ -300,8 +322,7 @@ def claims(recipes, baseline, evidence, rules):
     s1, s2, s3 = (baseline["stages"][s] for s in ("stage1", "stage2", "stage3"))
     ratios, share = baseline["train_val_ratio"], rules["share"]
     sparse, dense = recipes["stage1"]["data"]["points"], recipes["stage2"]["data"]["points"]
-    high = recipes["ablation_high_lr"]
-    high_arms = [f"ablation_high_lr lr={lr:g}" for lr in high["sweep_lr"]]
+    high_arms = high_lr_arms(recipes)
     forgets = "LR > 1e-4 causes catastrophic forgetting of the 2048 geometry understanding"
     letters = iter("abcdefghij")
     return [
@@ -318,13 +339,14 @@ def claims(recipes, baseline, evidence, rules):
         Claim(2, "the 4096-point finetune makes HSS jump, and the jump is the denser points'",
               f"HSS {s1['hss']} -> {s2['hss']}, \"what changed: +74% coverage from 4096 pts\"",
               (Part("denser points help", "stage2", "control_points", "hss", key="2a",
-                    words="+74% coverage from 4096 pts"),
+                    words="+74% coverage from 4096 pts", cause="denser points"),
                Part(f"the jump is the denser points' (at least {share:g} of it)", "stage2", "control_points", "hss",
                     test="share", whole=("stage2", "stage1"), key="2b",
                     words="The stage 1 -> stage 2 jump ... is the biggest single improvement and motivates the "
                           "2048 -> 4096 transfer"),
-               Part("the whole jump", "stage2", "stage1", "hss", decides=False),
-               Part("the finetune's LR drop, batch and steps", "control_points", "stage1", "hss", decides=False),
+               Part("the whole jump", "stage2", "stage1", "hss", decides=False, cause="whole"),
+               Part("the finetune's LR drop, batch and steps", "control_points", "stage1", "hss", decides=False,
+                    cause="the LR drop, batch and steps"),
                Part(f"denser input at inference (stage 2 scored at {dense} and at {sparse} points)",
                     "stage2", at_points("stage2", sparse), "hss", decides=False),
                Part(f"training on denser points (both scored at {sparse} points)",
@@ -348,11 +370,13 @@ def claims(recipes, baseline, evidence, rules):
               f"HSS {s2['hss']} -> {s3['hss']}, F1 {s3['f1']} after stage 3 (its F1 after stage 2 does not fit its "
               "HSS and is not used); \"what changed: vertex precision from endpoint loss\"",
               (Part("the endpoint term raises F1", "stage3", "control_endpoint", "f1", key="4a",
-                    words="Adding a symmetric endpoint L1 ... tightens vertex precision in the cooldown"),
+                    words="Adding a symmetric endpoint L1 ... tightens vertex precision in the cooldown",
+                    cause="the endpoint term"),
                Part(f"stage 3's F1 gain is the endpoint term's (at least {share:g} of it)", "stage3",
                     "control_endpoint", "f1", test="share", whole=("stage3", "stage2"), key="4b",
                     words="Vertex precision from endpoint loss"),
-               Part("the whole stage 3 (endpoint, cooldown, steps)", "stage3", "stage2", "f1", decides=False)),
+               Part("the whole stage 3 (endpoint, cooldown, steps)", "stage3", "stage2", "f1", decides=False,
+                    cause="whole")),
               "stage 2 scores at the threshold", scores_at_all("stage2", "f1")),
     ]
 

@@ -107,6 +107,54 @@ def claim_differences(parts):
     return fig
 
 
+def gain_split(splits):
+    """Each stage's gain split by cause, one panel per stage, one stacked bar per training seed
+    (a negative cause stacks below zero), the attributed share with its interval in the title.
+    splits: {title: ({cause: {seed: value}}, (share, low, high) or None)} (`claims.gain_split`)."""
+    fig, axes = plt.subplots(1, len(splits), figsize=(10, 3.6), squeeze=False)
+    for ax, (title, (causes, share)) in zip(axes[0], splits.items()):
+        seeds = sorted({s for by_seed in causes.values() for s in by_seed})
+        up, down = np.zeros(len(seeds)), np.zeros(len(seeds))
+        for i, (cause, by_seed) in enumerate(causes.items()):
+            values = np.array([by_seed.get(s, 0.0) for s in seeds])
+            bottom = np.where(values >= 0, up, down)
+            ax.bar([str(s) for s in seeds], values, bottom=bottom, color=f"C{i}", label=cause, width=0.6)
+            up, down = up + np.clip(values, 0, None), down + np.clip(values, None, 0)
+        ax.axhline(0, color="black", lw=0.8)
+        if share is not None:
+            title += f"\nshare of the first cause {share[0]:.2f} [{share[1]:.2f}, {share[2]:.2f}]"
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training seed")
+        ax.legend(fontsize=8, loc="best")
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def finetune_band(runs, start, key="hss"):
+    """A finetune's evaluations zoomed on its own steps: one panel, per arm every seed's curve
+    (thin) and the mean over seeds ± one sd (line and band) at the steps all seeds share.
+    runs: {arm: {seed: metrics rows}}; start: the finetune's first step."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for i, (arm, by_seed) in enumerate(runs.items()):
+        curves_ = {s: {r["step"]: r[key] for r in rows if r["kind"] == "eval" and r["step"] >= start}
+                   for s, rows in by_seed.items()}
+        for steps in curves_.values():
+            ax.plot(list(steps), list(steps.values()), color=f"C{i}", lw=0.7, alpha=0.4)
+        shared = sorted(set.intersection(*(set(c) for c in curves_.values()))) if curves_ else []
+        if shared:
+            values = np.array([[c[t] for t in shared] for c in curves_.values()])
+            mean, sd = values.mean(0), values.std(0, ddof=1) if len(values) > 1 else np.zeros(len(shared))
+            ax.plot(shared, mean, color=f"C{i}", lw=2, label=f"{arm} (mean of {len(values)} ± sd)")
+            ax.fill_between(shared, mean - sd, mean + sd, color=f"C{i}", alpha=0.15)
+    ax.set_xlabel("global step")
+    ax.set_ylabel(TITLES.get(key, key))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
 def threshold_sweep(sweeps, confidences, threshold):
     """Left: mean HSS against the confidence threshold, one line per run (sweeps: {label: table
     from report.scores_by_threshold}). Right: histogram of every query's confidence per run

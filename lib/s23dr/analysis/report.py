@@ -344,14 +344,18 @@ def verdicts(recipes, runs, profile, device=None):
     checkpoints scored at the other point count (`claims`, `point_counts`). Glued: `verdict_<n>`
     and `verdict_<key>` (a claim's and a sub-claim's label), `verdict_<n>_evidence` (every part's
     figures, in full), `results_verdicts` (one row per sub-claim), `results_point_counts` (the
-    table at both point counts) and `results_claim_differences` (the figure). Returns the table,
-    the point-count table and the figure."""
+    table at both point counts), `results_claim_differences` (the figure), `results_gain_split`
+    (each attributed gain split by cause, per seed) and `results_finetune` (the finetune arms'
+    evaluations, mean ± sd over seeds). Returns the table, the point-count table and the figure."""
     rules_ = claims.rules()
     evidence = claims.gather(recipes, runs)
     evidence.update(point_counts.rescore(recipes, runs, device))
-    rows, parts = {}, {}
+    rows, parts, splits = {}, {}, {}
     for claim in claims.claims(recipes, baseline_results(), evidence, rules_):
         label, results, met, reason = claims.rule(claim, evidence, rules_)
+        causes, share = claims.gain_split(results)
+        if causes:
+            splits[f"claim {claim.number}: {claim.parts[0].metric} gain"] = (causes, share)
         decisive = "; ".join(
             claims.describe(r, rules_["share"]) + f" (the arms differ in {claims.differs(recipes, r)})"
             for r in results if r["decides"])
@@ -380,6 +384,9 @@ def verdicts(recipes, runs, profile, device=None):
     glue("results_point_counts", both, display=False)
     figure = figures.claim_differences(parts)
     glue("results_claim_differences", figure, display=False)
+    glue("results_gain_split", figures.gain_split(splits), display=False)
+    finetune = {arm: evidence[arm] for arm in ("stage2", "control_points", *claims.high_lr_arms(recipes)) if arm in evidence}
+    glue("results_finetune", figures.finetune_band(finetune, recipes["stage2"]["schedule"]["start_step"]), display=False)
     return styled, both, figure
 
 
