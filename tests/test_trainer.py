@@ -86,6 +86,25 @@ def test_checkpoint_that_is_not_one(tmp_path):
         checkpoint.load(tmp_path / "missing.pt")
 
 
+class RunsCode:
+    """An object whose unpickling would run code: it writes the file `marker`."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (Path(self.marker),)
+
+
+def test_a_checkpoint_whose_loading_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    path = checkpoint.save({"step": 1, "model": {}, "inputs": {"params": RunsCode(marker)}}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match=r"^\S+evil.pt: refused: the checkpoint needs \S+ to load, "
+                                         r"which could run code$"):
+        checkpoint.load(path)
+    assert not marker.exists()
+
+
 def test_checkpoint_with_other_architecture_names_the_keys(tmp_path):
     params = load_params(PARAMS / "stage1.yaml", "smoke")
     other = load_params(PARAMS / "stage1.yaml", "smoke", ["model.hidden=48", "model.latent_layers=2"])
