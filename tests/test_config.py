@@ -163,3 +163,10 @@ def test_a_profiles_stage_overrides_name_a_stage(tmp_path):
     with pytest.raises(ParamsError, match=r"profiles.yaml: profile cpu: stages.stage_2 names no stage; "
                                           r"did you mean stage2"):
         load_params(tmp_path / "stage1.yaml", "cpu")
+
+
+@pytest.mark.parametrize("key, name", [("stage", "../../elsewhere"), ("stage", ".."), ("stage", "a/b"),
+                                       ("init_from", "../stage1")])
+def test_a_stage_name_is_a_plain_name(key, name):
+    with pytest.raises(ParamsError, match=rf"stage1.yaml: {key} should be a plain name .*, got '{re.escape(name)}'"):
+        load_params(PARAMS / "stage1.yaml", "smoke", [f"{key}={name}"])

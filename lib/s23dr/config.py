@@ -17,12 +17,14 @@ its key, not a traceback part-way through a run. The result is a plain nested di
 import copy
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import NamedTuple
 
 import yaml
 
 PROFILES_FILE = "profiles.yaml"
+STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 STEP_KEYS = ("start_step", "end_step", "warmup", "cooldown_start", "cooldown_steps")
 
 class Range(NamedTuple):
@@ -271,6 +273,10 @@ def check(params, path):
     for key in ("init_from", "data.bad_samples"):
         if not isinstance(_value(params, key), (str, type(None))):
             raise ParamsError(f"{key} should be null or a name, got {_value(params, key)!r}")
+    for key in ("stage", "init_from"):  # each names a folder of the runs directory
+        if params[key] is not None and not STAGE_NAME.fullmatch(params[key]):
+            raise ParamsError(f"{path}: {key} should be a plain name (letters, digits, _ . -, not starting "
+                              f"with . or -), got {params[key]!r}")
 
 
 def _value(params, key):
