@@ -344,6 +344,58 @@ def test_a_stale_lock_and_the_temporary_files_of_killed_saves_are_cleared(synthe
                                                           "step000002.pt"]
 
 
+def fake_checkpoint(path, params, upstream=None):
+    """A checkpoint's keys with no weights: what `run_stage` reads to decide what to do."""
+    return checkpoint.save({"step": 2, "model": {}, "inputs": {"params": params, "upstream": upstream}}, path)
+
+
+def test_restart_removes_only_the_files_of_the_run_it_retrains(tmp_path, monkeypatch):
+    params = smoke("stage1", tmp_path, "seeds=1")
+    stage_dir = tmp_path / "runs" / "smoke" / "stage1"
+    other_seed = fake_checkpoint(stage_dir / "seed1" / "step000002.pt", params)  # a run of a 3-seed stage1
+    stale = fake_checkpoint(stage_dir / "step000002.pt", {**params, "seeds": 2})
+    trained = []
+    monkeypatch.setattr(s23dr_train, "train", lambda params, run_dir, **kw: trained.append(run_dir))
+    run_stage(params, tmp_path / "runs", restart=True, progress=False)
+    assert trained == [stage_dir] and not stale.exists() and other_seed.is_file()
+
+
+def test_a_run_directory_is_never_outside_its_runs_directory(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    kept = fake_checkpoint(elsewhere / "step000002.pt", {})
+    (tmp_path / "runs" / "smoke").mkdir(parents=True)
+    (tmp_path / "runs" / "smoke" / "stage1").symlink_to(elsewhere)
+    monkeypatch.setattr(s23dr_train, "train", lambda *a, **kw: pytest.fail("trained outside the runs"))
+    with pytest.raises(ValueError, match=r"stage1 lies outside \S+runs/smoke \(it resolves to \S+elsewhere\)"):
+        run_stage(smoke("stage1", tmp_path, "seeds=1"), tmp_path / "runs", restart=True, progress=False)
+    assert kept.is_file()
+
+
+def test_a_refused_run_leaves_no_empty_run_directory(tmp_path):
+    params = smoke("stage1", tmp_path / "no-data")
+    with pytest.raises(OSError):
+        train(params, tmp_path / "runs" / "smoke" / "stage1" / "seed0", progress=False)
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_init_that_a_resumed_run_would_ignore_is_refused(tmp_path, monkeypatch):
+    params = smoke("stage2", tmp_path, "seeds=1")
+    run_dir = tmp_path / "runs" / "smoke" / "stage2"
+    init = fake_checkpoint(tmp_path / "init.pt", params)
+    fake_checkpoint(run_dir / "step000002.pt", params, upstream={"step": 2, "inputs": "another run"})
+    monkeypatch.setattr(s23dr_train, "train", lambda *a, **kw: pytest.fail("--init ignored"))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(run_dir))}: its run started from another checkpoint "
+                                         rf"than --init {re.escape(str(init))}.*add --restart"):
+        run_stage(params, tmp_path / "runs", init=init, progress=False)
+
+
+def test_restart_says_a_current_run_is_kept(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(s23dr_train, "is_current", lambda *a: True)
+    run_stage(smoke("stage1", tmp_path, "seeds=1"), tmp_path / "runs", restart=True)
+    assert capsys.readouterr().out == f"{tmp_path / 'runs/smoke/stage1'}: current (made from these params, code " \
+                                      f"and upstream run); kept\n"
+
+
 @pytest.mark.parametrize("error, free", [
     (RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4544 vs 4442"), 0),
     (OSError(errno.ENOSPC, "No space left on device"), 10**9),

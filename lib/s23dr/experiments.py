@@ -68,8 +68,10 @@ def seeds(params):
 
 def stage_runs(params, runs_dir):
     """(params, run directory) of each run of a stage, in `<runs>/<profile>/<stage>`: one, or one
-    per LR of `sweep_lr` (`lr<LR>/`), and with several seeds one per seed (`seed<N>/`)."""
-    stage_dir = Path(runs_dir) / params["profile"] / params["stage"]
+    per LR of `sweep_lr` (`lr<LR>/`), and with several seeds one per seed (`seed<N>/`); each
+    checked to lie, resolved, within `<runs>/<profile>`."""
+    root = Path(runs_dir) / params["profile"]
+    stage_dir = root / params["stage"]
     runs = []
     for lr in params["sweep_lr"] or [None]:
         lr_dir = stage_dir if lr is None else stage_dir / f"lr{lr:g}"
@@ -78,6 +80,10 @@ def stage_runs(params, runs_dir):
             if lr is not None:
                 variant["schedule"] = {**params["schedule"], "lr": float(lr)}
             runs.append((variant, lr_dir if params["seeds"] == 1 else lr_dir / f"seed{seed}"))
+    for _, run_dir in runs:  # a link within the runs could lead a training's writes or removals elsewhere
+        if not run_dir.resolve().is_relative_to(root.resolve()):
+            raise ValueError(f"{run_dir} lies outside {root} (it resolves to {run_dir.resolve()}); "
+                             f"a run directory must lie within its runs directory")
     return runs
 
 

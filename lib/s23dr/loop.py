@@ -7,6 +7,7 @@ stages share one axis. The data order and the augmentation are functions of
 run resumes exactly where it stopped.
 """
 
+import contextlib
 import math
 import os
 import time
@@ -273,13 +274,20 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     run_dir = Path(run_dir)
     if rank != 0:
         return _train(params, run_dir, init, resume, device, progress, rank, world)[0]
+    made = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
-    with rundir.run_lock(run_dir):
-        rundir.remove_stale_temps(run_dir)
-        rundir.mark_stale(checkpoint.path_for(run_dir, params["schedule"]["end_step"]))
-        final, inputs = _train(params, run_dir, init, resume, device, progress, rank, world)
-        rundir.mark_current(final, inputs)
-        return final
+    try:
+        with rundir.run_lock(run_dir):
+            rundir.remove_stale_temps(run_dir)
+            rundir.mark_stale(checkpoint.path_for(run_dir, params["schedule"]["end_step"]))
+            final, inputs = _train(params, run_dir, init, resume, device, progress, rank, world)
+            rundir.mark_current(final, inputs)
+            return final
+    except BaseException:  # a run refused before it wrote anything leaves no empty folder behind
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _train(params, run_dir, init, resume, device, progress, rank, world):

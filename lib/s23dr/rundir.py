@@ -154,6 +154,16 @@ def check_writable(path, what):
         raise PermissionError(f"{what} {path}: folder {folder} is not writable")
 
 
+def remove_files(folder):
+    """Remove the files in `folder` (a run's), not the folders within it (other runs': a
+    stage's seeds or LRs), and `folder` itself once empty."""
+    for file in Path(folder).iterdir():
+        if not file.is_dir() or file.is_symlink():
+            file.unlink()
+    with contextlib.suppress(OSError):
+        Path(folder).rmdir()
+
+
 # --- the lock and what killed processes left ------------------------------------------
 
 def _other_runs(pid):

@@ -7,7 +7,6 @@ several `seeds` one per training seed in `seed<N>` (`experiments.stage_runs`).
 """
 
 import argparse
-import shutil
 import sys
 
 from tqdm.auto import tqdm
@@ -33,8 +32,10 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
     """Train every run of a stage (or those of training seed `seed`) unless it is current;
     returns their final checkpoints.
 
-    With `restart`, a run directory made from other params or code is removed and the
-    run trained anew (the notebooks' behaviour); without it, training resumes there.
+    With `restart`, a run made from other params, code or upstream run is trained anew: its
+    own files are removed (not the folders of other runs within it, and never while a
+    training holds its lock); a current run is kept. Without it, training resumes there,
+    and an `init` other than the one the run started from is refused rather than ignored.
     """
     finals = []
     runs = [(v, d) for v, d in stage_runs(params, runs_dir) if seed is None or v["train"]["seed"] == seed]
@@ -46,14 +47,30 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
         if start is None and variant["init_from"]:
             start = upstream_checkpoint(variant, runs_dir)
         if is_current(variant, run_dir, start):
+            if restart and progress:
+                print(f"{run_dir}: current (made from these params, code and upstream run); kept")
             finals.append(checkpoint.path_for(run_dir, variant["schedule"]["end_step"]))
             continue
         if restart and run_dir.exists():
             rundir.check_unlocked(run_dir)  # never remove the run directory of a running training
             print(f"{run_dir}: made from other params, code or upstream run; training anew")
-            shutil.rmtree(run_dir)
+            rundir.remove_files(run_dir)
+        elif init is not None:
+            check_init_applies(variant, run_dir, init, resume)
         finals.append(train(variant, run_dir, init=start, resume=resume, device=device, progress=progress))
     return finals
+
+
+def check_init_applies(params, run_dir, init, resume):
+    """Refuse an `init` that a resumed run would ignore: one other than the checkpoint the run
+    in `run_dir` (or `resume`) started from."""
+    resume = resume or checkpoint.latest(run_dir)
+    if resume is None:
+        return
+    upstream = checkpoint.inputs_of(params, checkpoint.load(init))["upstream"]
+    if checkpoint.load(resume)["inputs"]["upstream"] != upstream:
+        raise ValueError(f"{run_dir}: its run started from another checkpoint than --init {init}, and "
+                         f"resuming it from {resume} would ignore --init; add --restart to train it anew from {init}")
 
 
 def main(argv=None):
@@ -66,7 +83,8 @@ def main(argv=None):
     parser.add_argument("--init", help="start from this checkpoint instead of the init_from stage's")
     parser.add_argument("--resume", help="resume from this checkpoint (default: the run's newest)")
     parser.add_argument("--restart", action="store_true",
-                        help="retrain a run whose directory was made from other params or code")
+                        help="retrain a run whose directory was made from other params, code or upstream run "
+                             "(a current run is kept)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--seed", type=int, help="train only the runs of this training seed (default: every seed)")
     args = parser.parse_args(argv)
