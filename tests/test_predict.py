@@ -69,6 +69,28 @@ def test_predict_checks_out_before_inference(model_path, test_scenes, tmp_path, 
     assert err.startswith("error: --out ") and message.format(tmp=tmp_path) in err
 
 
+@pytest.mark.parametrize("out, message", [
+    ("step000000.pt", "is the input {tmp}/step000000.pt"),
+    ("test/whole.npz", "lies within the input {tmp}/test"),
+    ("test/new.npz", "lies within the input {tmp}/test"),  # it would become a scene
+])
+def test_predict_out_is_never_an_input(model_path, test_scenes, tmp_path, capsys, monkeypatch, out, message):
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    monkeypatch.setattr(predict, "submission", lambda *args: pytest.fail("inference ran before --out was checked"))
+    for source in (model_path, tmp_path):  # a checkpoint, and a run directory (its newest)
+        status, _, err = run(predict, [source, test_scenes, "--out", tmp_path / out], capsys)
+        assert status == 2 and err == f"error: --out {tmp_path / out} {message.format(tmp=tmp_path)}; name another file\n"
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_evaluate_per_scene_is_never_its_submission(gt_scenes, tmp_path, capsys):
+    path = tmp_path / "submission.json"
+    path.write_text("[]")
+    status, _, err = run(evaluate, [path, gt_scenes, "--per-scene", path], capsys)
+    assert status == 2 and err == f"error: --per-scene {path} is the input {path}; name another file\n"
+    assert path.read_text() == "[]"
+
+
 def test_predict_writes_out_atomically(model_path, test_scenes, tmp_path, capsys, monkeypatch):
     out = tmp_path / "submission.json"
     out.write_text("the previous submission")

@@ -1,7 +1,7 @@
 """Score a checkpoint or a submission: `python -m s23dr.evaluate CHECKPOINT|submission.json DATA_URI`.
 
 Prints the mean HSS / F1 / IoU over the scenes (the official metric: the book, Introduction) and,
-with `--per-scene FILE`, writes one JSON record per scene. Every scene needs its GT
+with `--per-scene FILE` (never an input), writes one JSON record per scene. Every scene needs its GT
 fields; a scene without them is named.
 """
 
@@ -17,7 +17,7 @@ import torch
 from . import rundir
 from .data import check_device, open_dataset
 from .metrics import score_scenes
-from .predict import load_model, submission
+from .predict import load_model, inputs_read, submission
 
 
 RECORD = "{order_id, wf_vertices, wf_edges}"
@@ -110,7 +110,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.per_scene:
-            rundir.check_writable(args.per_scene, "--per-scene")
+            rundir.check_writable(args.per_scene, "--per-scene", inputs_read(args.source, args.data))
         result, scenes = score_source(args.source, args.data, check_device(args.device))
         if args.per_scene:
             rows = [{"order_id": s["order_id"], **asdict(r)} for s, r in zip(scenes, result.scenes)]

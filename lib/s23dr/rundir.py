@@ -142,9 +142,14 @@ def atomic_write(path):
         tmp.unlink(missing_ok=True)
 
 
-def check_writable(path, what):
-    """Refuse an output file that could not be written, before the work that makes it."""
+def check_writable(path, what, inputs=()):
+    """Refuse an output file that could not be written, or that is one of the command's
+    `inputs` (files or folders) or lies within one, before the work that makes it."""
     path = Path(path)
+    for given in inputs:
+        if path.resolve().is_relative_to(Path(given).resolve()):
+            how = "is" if path.resolve() == Path(given).resolve() else "lies within"
+            raise ValueError(f"{what} {path} {how} the input {given}; name another file")
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder; name a file")
     folder = path.parent
