@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import socket
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -262,7 +263,23 @@ class MetricsLog:
 
     @staticmethod
     def read(path):
-        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        """The rows of the log `path`. A torn last line (a kill while it was written) is dropped
+        with a warning, so the run resumes; any other line that is not a row is an error naming
+        `file:line`."""
+        lines = [(n, line) for n, line in enumerate(Path(path).read_text().splitlines(), 1) if line.strip()]
+        rows = []
+        for n, line in lines:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                if n == lines[-1][0]:
+                    warnings.warn(f"{path}:{n}: a torn last line (a kill while it was written); dropped")
+                    break
+                raise ValueError(f"{path}:{n}: not a metrics row ({err})") from None
+            if not (isinstance(row, dict) and {"step", "kind"} <= row.keys()):
+                raise ValueError(f"{path}:{n}: not a metrics row (expected a mapping with step and kind)")
+            rows.append(row)
+        return rows
 
     def evaluated(self, step):
         """Whether the log holds the evaluation of `step`."""
