@@ -253,6 +253,7 @@ def test_two_process_ddp_matches_one_process(synthetic_root, tmp_path):
     (["params/stage1.yaml", "--set", "schedule.lr=null"],
      "error: --set schedule.lr=null: schedule.lr should be float, got None"),
     (["params/stage1.yaml", "--set", "train.log_every=0"], "error: train.log_every should be an integer >= 1, got 0"),
+    (["params/stage2.yaml", "--set", "init_from=stage_1"], "error: params/stage2.yaml: init_from stage_1 names no stage in params"),
     (["params/stage1.yaml", "--set", "optim.betas=[0.9,"],
      "error: --set optim.betas=[0.9,: '[0.9,' is not a valid YAML value (expected the node content, "
      "but found '<stream end>' at line 1, column 6)"),

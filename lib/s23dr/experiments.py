@@ -12,29 +12,37 @@ pipeline, the notebooks' dependencies and the tests follow from these functions.
 
 from pathlib import Path
 
-from .config import load_params, read_yaml
+from .config import ParamsError, load_params, read_yaml
 
 PARAMS = Path("params")
 
 
 def stage_files(folder=PARAMS):
     """{stage name: params file} of the files in `folder` that name a stage, each after the
-    stages it starts from or inherits from (then by name)."""
+    stages it starts from or inherits from (then by name). A stage named by two files, an
+    `init_from` that names no stage, or a cycle is refused, naming the files."""
     found = {}
     for path in sorted(Path(folder).glob("*.yaml")):
         name = read_yaml(path).get("stage")
+        if name in found:
+            raise ParamsError(f"stage {name} is named by two params files, {found[name]} and {path}")
         if name:
             found[name] = path
     ordered = []
 
-    def visit(name):
+    def visit(name, after):
+        if name in after:
+            raise ParamsError(f"{found[name]}: stages start from or inherit each other in a cycle: "
+                              f"{' -> '.join([*after[after.index(name):], name])}")
         if name not in ordered:
             for before in parents(found[name]):
-                visit(before)
+                if before not in found:
+                    raise ParamsError(f"{found[name]}: init_from {before} names no stage in {folder}")
+                visit(before, after + [name])
             ordered.append(name)
 
     for name in found:
-        visit(name)
+        visit(name, [])
     return {name: found[name] for name in ordered}
 
 
@@ -52,11 +60,11 @@ def parents(path):
 def upstream_stages(path):
     """The stages a stage's page draws before its own: its `init_from` chain, oldest first, then
     the stage whose file it inherits (an ablation's or a control arm's) if not in that chain."""
-    folder = Path(path).parent
+    files = stage_files(Path(path).parent)  # refuses an unknown init_from or a cycle
     chain, name = [], load_params(path)["init_from"]
     while name:
         chain.insert(0, name)
-        name = load_params(folder / f"{name}.yaml")["init_from"]
+        name = load_params(files[name])["init_from"]
     inherited = inherited_stage(path)
     return chain + [inherited] if inherited and inherited not in chain else chain
 

@@ -8,13 +8,14 @@ several `seeds` one per training seed in `seed<N>` (`experiments.stage_runs`).
 
 import argparse
 import sys
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from . import checkpoint, rundir
 from .config import ParamsError, load_params
 from .data import check_device
-from .experiments import stage_runs
+from .experiments import stage_files, stage_runs
 from .loop import train, upstream_checkpoint
 
 
@@ -91,6 +92,9 @@ def main(argv=None):
     params = None
     try:
         params = load_params(args.params, args.profile, args.set)
+        folder = Path(args.params).parent
+        if params["init_from"] and params["init_from"] not in stage_files(folder):  # the graph checked too
+            raise ParamsError(f"{args.params}: init_from {params['init_from']} names no stage in {folder}")
         if args.device:
             check_device(args.device)
         for final in run_stage(params, args.runs, args.device, args.init, args.resume, args.restart,
