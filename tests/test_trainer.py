@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -287,12 +288,17 @@ def test_command_arguments_are_checked_in_one_line(command, args, capsys, monkey
     assert re.fullmatch(rf"error: {expected[args[-2]]}\n", err)
 
 
-def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_path, capsys, monkeypatch):
+def ctrl_c():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop", [ctrl_c, lambda: os.kill(os.getpid(), signal.SIGTERM)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_path, capsys, monkeypatch, stop):
     real = loop.lr_at
 
     def interrupt_at_step_4(step, schedule):
         if step == 4:
-            raise KeyboardInterrupt
+            stop()
         return real(step, schedule)
 
     monkeypatch.setattr(loop, "lr_at", interrupt_at_step_4)
@@ -305,6 +311,7 @@ def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_pat
     assert (f"\ninterrupted: {run_dir} at step 3; the same command resumes it from {run_dir / 'step000002.pt'}\n"
             in capsys.readouterr().err)  # the line, between the progress bar's
     assert not (run_dir / "lock").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "the command leaves SIGTERM as it found it"
 
 
 # --- a run directory shared, a full disk, a kill, invalid scenes ------------------------

@@ -7,6 +7,7 @@ several `seeds` one per training seed in `seed<N>` (`experiments.stage_runs`).
 """
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, help="train only the runs of this training seed (default: every seed)")
     args = parser.parse_args(argv)
     params = None
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         params = load_params(args.params, args.profile, args.set)
         folder = Path(args.params).parent
@@ -108,7 +110,15 @@ def main(argv=None):
             bar.close()
         print(f"interrupted: {where_stopped(params, args.runs)}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def interrupt(signum, frame):
+    """SIGTERM (a scheduler's or a container's stop) as Ctrl-C: the lock released, the scoring
+    processes stopped, and where the run stopped and how to resume it said."""
+    raise KeyboardInterrupt
 
 
 def where_stopped(params, runs_dir):
