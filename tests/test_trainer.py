@@ -613,3 +613,16 @@ def test_bench_measures_the_loader_on_the_cpu(tmp_path, capsys):
     assert [(r["stage"], r["points"]) for r in rows] == [("stage1", 128), ("stage2", 256)]
     assert all(r["loader_items_per_s_per_process"] > 0 for r in rows)
     assert "items/s a process" in capsys.readouterr().out
+
+
+def test_rerun_runs_only_a_benchmark_script(tmp_path):
+    marker = tmp_path / "ran"
+    result = tmp_path / "result.json"
+    for command in (["-c", f"open({str(marker)!r}, 'w')"], ["../lib/s23dr/train.py", "params/stage1.yaml"],
+                    ["benchmarks/loss_choice.py", 7]):
+        result.write_text(json.dumps({"command": command}))
+        done = subprocess.run([sys.executable, "benchmarks/rerun.py", str(result)], cwd=PARAMS.parent,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and done.stdout == "" and not marker.exists()
+        assert re.fullmatch(rf"error: {re.escape(str(result))}: command .* is not one of the scripts in "
+                            rf"\S+benchmarks with its arguments; refused\n", done.stderr)
