@@ -288,6 +288,14 @@ def test_command_arguments_are_checked_in_one_line(command, args, capsys, monkey
     assert re.fullmatch(rf"error: {expected[args[-2]]}\n", err)
 
 
+@pytest.mark.parametrize("device", ["", "0"])
+def test_a_device_that_names_none_is_refused_not_taken_as_the_default(device, capsys, monkeypatch):
+    monkeypatch.chdir(PARAMS.parent)
+    monkeypatch.setattr(s23dr_train, "run_stage", lambda *a: pytest.fail("trained on the default device"))
+    assert s23dr_train.main(["params/stage1.yaml", "--profile", "smoke", "--device", device]) == 2
+    assert capsys.readouterr().err == f"error: --device {device}: expected cpu, cuda or cuda:N\n"
+
+
 def ctrl_c():
     raise KeyboardInterrupt
 

@@ -97,7 +97,7 @@ def main(argv=None):
         folder = Path(args.params).parent
         if params["init_from"] and params["init_from"] not in stage_files(folder):  # the graph checked too
             raise ParamsError(f"{args.params}: init_from {params['init_from']} names no stage in {folder}")
-        if args.device:
+        if args.device is not None:  # an empty --device is refused, not taken as the default
             check_device(args.device)
         for final in run_stage(params, args.runs, args.device, args.init, args.resume, args.restart,
                                seed=args.seed):
