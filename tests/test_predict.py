@@ -146,6 +146,8 @@ GOOD = {"order_id": "whole", "wf_vertices": [[0, 0, 0], [1.5, 0, 0]], "wf_edges"
     ([{**GOOD, "wf_edges": [[0.0, 1.0]]}],
      r"scene 'whole': field 'wf_edges' should be a list of \[2\] integer vertex indices, found shape \(1, 2\), dtype float64"),
     ([{**GOOD, "wf_edges": [[0, 2]]}], r"scene 'whole': field 'wf_edges' should index the 2 vertices \(0 to 1\), found 0 to 2"),
+    ([{**GOOD, "wf_vertices": [[0, 0, 0]] * 10_001}], "scene 'whole': field 'wf_vertices' holds 10001 entries, more than 10000"),
+    ([{**GOOD, "wf_edges": [[0, 1]] * 10_001}], "scene 'whole': field 'wf_edges' holds 10001 entries, more than 10000"),
     ([{**GOOD, "order_id": "other"}], "no prediction for 1 scenes of .*gt, e.g. whole; "
                                       "1 predicted scenes are not in .*gt, e.g. other"),
 ])

@@ -22,6 +22,10 @@ from .predict import load_model, inputs_read, submission
 
 RECORD = "{order_id, wf_vertices, wf_edges}"
 
+#: The most vertices or edges a submitted scene may hold: far beyond any house's wireframe (a
+#: scene's GT has at most 64 edges), far below what would keep the metric busy for hours.
+MAX_ELEMENTS = 10_000
+
 
 def read_submission(path):
     """{order_id: (vertices [V,3] float, edges [E,2] int)} of a submission file, every record
@@ -44,6 +48,9 @@ def read_submission(path):
         where = f"{path}: scene {order_id!r}"
         vertices = _field(record, "wf_vertices", 3, where)
         edges = _field(record, "wf_edges", 2, where)
+        for name, field in (("wf_vertices", vertices), ("wf_edges", edges)):
+            if len(field) > MAX_ELEMENTS:
+                raise ValueError(f"{where}: field {name!r} holds {len(field)} entries, more than {MAX_ELEMENTS}")
         if not np.isfinite(vertices).all():
             raise ValueError(f"{where}: field 'wf_vertices' holds NaN or inf")
         if edges.size and (edges.min() < 0 or edges.max() >= len(vertices)):
