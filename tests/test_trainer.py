@@ -376,6 +376,15 @@ def test_restart_removes_only_the_files_of_the_run_it_retrains(tmp_path, monkeyp
     assert trained == [stage_dir] and not stale.exists() and other_seed.is_file()
 
 
+def test_restart_never_removes_the_checkpoint_it_starts_from(tmp_path, monkeypatch):
+    params = smoke("stage2", tmp_path, "seeds=1")
+    init = fake_checkpoint(tmp_path / "runs" / "smoke" / "stage2" / "step000002.pt", params)
+    monkeypatch.setattr(s23dr_train, "train", lambda *a, **kw: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=rf"--restart would remove {re.escape(str(init))}, which this training reads"):
+        run_stage(params, tmp_path / "runs", init=init, restart=True, progress=False)
+    assert init.is_file()
+
+
 def test_a_run_directory_is_never_outside_its_runs_directory(tmp_path, monkeypatch):
     elsewhere = tmp_path / "elsewhere"
     kept = fake_checkpoint(elsewhere / "step000002.pt", {})

@@ -55,6 +55,10 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
             continue
         if restart and run_dir.exists():
             rundir.check_unlocked(run_dir)  # never remove the run directory of a running training
+            for given in (init, resume):
+                if given is not None and Path(given).resolve().parent == run_dir.resolve():
+                    raise ValueError(f"{run_dir}: --restart would remove {given}, which this training reads; "
+                                     f"copy it elsewhere first")
             print(f"{run_dir}: made from other params, code or upstream run; training anew")
             rundir.remove_files(run_dir)
         elif init is not None:
