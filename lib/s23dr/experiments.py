@@ -17,10 +17,9 @@ from .config import ParamsError, load_params, read_yaml
 PARAMS = Path("params")
 
 
-def stage_files(folder=PARAMS):
-    """{stage name: params file} of the files in `folder` that name a stage, each after the
-    stages it starts from or inherits from (then by name). A stage named by two files, an
-    `init_from` that names no stage, or a cycle is refused, naming the files."""
+def named_stages(folder=PARAMS):
+    """{stage name: params file} of the files in `folder` that name a stage, by file name; a
+    stage named by two files is refused, naming both."""
     found = {}
     for path in sorted(Path(folder).glob("*.yaml")):
         name = read_yaml(path).get("stage")
@@ -28,16 +27,29 @@ def stage_files(folder=PARAMS):
             raise ParamsError(f"stage {name} is named by two params files, {found[name]} and {path}")
         if name:
             found[name] = path
-    ordered = []
+    return found
+
+
+def _unknown_stage(path, name):
+    return ParamsError(f"{path}: init_from {name} names no stage in {Path(path).parent}")
+
+
+def _cycle(found, names):
+    return ParamsError(f"{found[names[0]]}: stages start from or inherit each other in a cycle: {' -> '.join(names)}")
+
+
+def stage_files(folder=PARAMS):
+    """`named_stages`, each after the stages it starts from or inherits from (then by name). An
+    `init_from` that names no stage, or a cycle, is refused, naming the files."""
+    found, ordered = named_stages(folder), []
 
     def visit(name, after):
         if name in after:
-            raise ParamsError(f"{found[name]}: stages start from or inherit each other in a cycle: "
-                              f"{' -> '.join([*after[after.index(name):], name])}")
+            raise _cycle(found, [*after[after.index(name):], name])
         if name not in ordered:
             for before in parents(found[name]):
                 if before not in found:
-                    raise ParamsError(f"{found[name]}: init_from {before} names no stage in {folder}")
+                    raise _unknown_stage(found[name], before)
                 visit(before, after + [name])
             ordered.append(name)
 
@@ -60,11 +72,17 @@ def parents(path):
 def upstream_stages(path):
     """The stages a stage's page draws before its own: its `init_from` chain, oldest first, then
     the stage whose file it inherits (an ablation's or a control arm's) if not in that chain."""
-    files = stage_files(Path(path).parent)  # refuses an unknown init_from or a cycle
-    chain, name = [], load_params(path)["init_from"]
+    found = named_stages(Path(path).parent)
+    followed, here, name = [read_yaml(path).get("stage")], Path(path), load_params(path)["init_from"]
     while name:
-        chain.insert(0, name)
-        name = load_params(files[name])["init_from"]
+        if name in followed:
+            raise _cycle(found, [*followed[followed.index(name):], name])
+        if name not in found:
+            raise _unknown_stage(here, name)
+        followed.append(name)
+        here = found[name]
+        name = load_params(here)["init_from"]
+    chain = followed[:0:-1]
     inherited = inherited_stage(path)
     return chain + [inherited] if inherited and inherited not in chain else chain
 
