@@ -35,9 +35,10 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
     returns their final checkpoints.
 
     With `restart`, a run made from other params, code or upstream run is trained anew: its
-    own files are removed (not the folders of other runs within it, and never while a
-    training holds its lock); a current run is kept. Without it, training resumes there,
-    and an `init` other than the one the run started from is refused rather than ignored.
+    own files are removed (not the folders of other runs within it, never while a training
+    holds its lock, never the checkpoint it reads); a current run is kept, and with
+    `progress` said so. Without it, training resumes there, and an `init` other than the one
+    the run started from is refused rather than ignored.
     """
     finals = []
     runs = [(v, d) for v, d in stage_runs(params, runs_dir) if seed is None or v["train"]["seed"] == seed]
