@@ -83,6 +83,9 @@ def test_checkpoint_that_is_not_one(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt: not an s23dr checkpoint"):
         checkpoint.load(tmp_path / "other.pt")
+    torch.save({"step": 1, "model": {}, "inputs": {"params": [1]}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=r"odd.pt: not an s23dr checkpoint \(its inputs hold no params"):
+        checkpoint.load(tmp_path / "odd.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         checkpoint.load(tmp_path / "missing.pt")
 

@@ -55,6 +55,9 @@ def load(path, params=None):
         raise ValueError(f"{path}: not a checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or not {"model", "inputs", "step"} <= state.keys():
         raise ValueError(f"{path}: not an s23dr checkpoint (expected keys model, inputs, step)")
+    made_with = state["inputs"].get("params") if isinstance(state["inputs"], dict) else None
+    if not (isinstance(made_with, dict) and isinstance(made_with.get("model"), dict)):
+        raise ValueError(f"{path}: not an s23dr checkpoint (its inputs hold no params with a model mapping)")
     if params is not None:
         ours, theirs = architecture(params), architecture(state["inputs"]["params"])
         differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
