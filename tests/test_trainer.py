@@ -303,8 +303,13 @@ def ctrl_c():
     raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("stop", [ctrl_c, lambda: os.kill(os.getpid(), signal.SIGTERM)], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_path, capsys, monkeypatch, stop):
+@pytest.mark.parametrize("stop, reached, saved", [
+    (ctrl_c, 3, 2),  # an interrupt inside a step: the periodic checkpoint
+    (lambda: os.kill(os.getpid(), signal.SIGINT), 4, 4),  # the command's handler: the step ends and is saved
+    (lambda: os.kill(os.getpid(), signal.SIGTERM), 4, 4),
+], ids=["interrupt", "ctrl-c", "sigterm"])
+def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_path, capsys, monkeypatch, stop,
+                                                          reached, saved):
     real = loop.lr_at
 
     def interrupt_at_step_4(step, schedule):
@@ -319,10 +324,12 @@ def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_pat
                                "--set", "train.ckpt_every=2", "--set", "train.eval_every=100", "--set", "seeds=1"])
     run_dir = tmp_path / "smoke" / "stage1"
     assert status == 130
-    assert (f"\ninterrupted: {run_dir} at step 3; the same command resumes it from {run_dir / 'step000002.pt'}\n"
-            in capsys.readouterr().err)  # the line, between the progress bar's
+    assert (f"\ninterrupted: {run_dir} at step {reached}; the same command resumes it from "
+            f"{run_dir / f'step{saved:06d}.pt'}\n" in capsys.readouterr().err)  # the line, between the progress bar's
     assert not (run_dir / "lock").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "the command leaves SIGTERM as it found it"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not loop.STOP.is_set() and not loop.STOPPABLE.is_set()
 
 
 # --- a run directory shared, a full disk, a kill, invalid scenes ------------------------

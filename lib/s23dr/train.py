@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import checkpoint, rundir
+from . import checkpoint, loop, rundir
 from .config import ParamsError, load_params
 from .data import check_device
 from .experiments import stage_files, stage_runs
@@ -96,7 +96,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, help="train only the runs of this training seed (default: every seed)")
     args = parser.parse_args(argv)
     params = None
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         params = load_params(args.params, args.profile, args.set)
         folder = Path(args.params).parent
@@ -116,19 +116,25 @@ def main(argv=None):
         print(f"interrupted: {where_stopped(params, args.runs)}", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
 def interrupt(signum, frame):
-    """SIGTERM (a scheduler's or a container's stop) as Ctrl-C: the lock released, the scoring
-    processes stopped, and where the run stopped and how to resume it said."""
-    raise KeyboardInterrupt
+    """SIGTERM (a scheduler's or a container's stop) and Ctrl-C: a one-process training loop
+    ends its step and saves a checkpoint there (`loop.STOP`); otherwise, or asked again, it
+    stops now. Either way the lock is released, the scoring processes stopped, and where the
+    run stopped and how to resume it said."""
+    if not loop.STOPPABLE.is_set() or loop.STOP.is_set():
+        raise KeyboardInterrupt
+    loop.STOP.set()
 
 
 def where_stopped(params, runs_dir):
     """An interrupted training in one line: the step its run reached and how to resume it
-    (the loop keeps a checkpoint every train.ckpt_every steps; the same command resumes)."""
+    (the loop keeps a checkpoint every train.ckpt_every steps, and one where a stop asked it to;
+    the same command resumes)."""
     logs = [run_dir / "metrics.jsonl" for _, run_dir in stage_runs(params, runs_dir)] if params else []
     logs = [log for log in logs if log.is_file()]
     if not logs:
