@@ -18,11 +18,13 @@ PARAMS = Path("params")
 
 
 def named_stages(folder=PARAMS):
-    """{stage name: params file} of the files in `folder` that name a stage, by file name; a
-    stage named by two files is refused, naming both."""
+    """{stage name: params file} of the files in `folder` that name a stage, in file-name order;
+    a stage named by two files is refused, naming both."""
     found = {}
     for path in sorted(Path(folder).glob("*.yaml")):
         name = read_yaml(path).get("stage")
+        if name and not isinstance(name, str):
+            raise ParamsError(f"{path}: stage should be a name, got {name!r}")
         if name in found:
             raise ParamsError(f"stage {name} is named by two params files, {found[name]} and {path}")
         if name:
