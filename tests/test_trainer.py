@@ -424,9 +424,10 @@ def test_init_that_a_resumed_run_would_ignore_is_refused(tmp_path, monkeypatch):
         run_stage(params, tmp_path / "runs", init=init, progress=False)
 
 
-def test_restart_says_a_current_run_is_kept(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("asked", [{"restart": True}, {"resume": "step000002.pt"}])
+def test_restart_or_resume_says_a_current_run_is_kept(tmp_path, monkeypatch, capsys, asked):
     monkeypatch.setattr(s23dr_train, "is_current", lambda *a: True)
-    run_stage(smoke("stage1", tmp_path, "seeds=1"), tmp_path / "runs", restart=True)
+    run_stage(smoke("stage1", tmp_path, "seeds=1"), tmp_path / "runs", **asked)
     assert capsys.readouterr().out == f"{tmp_path / 'runs/smoke/stage1'}: current (made from these params, code " \
                                       f"and upstream run); kept\n"
 

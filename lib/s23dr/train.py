@@ -37,7 +37,7 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
     With `restart`, a run made from other params, code or upstream run is trained anew: its
     own files are removed (not the folders of other runs within it, never while a training
     holds its lock, never the checkpoint it reads); a current run is kept, and with
-    `progress` said so. Without it, training resumes there, and an `init` other than the one
+    `progress` said so (with `resume` too). Without it, training resumes there, and an `init` other than the one
     the run started from is refused rather than ignored.
     """
     finals = []
@@ -50,7 +50,7 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
         if start is None and variant["init_from"]:
             start = upstream_checkpoint(variant, runs_dir)
         if is_current(variant, run_dir, start):
-            if restart and progress:
+            if (restart or resume) and progress:  # what they ask for is not done: say so
                 print(f"{run_dir}: current (made from these params, code and upstream run); kept")
             finals.append(checkpoint.path_for(run_dir, variant["schedule"]["end_step"]))
             continue
