@@ -163,3 +163,27 @@ def test_a_profiles_stage_overrides_name_a_stage(tmp_path):
     with pytest.raises(ParamsError, match=r"profiles.yaml: profile cpu: stages.stage_2 names no stage; "
                                           r"did you mean stage2"):
         load_params(tmp_path / "stage1.yaml", "cpu")
+
+
+@pytest.mark.parametrize("key, name", [("stage", "../../elsewhere"), ("stage", ".."), ("stage", "a/b"),
+                                       ("init_from", "../stage1")])
+def test_a_stage_name_is_a_plain_name(key, name):
+    with pytest.raises(ParamsError, match=rf"stage1.yaml: {key} should be a plain name .*, got '{re.escape(name)}'"):
+        load_params(PARAMS / "stage1.yaml", "smoke", [f"{key}={name}"])
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "inherit: a.yaml\nstage: a\n"}, r"inherit forms a cycle: {tmp}/a.yaml -> {tmp}/a.yaml$"),
+    ({"a.yaml": "inherit: b.yaml\nstage: a\n", "b.yaml": "inherit: a.yaml\n"},
+     r"inherit forms a cycle: {tmp}/a.yaml -> {tmp}/b.yaml -> {tmp}/a.yaml$"),
+    ({"a.yaml": "stage: a\n"}, r"{tmp}/a.yaml: names no inherit; a params file inherits base.yaml"),
+    ({"a.yaml": "inherit: b.yaml\nstage: a\n", "b.yaml": "# nothing yet\n"}, r"{tmp}/b.yaml: empty; "),
+    ({"a.yaml": "inherit: [base.yaml]\nstage: a\n"}, r"{tmp}/a.yaml: inherit should be the name of a params file"),
+])
+def test_an_inherit_chain_that_does_not_end_at_base_yaml_is_one_line(tmp_path, files, message):
+    for name in ("base.yaml", "profiles.yaml"):
+        (tmp_path / name).write_text((PARAMS / name).read_text())
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ParamsError, match=message.format(tmp=re.escape(str(tmp_path)))):
+        load_params(tmp_path / "a.yaml", "smoke")

@@ -337,6 +337,8 @@ BAD = {  # name -> (mutation, fragment of the message)
     "nan_segments": (set_value("gt_segments", (1, 0, 2), np.nan), "NaN or inf.*gt_segments"),
     "nan_scale": (lambda s: s.update(scale=np.float32(np.nan)), "NaN or inf.*scale"),
     "nan_vote_frac": (set_value("vote_frac", 2, np.nan), "NaN or inf.*vote_frac"),
+    "huge_vertices": (set_value("gt_vertices", (0, 0), 1e30), r"values beyond ±1e\+06 in gt_vertices \(up to 1e\+30\)"),
+    "huge_xyz": (set_value("xyz_norm", (3, 1), -1e30), r"values beyond ±1e\+06 in xyz_norm"),
     "zero_scale": (lambda s: s.update(scale=np.float32(0)), "scale must be positive"),
     "index_too_big": (set_value("gt_edges", (0, 1), 7), "out of range for 7 gt_vertices"),
     "negative_index": (set_value("gt_edges", (0, 0), -1), "out of range"),

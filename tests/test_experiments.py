@@ -1,12 +1,14 @@
 """The experiment graph comes from params alone: the stages, what each starts from and is
 drawn beside, their runs per LR and seed, the order they train in, the book's pages."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from s23dr import pipeline
+from s23dr.config import ParamsError
 from s23dr.experiments import run_label, stage_files, stage_params, stage_runs, upstream_run_dir, upstream_stages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +35,24 @@ def test_stages_are_the_params_files_that_name_one_each_after_what_it_starts_fro
 ])
 def test_upstream_stages_follow_init_from_and_inherit(name, expected):
     assert upstream_stages(PARAMS / f"{name}.yaml") == expected
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "stage: x\n", "b.yaml": "stage: x\n"}, "stage x is named by two params files, {tmp}/a.yaml and {tmp}/b.yaml"),
+    ({"a.yaml": "stage: a\ninit_from: nope\n"}, "{tmp}/a.yaml: init_from nope names no stage in {tmp}"),
+    ({"a.yaml": "stage: a\ninit_from: a\n"}, "{tmp}/a.yaml: stages start from or inherit each other in a cycle: a -> a"),
+    ({"a.yaml": "stage: a\ninit_from: b\n", "b.yaml": "stage: b\ninit_from: a\n"},
+     "{tmp}/a.yaml: stages start from or inherit each other in a cycle: a -> b -> a"),
+])
+def test_a_broken_experiment_graph_is_one_line_naming_the_files(tmp_path, files, message):
+    for name in ("base.yaml", "profiles.yaml", "stage1.yaml"):
+        (tmp_path / name).write_text((PARAMS / name).read_text())
+    for name, text in files.items():
+        (tmp_path / name).write_text("inherit: stage1.yaml\n" + text)
+    with pytest.raises(ParamsError, match=f"^{re.escape(message.format(tmp=tmp_path))}$"):
+        stage_files(tmp_path)
+    with pytest.raises(ParamsError, match=f"^{re.escape(message.format(tmp=tmp_path))}$"):
+        upstream_stages(tmp_path / "a.yaml")
 
 
 def test_runs_per_lr_and_seed_and_their_labels():

@@ -69,6 +69,28 @@ def test_predict_checks_out_before_inference(model_path, test_scenes, tmp_path, 
     assert err.startswith("error: --out ") and message.format(tmp=tmp_path) in err
 
 
+@pytest.mark.parametrize("out, message", [
+    ("step000000.pt", "is the input {tmp}/step000000.pt"),
+    ("test/whole.npz", "lies within the input {tmp}/test"),
+    ("test/new.npz", "lies within the input {tmp}/test"),  # it would become a scene
+])
+def test_predict_out_is_never_an_input(model_path, test_scenes, tmp_path, capsys, monkeypatch, out, message):
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    monkeypatch.setattr(predict, "submission", lambda *args: pytest.fail("inference ran before --out was checked"))
+    for source in (model_path, tmp_path):  # a checkpoint, and a run directory (its newest)
+        status, _, err = run(predict, [source, test_scenes, "--out", tmp_path / out], capsys)
+        assert status == 2 and err == f"error: --out {tmp_path / out} {message.format(tmp=tmp_path)}; name another file\n"
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_evaluate_per_scene_is_never_its_submission(gt_scenes, tmp_path, capsys):
+    path = tmp_path / "submission.json"
+    path.write_text("[]")
+    status, _, err = run(evaluate, [path, gt_scenes, "--per-scene", path], capsys)
+    assert status == 2 and err == f"error: --per-scene {path} is the input {path}; name another file\n"
+    assert path.read_text() == "[]"
+
+
 def test_predict_writes_out_atomically(model_path, test_scenes, tmp_path, capsys, monkeypatch):
     out = tmp_path / "submission.json"
     out.write_text("the previous submission")
@@ -124,6 +146,8 @@ GOOD = {"order_id": "whole", "wf_vertices": [[0, 0, 0], [1.5, 0, 0]], "wf_edges"
     ([{**GOOD, "wf_edges": [[0.0, 1.0]]}],
      r"scene 'whole': field 'wf_edges' should be a list of \[2\] integer vertex indices, found shape \(1, 2\), dtype float64"),
     ([{**GOOD, "wf_edges": [[0, 2]]}], r"scene 'whole': field 'wf_edges' should index the 2 vertices \(0 to 1\), found 0 to 2"),
+    ([{**GOOD, "wf_vertices": [[0, 0, 0]] * 10_001}], "scene 'whole': field 'wf_vertices' holds 10001 entries, more than 10000"),
+    ([{**GOOD, "wf_edges": [[0, 1]] * 10_001}], "scene 'whole': field 'wf_edges' holds 10001 entries, more than 10000"),
     ([{**GOOD, "order_id": "other"}], "no prediction for 1 scenes of .*gt, e.g. whole; "
                                       "1 predicted scenes are not in .*gt, e.g. other"),
 ])

@@ -2,11 +2,15 @@
 a synthetic dataset, an executed notebook. Each goes stale when one of its inputs changes
 (params, the code version, what it is made from) and stays current when none does."""
 
+import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from s23dr import checkpoint, pipeline, rundir, synthetic_data
 from s23dr.config import load_params
+from s23dr.rundir import MetricsLog
 from s23dr.train import is_current
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
@@ -108,3 +112,17 @@ def test_a_notebook_goes_stale_with_its_source_code_or_a_notebook_it_reads(tmp_p
     monkeypatch.setattr(rundir, "__version__", "99")
     assert execute() == ["a", "b"]
 
+
+
+def test_a_torn_last_log_line_is_dropped_with_a_warning_and_any_other_bad_line_named(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "kind": "train"}\n{"step": 2, "kind": "train"}\n{"step": 3, "ki')
+    with pytest.warns(UserWarning, match=rf"^{re.escape(str(log))}:3: a torn last line"):
+        assert [r["step"] for r in MetricsLog.read(log)] == [1, 2]
+    with pytest.warns(UserWarning):  # a resumed run keeps the rows and continues
+        MetricsLog(log, resume_step=2).write({"step": 3, "kind": "train"})
+    assert [r["step"] for r in MetricsLog.read(log)] == [1, 2, 3]
+    for bad in ('{"step": 1, "ki\n{"step": 2, "kind": "train"}\n', '{"step": 1, "kind": "train"}\n7\n{"step": 2}\n'):
+        log.write_text(bad)
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(log))}:[12]: not a metrics row"):
+            MetricsLog.read(log)

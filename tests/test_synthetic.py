@@ -482,6 +482,17 @@ def test_the_command_line_defaults_to_params_base_yaml(monkeypatch, tmp_path):
     assert kwargs["world"] == synthetic.World.of({**syn["world"], "noise": 0.5})
 
 
+@pytest.mark.parametrize("args, message", [(["--train", "0"], "--train should be an integer >= 1, got 0"),
+                                           (["--val", "-1"], "--val should be an integer >= 1, got -1"),
+                                           (["--points", "512", "0"], "--points should be an integer >= 1, got 0"),
+                                           (["--workers", "0"], "--workers should be an integer >= 1, got 0")])
+def test_the_command_line_checks_its_sizes_before_writing(args, message, monkeypatch, capsys):
+    monkeypatch.setattr(synthetic_data, "build_dataset", lambda *a, **kw: pytest.fail("wrote before checking"))
+    with pytest.raises(SystemExit):
+        synthetic_data.main(args)
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: {message}")
+
+
 def test_the_command_line_reads_a_world(capsys):
     world = synthetic.parse_world(["roofs=[gable, hip]", "noise=0", "extras=false", "footprints=rect"])
     assert world == synthetic.World(footprints=("rect",), roofs=("gable", "hip"), extras=False, noise=0.0)

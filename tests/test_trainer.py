@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -82,8 +83,30 @@ def test_checkpoint_that_is_not_one(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt: not an s23dr checkpoint"):
         checkpoint.load(tmp_path / "other.pt")
+    torch.save({"step": 1, "model": {}, "inputs": {"params": [1]}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=r"odd.pt: not an s23dr checkpoint \(its inputs hold no params"):
+        checkpoint.load(tmp_path / "odd.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         checkpoint.load(tmp_path / "missing.pt")
+
+
+class RunsCode:
+    """An object whose unpickling would run code: it writes the file `marker`."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (Path(self.marker),)
+
+
+def test_a_checkpoint_whose_loading_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    path = checkpoint.save({"step": 1, "model": {}, "inputs": {"params": RunsCode(marker)}}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match=r"^\S+evil.pt: refused: the checkpoint needs \S+ to load, "
+                                         r"which could run code$"):
+        checkpoint.load(path)
+    assert not marker.exists()
 
 
 def test_checkpoint_with_other_architecture_names_the_keys(tmp_path):
@@ -234,6 +257,7 @@ def test_two_process_ddp_matches_one_process(synthetic_root, tmp_path):
     (["params/stage1.yaml", "--set", "schedule.lr=null"],
      "error: --set schedule.lr=null: schedule.lr should be float, got None"),
     (["params/stage1.yaml", "--set", "train.log_every=0"], "error: train.log_every should be an integer >= 1, got 0"),
+    (["params/stage2.yaml", "--set", "init_from=stage_1"], "error: params/stage2.yaml: init_from stage_1 names no stage in params"),
     (["params/stage1.yaml", "--set", "optim.betas=[0.9,"],
      "error: --set optim.betas=[0.9,: '[0.9,' is not a valid YAML value (expected the node content, "
      "but found '<stream end>' at line 1, column 6)"),
@@ -267,12 +291,30 @@ def test_command_arguments_are_checked_in_one_line(command, args, capsys, monkey
     assert re.fullmatch(rf"error: {expected[args[-2]]}\n", err)
 
 
-def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("device", ["", "0"])
+def test_a_device_that_names_none_is_refused_not_taken_as_the_default(device, capsys, monkeypatch):
+    monkeypatch.chdir(PARAMS.parent)
+    monkeypatch.setattr(s23dr_train, "run_stage", lambda *a: pytest.fail("trained on the default device"))
+    assert s23dr_train.main(["params/stage1.yaml", "--profile", "smoke", "--device", device]) == 2
+    assert capsys.readouterr().err == f"error: --device {device}: expected cpu, cuda or cuda:N\n"
+
+
+def ctrl_c():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop, reached, saved", [
+    (ctrl_c, 3, 2),  # an interrupt inside a step: the periodic checkpoint
+    (lambda: os.kill(os.getpid(), signal.SIGINT), 4, 4),  # the command's handler: the step ends and is saved
+    (lambda: os.kill(os.getpid(), signal.SIGTERM), 4, 4),
+], ids=["interrupt", "ctrl-c", "sigterm"])
+def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_path, capsys, monkeypatch, stop,
+                                                          reached, saved):
     real = loop.lr_at
 
     def interrupt_at_step_4(step, schedule):
         if step == 4:
-            raise KeyboardInterrupt
+            stop()
         return real(step, schedule)
 
     monkeypatch.setattr(loop, "lr_at", interrupt_at_step_4)
@@ -282,9 +324,12 @@ def test_ctrl_c_names_the_step_reached_and_how_to_resume(synthetic_root, tmp_pat
                                "--set", "train.ckpt_every=2", "--set", "train.eval_every=100", "--set", "seeds=1"])
     run_dir = tmp_path / "smoke" / "stage1"
     assert status == 130
-    assert (f"\ninterrupted: {run_dir} at step 3; the same command resumes it from {run_dir / 'step000002.pt'}\n"
-            in capsys.readouterr().err)  # the line, between the progress bar's
+    assert (f"\ninterrupted: {run_dir} at step {reached}; the same command resumes it from "
+            f"{run_dir / f'step{saved:06d}.pt'}\n" in capsys.readouterr().err)  # the line, between the progress bar's
     assert not (run_dir / "lock").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "the command leaves SIGTERM as it found it"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not loop.STOP.is_set() and not loop.STOPPABLE.is_set()
 
 
 # --- a run directory shared, a full disk, a kill, invalid scenes ------------------------
@@ -323,6 +368,68 @@ def test_a_stale_lock_and_the_temporary_files_of_killed_saves_are_cleared(synthe
     assert f"{run_dir}: taking over the lock of pid {dead}, which no longer runs" in capsys.readouterr().out
     assert sorted(p.name for p in run_dir.iterdir()) == [alive.name, "metrics.jsonl", "step000002.inputs",
                                                           "step000002.pt"]
+
+
+def fake_checkpoint(path, params, upstream=None):
+    """A checkpoint's keys with no weights: what `run_stage` reads to decide what to do."""
+    return checkpoint.save({"step": 2, "model": {}, "inputs": {"params": params, "upstream": upstream}}, path)
+
+
+def test_restart_removes_only_the_files_of_the_run_it_retrains(tmp_path, monkeypatch):
+    params = smoke("stage1", tmp_path, "seeds=1")
+    stage_dir = tmp_path / "runs" / "smoke" / "stage1"
+    other_seed = fake_checkpoint(stage_dir / "seed1" / "step000002.pt", params)  # a run of a 3-seed stage1
+    stale = fake_checkpoint(stage_dir / "step000002.pt", {**params, "seeds": 2})
+    trained = []
+    monkeypatch.setattr(s23dr_train, "train", lambda params, run_dir, **kw: trained.append(run_dir))
+    run_stage(params, tmp_path / "runs", restart=True, progress=False)
+    assert trained == [stage_dir] and not stale.exists() and other_seed.is_file()
+
+
+def test_restart_never_removes_the_checkpoint_it_starts_from(tmp_path, monkeypatch):
+    params = smoke("stage2", tmp_path, "seeds=1")
+    init = fake_checkpoint(tmp_path / "runs" / "smoke" / "stage2" / "step000002.pt", params)
+    monkeypatch.setattr(s23dr_train, "train", lambda *a, **kw: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=rf"--restart would remove {re.escape(str(init))}, which this training reads"):
+        run_stage(params, tmp_path / "runs", init=init, restart=True, progress=False)
+    assert init.is_file()
+
+
+def test_a_run_directory_is_never_outside_its_runs_directory(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    kept = fake_checkpoint(elsewhere / "step000002.pt", {})
+    (tmp_path / "runs" / "smoke").mkdir(parents=True)
+    (tmp_path / "runs" / "smoke" / "stage1").symlink_to(elsewhere)
+    monkeypatch.setattr(s23dr_train, "train", lambda *a, **kw: pytest.fail("trained outside the runs"))
+    with pytest.raises(ValueError, match=r"stage1 lies outside \S+runs/smoke \(it resolves to \S+elsewhere\)"):
+        run_stage(smoke("stage1", tmp_path, "seeds=1"), tmp_path / "runs", restart=True, progress=False)
+    assert kept.is_file()
+
+
+def test_a_refused_run_leaves_no_empty_run_directory(tmp_path):
+    params = smoke("stage1", tmp_path / "no-data")
+    with pytest.raises(OSError):
+        train(params, tmp_path / "runs" / "smoke" / "stage1" / "seed0", progress=False)
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_init_that_a_resumed_run_would_ignore_is_refused(tmp_path, monkeypatch):
+    params = smoke("stage2", tmp_path, "seeds=1")
+    run_dir = tmp_path / "runs" / "smoke" / "stage2"
+    init = fake_checkpoint(tmp_path / "init.pt", params)
+    fake_checkpoint(run_dir / "step000002.pt", params, upstream={"step": 2, "inputs": "another run"})
+    monkeypatch.setattr(s23dr_train, "train", lambda *a, **kw: pytest.fail("--init ignored"))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(run_dir))}: its run started from another checkpoint "
+                                         rf"than --init {re.escape(str(init))}.*add --restart"):
+        run_stage(params, tmp_path / "runs", init=init, progress=False)
+
+
+@pytest.mark.parametrize("asked", [{"restart": True}, {"resume": "step000002.pt"}])
+def test_restart_or_resume_says_a_current_run_is_kept(tmp_path, monkeypatch, capsys, asked):
+    monkeypatch.setattr(s23dr_train, "is_current", lambda *a: True)
+    run_stage(smoke("stage1", tmp_path, "seeds=1"), tmp_path / "runs", **asked)
+    assert capsys.readouterr().out == f"{tmp_path / 'runs/smoke/stage1'}: current (made from these params, code " \
+                                      f"and upstream run); kept\n"
 
 
 @pytest.mark.parametrize("error, free", [
@@ -534,3 +641,16 @@ def test_bench_measures_the_loader_on_the_cpu(tmp_path, capsys):
     assert [(r["stage"], r["points"]) for r in rows] == [("stage1", 128), ("stage2", 256)]
     assert all(r["loader_items_per_s_per_process"] > 0 for r in rows)
     assert "items/s a process" in capsys.readouterr().out
+
+
+def test_rerun_runs_only_a_benchmark_script(tmp_path):
+    marker = tmp_path / "ran"
+    result = tmp_path / "result.json"
+    for command in (["-c", f"open({str(marker)!r}, 'w')"], ["../lib/s23dr/train.py", "params/stage1.yaml"],
+                    ["benchmarks/loss_choice.py", 7]):
+        result.write_text(json.dumps({"command": command}))
+        done = subprocess.run([sys.executable, "benchmarks/rerun.py", str(result)], cwd=PARAMS.parent,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and done.stdout == "" and not marker.exists()
+        assert re.fullmatch(rf"error: {re.escape(str(result))}: command .* is not one of the scripts in "
+                            rf"\S+benchmarks with its arguments; refused\n", done.stderr)

@@ -4,8 +4,9 @@ A checkpoint is `<run_dir>/stepNNNNNN.pt` holding the model, the optimizer, the 
 states, the global step and its inputs (`inputs_of`: the params that made it, the code
 version and the upstream run). It is written with `rundir.atomic_write`, so a crash never
 leaves a half-written checkpoint and the last good one survives; a failed write (a full
-disk) says so, naming the file. Whether a run is current is `rundir.is_current` of its
-final checkpoint and these inputs.
+disk) says so, naming the file. It is read with `weights_only`: tensors and plain data
+only, so a file whose unpickling would run code is refused, not run. Whether a run is
+current is `rundir.is_current` of its final checkpoint and these inputs.
 """
 
 import re
@@ -45,11 +46,18 @@ def load(path, params=None):
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        needs = re.search(r"GLOBAL (\S+)", str(err))  # weights_only names the global it would not import
+        if needs:
+            raise ValueError(f"{path}: refused: the checkpoint needs {needs.group(1)} to load, "
+                             f"which could run code") from None
         raise ValueError(f"{path}: not a checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or not {"model", "inputs", "step"} <= state.keys():
         raise ValueError(f"{path}: not an s23dr checkpoint (expected keys model, inputs, step)")
+    made_with = state["inputs"].get("params") if isinstance(state["inputs"], dict) else None
+    if not (isinstance(made_with, dict) and isinstance(made_with.get("model"), dict)):
+        raise ValueError(f"{path}: not an s23dr checkpoint (its inputs hold no params with a model mapping)")
     if params is not None:
         ours, theirs = architecture(params), architecture(state["inputs"]["params"])
         differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))

@@ -17,12 +17,15 @@ its key, not a traceback part-way through a run. The result is a plain nested di
 import copy
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import NamedTuple
 
 import yaml
 
+BASE_FILE = "base.yaml"
 PROFILES_FILE = "profiles.yaml"
+STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 STEP_KEYS = ("start_step", "end_step", "warmup", "cooldown_start", "cooldown_steps")
 
 class Range(NamedTuple):
@@ -147,12 +150,25 @@ def merge(base, override, where, prefix=""):
 
 
 def _chain(path):
-    """The files from base.yaml down to `path`, following `inherit:`."""
-    data = read_yaml(path)
-    parent = data.pop("inherit", None)
-    if parent is None:
-        return [(path, data)]
-    return _chain(Path(path).parent / parent) + [(path, data)]
+    """The files from base.yaml down to `path`, following `inherit:`: every file sets keys, only
+    base.yaml inherits none, and a file inherited twice (a cycle) is refused, naming the chain."""
+    chain, path = [], Path(path)
+    while True:
+        if any(path.resolve() == file.resolve() for file, _ in chain):
+            raise ParamsError(f"inherit forms a cycle: {' -> '.join(str(file) for file, _ in chain)} -> {path}")
+        data = read_yaml(path)
+        if not data:
+            raise ParamsError(f"{path}: empty; a params file inherits {BASE_FILE} (or a file that does) and sets keys")
+        parent = data.pop("inherit", None)
+        chain.append((path, data))
+        if parent is None:
+            break
+        if not isinstance(parent, str):
+            raise ParamsError(f"{path}: inherit should be the name of a params file, got {parent!r}")
+        path = path.parent / parent
+    if path.name != BASE_FILE:
+        raise ParamsError(f"{path}: names no inherit; a params file inherits {BASE_FILE} or a file that does")
+    return chain[::-1]
 
 
 def parse_override(text):
@@ -271,6 +287,10 @@ def check(params, path):
     for key in ("init_from", "data.bad_samples"):
         if not isinstance(_value(params, key), (str, type(None))):
             raise ParamsError(f"{key} should be null or a name, got {_value(params, key)!r}")
+    for key in ("stage", "init_from"):  # each names a folder of the runs directory
+        if params[key] is not None and not STAGE_NAME.fullmatch(params[key]):
+            raise ParamsError(f"{path}: {key} should be a plain name (letters, digits, _ . -, not starting "
+                              f"with . or -), got {params[key]!r}")
 
 
 def _value(params, key):

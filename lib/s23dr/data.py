@@ -63,6 +63,10 @@ OFFLINE_HINT = ("Without network, use the synthetic default: build it with `make
 #: Fields of `validate_scene`'s finiteness check: every float field (a NaN anywhere becomes a NaN loss).
 FINITE_FIELDS = tuple(name for name, (dtype, _) in ARRAY_FIELDS.items() if np.dtype(dtype).kind == "f")
 
+#: The largest magnitude those fields may hold: far beyond any scene (metres or normalised
+#: units), far below where the model's float32 squares and sums overflow to inf.
+MAX_MAGNITUDE = 1e6
+
 #: The batch contract: field -> torch dtype (plus `order_id`, a list of str, and `padded`, a
 #: bool: whether any item has padding points, which `Perceiver` reads to drop the key mask).
 #: `aug` [B,3,3] is the augmentation of each item: augmented = original @ aug.T.
@@ -149,7 +153,7 @@ def _cast(a, dtype, what):
 def validate_scene(scene):
     """Raise ValueError naming the order_id and the problem if `scene` cannot be trained on.
 
-    Checks what would otherwise fail late or silently: finite floats, a positive scale, at
+    Checks what would otherwise fail late or silently: finite floats within MAX_MAGNITUDE, a positive scale, at
     least one valid point, class/source ids the model's embeddings can index and, in a
     scene with GT, the GT edge count (1..MAX_GT_EDGES), matching GT lengths and edge indices.
     """
@@ -162,6 +166,8 @@ def _problem(scene):
     for name in FINITE_FIELDS:
         if name in scene and not np.isfinite(scene[name]).all():
             return f"non-finite values (NaN or inf) in {name}"
+        if name in scene and np.size(scene[name]) and np.abs(scene[name]).max() > MAX_MAGNITUDE:
+            return f"values beyond ±{MAX_MAGNITUDE:g} in {name} (up to {np.abs(scene[name]).max():g})"
     if scene["scale"] <= 0:
         return f"scale must be positive, found {scene['scale']}"
     if not scene["mask"].any():

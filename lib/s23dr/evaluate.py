@@ -1,7 +1,7 @@
 """Score a checkpoint or a submission: `python -m s23dr.evaluate CHECKPOINT|submission.json DATA_URI`.
 
 Prints the mean HSS / F1 / IoU over the scenes (the official metric: the book, Introduction) and,
-with `--per-scene FILE`, writes one JSON record per scene. Every scene needs its GT
+with `--per-scene FILE` (never an input), writes one JSON record per scene. Every scene needs its GT
 fields; a scene without them is named.
 """
 
@@ -17,10 +17,14 @@ import torch
 from . import rundir
 from .data import check_device, open_dataset
 from .metrics import score_scenes
-from .predict import load_model, submission
+from .predict import load_model, inputs_read, submission
 
 
 RECORD = "{order_id, wf_vertices, wf_edges}"
+
+#: The most vertices or edges a submitted scene may hold: far beyond any house's wireframe (a
+#: scene's GT has at most 64 edges), far below what would keep the metric busy for hours.
+MAX_ELEMENTS = 10_000
 
 
 def read_submission(path):
@@ -44,6 +48,9 @@ def read_submission(path):
         where = f"{path}: scene {order_id!r}"
         vertices = _field(record, "wf_vertices", 3, where)
         edges = _field(record, "wf_edges", 2, where)
+        for name, field in (("wf_vertices", vertices), ("wf_edges", edges)):
+            if len(field) > MAX_ELEMENTS:
+                raise ValueError(f"{where}: field {name!r} holds {len(field)} entries, more than {MAX_ELEMENTS}")
         if not np.isfinite(vertices).all():
             raise ValueError(f"{where}: field 'wf_vertices' holds NaN or inf")
         if edges.size and (edges.min() < 0 or edges.max() >= len(vertices)):
@@ -110,7 +117,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.per_scene:
-            rundir.check_writable(args.per_scene, "--per-scene")
+            rundir.check_writable(args.per_scene, "--per-scene", inputs_read(args.source, args.data))
         result, scenes = score_source(args.source, args.data, check_device(args.device))
         if args.per_scene:
             rows = [{"order_id": s["order_id"], **asdict(r)} for s, r in zip(scenes, result.scenes)]

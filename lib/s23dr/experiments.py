@@ -12,29 +12,51 @@ pipeline, the notebooks' dependencies and the tests follow from these functions.
 
 from pathlib import Path
 
-from .config import load_params, read_yaml
+from .config import ParamsError, load_params, read_yaml
 
 PARAMS = Path("params")
 
 
-def stage_files(folder=PARAMS):
-    """{stage name: params file} of the files in `folder` that name a stage, each after the
-    stages it starts from or inherits from (then by name)."""
+def named_stages(folder=PARAMS):
+    """{stage name: params file} of the files in `folder` that name a stage, in file-name order;
+    a stage named by two files is refused, naming both."""
     found = {}
     for path in sorted(Path(folder).glob("*.yaml")):
         name = read_yaml(path).get("stage")
+        if name and not isinstance(name, str):
+            raise ParamsError(f"{path}: stage should be a name, got {name!r}")
+        if name in found:
+            raise ParamsError(f"stage {name} is named by two params files, {found[name]} and {path}")
         if name:
             found[name] = path
-    ordered = []
+    return found
 
-    def visit(name):
+
+def _unknown_stage(path, name):
+    return ParamsError(f"{path}: init_from {name} names no stage in {Path(path).parent}")
+
+
+def _cycle(found, names):
+    return ParamsError(f"{found[names[0]]}: stages start from or inherit each other in a cycle: {' -> '.join(names)}")
+
+
+def stage_files(folder=PARAMS):
+    """`named_stages`, each after the stages it starts from or inherits from (then by name). An
+    `init_from` that names no stage, or a cycle, is refused, naming the files."""
+    found, ordered = named_stages(folder), []
+
+    def visit(name, after):
+        if name in after:
+            raise _cycle(found, [*after[after.index(name):], name])
         if name not in ordered:
             for before in parents(found[name]):
-                visit(before)
+                if before not in found:
+                    raise _unknown_stage(found[name], before)
+                visit(before, after + [name])
             ordered.append(name)
 
     for name in found:
-        visit(name)
+        visit(name, [])
     return {name: found[name] for name in ordered}
 
 
@@ -52,11 +74,17 @@ def parents(path):
 def upstream_stages(path):
     """The stages a stage's page draws before its own: its `init_from` chain, oldest first, then
     the stage whose file it inherits (an ablation's or a control arm's) if not in that chain."""
-    folder = Path(path).parent
-    chain, name = [], load_params(path)["init_from"]
+    found = named_stages(Path(path).parent)
+    followed, here, name = [read_yaml(path).get("stage")], Path(path), load_params(path)["init_from"]
     while name:
-        chain.insert(0, name)
-        name = load_params(folder / f"{name}.yaml")["init_from"]
+        if name in followed:
+            raise _cycle(found, [*followed[followed.index(name):], name])
+        if name not in found:
+            raise _unknown_stage(here, name)
+        followed.append(name)
+        here = found[name]
+        name = load_params(here)["init_from"]
+    chain = followed[:0:-1]
     inherited = inherited_stage(path)
     return chain + [inherited] if inherited and inherited not in chain else chain
 
@@ -68,8 +96,10 @@ def seeds(params):
 
 def stage_runs(params, runs_dir):
     """(params, run directory) of each run of a stage, in `<runs>/<profile>/<stage>`: one, or one
-    per LR of `sweep_lr` (`lr<LR>/`), and with several seeds one per seed (`seed<N>/`)."""
-    stage_dir = Path(runs_dir) / params["profile"] / params["stage"]
+    per LR of `sweep_lr` (`lr<LR>/`), and with several seeds one per seed (`seed<N>/`); each
+    checked to lie, resolved, within `<runs>/<profile>`."""
+    root = Path(runs_dir) / params["profile"]
+    stage_dir = root / params["stage"]
     runs = []
     for lr in params["sweep_lr"] or [None]:
         lr_dir = stage_dir if lr is None else stage_dir / f"lr{lr:g}"
@@ -78,6 +108,10 @@ def stage_runs(params, runs_dir):
             if lr is not None:
                 variant["schedule"] = {**params["schedule"], "lr": float(lr)}
             runs.append((variant, lr_dir if params["seeds"] == 1 else lr_dir / f"seed{seed}"))
+    for _, run_dir in runs:  # a link within the runs could lead a training's writes or removals elsewhere
+        if not run_dir.resolve().is_relative_to(root.resolve()):
+            raise ValueError(f"{run_dir} lies outside {root} (it resolves to {run_dir.resolve()}); "
+                             f"a run directory must lie within its runs directory")
     return runs
 
 

@@ -7,8 +7,10 @@ stages share one axis. The data order and the augmentation are functions of
 run resumes exactly where it stopped.
 """
 
+import contextlib
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +26,12 @@ from .experiments import upstream_run_dir
 from .inference import Validation, how_it_ran, scoring_pool, usable_cpus, uses_bf16
 from .losses import Criterion
 from .model import Perceiver, param_groups
+
+
+#: A stop asked for (`train`'s SIGTERM and Ctrl-C handler sets it) while `STOPPABLE`, a
+#: one-process loop running: the loop ends the step it makes, saves a checkpoint there and
+#: stops with KeyboardInterrupt, so no step is lost and the model is never saved mid-update.
+STOP, STOPPABLE = threading.Event(), threading.Event()
 
 
 def lr_at(step, schedule):
@@ -273,13 +281,20 @@ def train(params, run_dir, init=None, resume=None, device=None, progress=True):
     run_dir = Path(run_dir)
     if rank != 0:
         return _train(params, run_dir, init, resume, device, progress, rank, world)[0]
+    made = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
-    with rundir.run_lock(run_dir):
-        rundir.remove_stale_temps(run_dir)
-        rundir.mark_stale(checkpoint.path_for(run_dir, params["schedule"]["end_step"]))
-        final, inputs = _train(params, run_dir, init, resume, device, progress, rank, world)
-        rundir.mark_current(final, inputs)
-        return final
+    try:
+        with rundir.run_lock(run_dir):
+            rundir.remove_stale_temps(run_dir)
+            rundir.mark_stale(checkpoint.path_for(run_dir, params["schedule"]["end_step"]))
+            final, inputs = _train(params, run_dir, init, resume, device, progress, rank, world)
+            rundir.mark_current(final, inputs)
+            return final
+    except BaseException:  # a run refused before it wrote anything leaves no empty folder behind
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _train(params, run_dir, init, resume, device, progress, rank, world):
@@ -353,6 +368,8 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
         model.train()
         data = batches(dataset, params, device, step - sched["start_step"], rank, world)
         running, seen, t0 = {}, 0, time.perf_counter()
+        if world == 1:  # ranks would stop at different steps, and the others wait for ever
+            STOPPABLE.set()
         while step < sched["end_step"]:
             lr = lr_at(step + 1, sched)
             losses = train_step(step_fn, optimizer, to_device(next(data), device), lr)
@@ -365,8 +382,9 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
                 running[key] = running.get(key, 0.0) + value.detach()
             seen += 1
             last = step == sched["end_step"]
+            stop = STOP.is_set() and not last  # the last step ends the run anyway
             log_now, save_now, eval_now = (step % cfg[k] == 0 or last for k in ("log_every", "ckpt_every", "eval_every"))
-            if log_now or save_now or eval_now:
+            if log_now or save_now or eval_now or stop:
                 total = running["total"].item()
                 if not math.isfinite(total):
                     raise FloatingPointError(
@@ -379,14 +397,18 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
                 log.write({"step": step, "kind": "train", "lr": lr, "samples_per_s": rate, **row})
                 bar.set_postfix(loss=f"{row['total']:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
                 running, seen, t0 = {}, 0, time.perf_counter()
-            if save_now:
+            if save_now or stop:
                 save(step)
             if eval_now:
                 run_eval(step)
             if rank == 0:
                 evaluations.write()
+            if stop:
+                raise KeyboardInterrupt
         bar.close()
     finally:
+        STOPPABLE.clear()
+        STOP.clear()
         if rank == 0:
             evaluations.close()
     if world > 1:

@@ -3,7 +3,7 @@
 The baseline's `script.py` in command form: one `{order_id, wf_vertices, wf_edges}`
 record per scene, vertices in metres. The model's params come from the checkpoint.
 The scenes' GT fields are not read (test scenes have none), and `--out` is checked
-before inference and written atomically.
+before inference (never an input: the checkpoint or the dataset) and written atomically.
 """
 
 import argparse
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, rundir
-from .data import check_device, open_dataset
+from .data import check_device, open_dataset, split_uri
 from .inference import predict_segments, to_wireframes
 from .model import Perceiver
 
@@ -40,6 +40,16 @@ def submission(model, params, scenes, device):
             for scene, (v, e) in zip(scenes, to_wireframes(scenes, segments, conf, params))]
 
 
+def inputs_read(source, data_uri):
+    """What a command reads on this machine, which its output must not overwrite: the checkpoint
+    (a run directory's newest) or submission `source`, and the folder of a local dataset."""
+    source = Path(source)
+    if source.is_dir():
+        source = checkpoint.latest(source) or source
+    location = split_uri(str(data_uri))[0]
+    return [source] + ([] if location.startswith("hf://") else [location])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.predict", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a checkpoint, or a run directory (its newest checkpoint)")
@@ -49,7 +59,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         device = check_device(args.device)
-        rundir.check_writable(args.out, "--out")
+        rundir.check_writable(args.out, "--out", inputs_read(args.checkpoint, args.data))
         model, params = load_model(args.checkpoint, device)
         scenes = open_dataset(args.data, gt=False)
         records = submission(model, params, [scenes[i] for i in range(len(scenes))], device)

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import socket
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -142,9 +143,14 @@ def atomic_write(path):
         tmp.unlink(missing_ok=True)
 
 
-def check_writable(path, what):
-    """Refuse an output file that could not be written, before the work that makes it."""
+def check_writable(path, what, inputs=()):
+    """Refuse an output file that could not be written, or that is one of the command's
+    `inputs` (files or folders) or lies within one, before the work that makes it."""
     path = Path(path)
+    for given in inputs:
+        if path.resolve().is_relative_to(Path(given).resolve()):
+            how = "is" if path.resolve() == Path(given).resolve() else "lies within"
+            raise ValueError(f"{what} {path} {how} the input {given}; name another file")
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder; name a file")
     folder = path.parent
@@ -152,6 +158,16 @@ def check_writable(path, what):
         raise FileNotFoundError(f"{what} {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"{what} {path}: folder {folder} is not writable")
+
+
+def remove_files(folder):
+    """Remove the files in `folder` (a run's), not the folders within it (other runs': a
+    stage's seeds or LRs), and `folder` itself once empty."""
+    for file in Path(folder).iterdir():
+        if not file.is_dir() or file.is_symlink():
+            file.unlink()
+    with contextlib.suppress(OSError):
+        Path(folder).rmdir()
 
 
 # --- the lock and what killed processes left ------------------------------------------
@@ -247,7 +263,23 @@ class MetricsLog:
 
     @staticmethod
     def read(path):
-        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        """The rows of the log `path`. A torn last line (a kill while it was written) is dropped
+        with a warning, so the run resumes; any other line that is not a row is an error naming
+        `file:line`."""
+        lines = [(n, line) for n, line in enumerate(Path(path).read_text().splitlines(), 1) if line.strip()]
+        rows = []
+        for n, line in lines:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                if n == lines[-1][0]:
+                    warnings.warn(f"{path}:{n}: a torn last line (a kill while it was written); dropped")
+                    break
+                raise ValueError(f"{path}:{n}: not a metrics row ({err})") from None
+            if not (isinstance(row, dict) and {"step", "kind"} <= row.keys()):
+                raise ValueError(f"{path}:{n}: not a metrics row (expected a mapping with step and kind)")
+            rows.append(row)
+        return rows
 
     def evaluated(self, step):
         """Whether the log holds the evaluation of `step`."""

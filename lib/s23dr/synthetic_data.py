@@ -139,6 +139,10 @@ def main(argv=None):
     parser.add_argument("--world", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
                         help=f"difficulty, e.g. noise=0 roofs=[gable,hip] (keys: {', '.join(WORLD_KEYS)})")
     args = parser.parse_args(argv)
+    for name, value, low in (("train", args.train, 1), ("val", args.val, 1), ("workers", args.workers, 1),
+                             ("seed", args.seed, 0), ("points", min(args.points), 1)):
+        if value < low:  # a training needs scenes of both splits (data.synthetic's limits in config)
+            parser.error(f"--{name} should be an integer >= {low}, got {value}")
     try:
         given = parse_world(args.world)  # checks every pair
         keys = [pair.partition("=")[0].strip() for pair in args.world]

@@ -7,15 +7,16 @@ several `seeds` one per training seed in `seed<N>` (`experiments.stage_runs`).
 """
 
 import argparse
-import shutil
+import signal
 import sys
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import checkpoint, rundir
+from . import checkpoint, loop, rundir
 from .config import ParamsError, load_params
 from .data import check_device
-from .experiments import stage_runs
+from .experiments import stage_files, stage_runs
 from .loop import train, upstream_checkpoint
 
 
@@ -33,8 +34,11 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
     """Train every run of a stage (or those of training seed `seed`) unless it is current;
     returns their final checkpoints.
 
-    With `restart`, a run directory made from other params or code is removed and the
-    run trained anew (the notebooks' behaviour); without it, training resumes there.
+    With `restart`, a run made from other params, code or upstream run is trained anew: its
+    own files are removed (not the folders of other runs within it, never while a training
+    holds its lock, never the checkpoint it reads); a current run is kept, and with
+    `progress` said so (with `resume` too). Without it, training resumes there, and an `init` other than the one
+    the run started from is refused rather than ignored.
     """
     finals = []
     runs = [(v, d) for v, d in stage_runs(params, runs_dir) if seed is None or v["train"]["seed"] == seed]
@@ -46,14 +50,34 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
         if start is None and variant["init_from"]:
             start = upstream_checkpoint(variant, runs_dir)
         if is_current(variant, run_dir, start):
+            if (restart or resume) and progress:  # what they ask for is not done: say so
+                print(f"{run_dir}: current (made from these params, code and upstream run); kept")
             finals.append(checkpoint.path_for(run_dir, variant["schedule"]["end_step"]))
             continue
         if restart and run_dir.exists():
             rundir.check_unlocked(run_dir)  # never remove the run directory of a running training
+            for given in (init, resume):
+                if given is not None and Path(given).resolve().parent == run_dir.resolve():
+                    raise ValueError(f"{run_dir}: --restart would remove {given}, which this training reads; "
+                                     f"copy it elsewhere first")
             print(f"{run_dir}: made from other params, code or upstream run; training anew")
-            shutil.rmtree(run_dir)
+            rundir.remove_files(run_dir)
+        elif init is not None:
+            check_init_applies(variant, run_dir, init, resume)
         finals.append(train(variant, run_dir, init=start, resume=resume, device=device, progress=progress))
     return finals
+
+
+def check_init_applies(params, run_dir, init, resume):
+    """Refuse an `init` that a resumed run would ignore: one other than the checkpoint the run
+    in `run_dir` (or `resume`) started from."""
+    resume = resume or checkpoint.latest(run_dir)
+    if resume is None:
+        return
+    upstream = checkpoint.inputs_of(params, checkpoint.load(init))["upstream"]
+    if checkpoint.load(resume)["inputs"]["upstream"] != upstream:
+        raise ValueError(f"{run_dir}: its run started from another checkpoint than --init {init}, and "
+                         f"resuming it from {resume} would ignore --init; add --restart to train it anew from {init}")
 
 
 def main(argv=None):
@@ -66,14 +90,19 @@ def main(argv=None):
     parser.add_argument("--init", help="start from this checkpoint instead of the init_from stage's")
     parser.add_argument("--resume", help="resume from this checkpoint (default: the run's newest)")
     parser.add_argument("--restart", action="store_true",
-                        help="retrain a run whose directory was made from other params or code")
+                        help="retrain a run whose directory was made from other params, code or upstream run "
+                             "(a current run is kept)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--seed", type=int, help="train only the runs of this training seed (default: every seed)")
     args = parser.parse_args(argv)
     params = None
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         params = load_params(args.params, args.profile, args.set)
-        if args.device:
+        folder = Path(args.params).parent
+        if params["init_from"] and params["init_from"] not in stage_files(folder):  # the graph checked too
+            raise ParamsError(f"{args.params}: init_from {params['init_from']} names no stage in {folder}")
+        if args.device is not None:  # an empty --device is refused, not taken as the default
             check_device(args.device)
         for final in run_stage(params, args.runs, args.device, args.init, args.resume, args.restart,
                                seed=args.seed):
@@ -86,12 +115,26 @@ def main(argv=None):
             bar.close()
         print(f"interrupted: {where_stopped(params, args.runs)}", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
+
+
+def interrupt(signum, frame):
+    """SIGTERM (a scheduler's or a container's stop) and Ctrl-C: a one-process training loop
+    ends its step and saves a checkpoint there (`loop.STOP`); otherwise, or asked again, it
+    stops now. Either way the lock is released, the scoring processes stopped, and where the
+    run stopped and how to resume it said."""
+    if not loop.STOPPABLE.is_set() or loop.STOP.is_set():
+        raise KeyboardInterrupt
+    loop.STOP.set()
 
 
 def where_stopped(params, runs_dir):
     """An interrupted training in one line: the step its run reached and how to resume it
-    (the loop keeps a checkpoint every train.ckpt_every steps; the same command resumes)."""
+    (the loop keeps a checkpoint every train.ckpt_every steps, and one where a stop asked it to;
+    the same command resumes)."""
     logs = [run_dir / "metrics.jsonl" for _, run_dir in stage_runs(params, runs_dir)] if params else []
     logs = [log for log in logs if log.is_file()]
     if not logs:
