@@ -654,3 +654,30 @@ def test_rerun_runs_only_a_benchmark_script(tmp_path):
         assert done.returncode == 1 and done.stdout == "" and not marker.exists()
         assert re.fullmatch(rf"error: {re.escape(str(result))}: command .* is not one of the scripts in "
                             rf"\S+benchmarks with its arguments; refused\n", done.stderr)
+
+
+def test_a_run_is_stale_when_the_recipe_of_a_run_upstream_changed(synthetic_root, tmp_path):
+    """Editing stage 1's params makes stages 2 and 3 stale before stage 1 is trained again:
+    refused, naming the stage to train first; once it is, stage 2 trains anew from it."""
+    folder, runs = tmp_path / "params", tmp_path / "runs"
+    shutil.copytree(PARAMS, folder)
+
+    def stage(name):
+        return load_params(folder / f"{name}.yaml", "smoke", [
+            f"data.train={synthetic_root}/sampled_{{points}}:train",
+            f"data.val={synthetic_root}/sampled_{{points}}:validation"])
+
+    for name in ("stage1", "stage2", "stage3"):
+        (final,) = run_stage(stage(name), runs, progress=False, seed=353, folder=folder)
+    assert run_stage(stage("stage3"), runs, progress=False, seed=353, folder=folder) == [final]
+    text = (folder / "stage1.yaml").read_text()
+    (folder / "stage1.yaml").write_text(text.replace("lr: 3.0e-4", "lr: 2.0e-4"))
+    for name in ("stage2", "stage3"):
+        with pytest.raises(ValueError, match=r"stage1/seed353, which is not current.*train stage stage1 first"):
+            run_stage(stage(name), runs, restart=True, progress=False, seed=353, folder=folder)
+    run_stage(stage("stage1"), runs, restart=True, progress=False, seed=353, folder=folder)
+    with pytest.raises(ValueError, match="train stage stage2 first"):
+        run_stage(stage("stage3"), runs, restart=True, progress=False, seed=353, folder=folder)
+    (again,) = run_stage(stage("stage2"), runs, restart=True, progress=False, seed=353, folder=folder)
+    assert checkpoint.load(again)["inputs"]["params"]["init_from"] == "stage1"
+    assert run_stage(stage("stage3"), runs, restart=True, progress=False, seed=353, folder=folder) == [final]

@@ -5,7 +5,8 @@ profile trains on, executes the notebooks with papermill into `book/executed/` (
 side, each after the notebooks it reads), and builds the Jupyter Book into `_build/html`
 with warnings as errors. A notebook is
 executed again, and a synthetic dataset generated again, only when its inputs changed
-(`rundir.is_current`, the rule training runs follow too: `train.run_stage`).
+(`rundir.is_current`, the rule training runs follow too: `train.run_stage`, where a run is
+current only while the runs it starts from are current at their recipes: `train.stale_upstream`).
 Every stage's runs are trained first, side by side where the recipe allows
 (`prepare_runs`, also the test suite's setup). What the notebooks call is `s23dr.analysis.report`.
 """

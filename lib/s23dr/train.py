@@ -7,6 +7,7 @@ several `seeds` one per training seed in `seed<N>` (`experiments.stage_runs`).
 """
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, loop, rundir
 from .config import ParamsError, load_params
 from .data import check_device
-from .experiments import stage_files, stage_runs
+from .experiments import PARAMS, named_stages, stage_files, stage_runs, upstream_run_dir
 from .loop import train, upstream_checkpoint
 
 
@@ -29,8 +30,45 @@ def is_current(params, run_dir, init):
                              checkpoint.inputs_of(params, init_state))
 
 
+def upstream_run(params, run, runs_dir, folder=PARAMS):
+    """(stage params, run params, run directory) of the run that `run`, a run of stage `params`,
+    starts from: its `init_from` stage's recipe now, at the same profile and with the keys `params`
+    sets beyond its own file's recipe (a --set override, a notebook's data or seed) but for its
+    own `schedule` and sweep, and of its runs the one in `experiments.upstream_run_dir`; run
+    params None when that directory is none of the recipe's runs."""
+    files = named_stages(folder)
+    ours = checkpoint.flatten(params)
+    recipe = checkpoint.flatten(load_params(files[params["stage"]], params["profile"]))
+    own = ("schedule", "sweep_lr", "stage", "init_from", "profile")
+    overrides = [f"{key}={json.dumps(value)}" for key, value in ours.items()
+                 if value != recipe.get(key) and key.split(".")[0] not in own]
+    upstream = load_params(files[params["init_from"]], params["profile"], overrides)
+    run_dir = upstream_run_dir(run, runs_dir)
+    found = [variant for variant, there in stage_runs(upstream, runs_dir) if there == run_dir]
+    return upstream, (found[0] if found else None), run_dir
+
+
+def stale_upstream(params, run, runs_dir, folder=PARAMS):
+    """The oldest run upstream of `run` (a run of stage `params`) that is not current at its
+    stage's recipe now (`upstream_run`, `is_current`), as (stage, run directory), or None.
+
+    The one staleness rule of a chain: a run is current when its own stamp matches (its params,
+    code and the stamp of the checkpoint it starts from) and the run it starts from is current
+    too, so editing stage 1's params makes stage 2 stale before stage 1 is trained again."""
+    if not run["init_from"]:
+        return None
+    stage, upstream, run_dir = upstream_run(params, run, runs_dir, folder)
+    if upstream is None:
+        return params["init_from"], run_dir
+    further = stale_upstream(stage, upstream, runs_dir, folder)
+    if further:
+        return further
+    init = upstream_checkpoint(upstream, runs_dir) if upstream["init_from"] else None
+    return None if is_current(upstream, run_dir, init) else (params["init_from"], run_dir)
+
+
 def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, restart=False, progress=True,
-              seed=None):
+              seed=None, folder=PARAMS):
     """Train every run of a stage (or those of training seed `seed`) unless it is current;
     returns their final checkpoints.
 
@@ -38,7 +76,10 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
     own files are removed (not the folders of other runs within it, never while a training
     holds its lock, never the checkpoint it reads); a current run is kept, and with
     `progress` said so (with `resume` too). Without it, training resumes there, and an `init` other than the one
-    the run started from is refused rather than ignored.
+    the run started from is refused rather than ignored. A run that starts from its `init_from`
+    stage's run is refused while that run, or one it starts from, is stale (`stale_upstream`,
+    the stages' recipes read from `folder`): it would train from, or be kept beside, a checkpoint
+    its recipe no longer makes.
     """
     finals = []
     runs = [(v, d) for v, d in stage_runs(params, runs_dir) if seed is None or v["train"]["seed"] == seed]
@@ -49,6 +90,11 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
         start = init
         if start is None and variant["init_from"]:
             start = upstream_checkpoint(variant, runs_dir)
+            stale = stale_upstream(params, variant, runs_dir, folder)
+            if stale:
+                raise ValueError(f"{run_dir} starts, directly or through another run, from {stale[1]}, which is not current (its stage's params, "
+                                 f"code or upstream run changed since it was trained): train stage {stale[0]} "
+                                 f"first (same profile and runs directory)")
         if is_current(variant, run_dir, start):
             if (restart or resume) and progress:  # what they ask for is not done: say so
                 print(f"{run_dir}: current (made from these params, code and upstream run); kept")
@@ -105,7 +151,7 @@ def main(argv=None):
         if args.device is not None:  # an empty --device is refused, not taken as the default
             check_device(args.device)
         for final in run_stage(params, args.runs, args.device, args.init, args.resume, args.restart,
-                               seed=args.seed):
+                               seed=args.seed, folder=folder):
             print(final)
     except (ParamsError, OSError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
