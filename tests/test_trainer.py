@@ -681,3 +681,18 @@ def test_a_run_is_stale_when_the_recipe_of_a_run_upstream_changed(synthetic_root
     (again,) = run_stage(stage("stage2"), runs, restart=True, progress=False, seed=353, folder=folder)
     assert checkpoint.load(again)["inputs"]["params"]["init_from"] == "stage1"
     assert run_stage(stage("stage3"), runs, restart=True, progress=False, seed=353, folder=folder) == [final]
+
+
+def test_a_run_keeps_its_newest_checkpoints_and_every_finished_final(synthetic_root, tmp_path):
+    """train.keep_checkpoints: older checkpoints are removed after each save, never a stamped
+    final (what the stages after it start from); resume and `checkpoint.latest` read the newest."""
+    run_dir = tmp_path / "run"
+    keep = ["train.ckpt_every=5", "train.keep_checkpoints=2", "seeds=1"]
+    train(smoke("stage1", synthetic_root, "schedule.end_step=10", *keep), run_dir, progress=False)
+    assert sorted(p.name for p in run_dir.glob("step*.pt")) == ["step000005.pt", "step000010.pt"]
+    final = train(smoke("stage1", synthetic_root, "schedule.end_step=25", *keep), run_dir, progress=False)
+    assert sorted(p.name for p in run_dir.glob("step*")) == [
+        "step000010.inputs", "step000010.pt", "step000020.pt", "step000025.inputs", "step000025.pt"]
+    assert checkpoint.latest(run_dir) == final == run_dir / "step000025.pt"
+    with pytest.raises(Exception, match="keep_checkpoints"):
+        smoke("stage1", synthetic_root, "train.keep_checkpoints=0")

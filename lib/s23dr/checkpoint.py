@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .config import architecture
-from .rundir import atomic_write, code_version, stamp
+from .rundir import atomic_write, code_version, stamp, stamp_file
 
 STEP_FILE = re.compile(r"^step(\d{6,})\.pt$")
 
@@ -24,11 +24,24 @@ def path_for(run_dir, step):
     return Path(run_dir) / f"step{step:06d}.pt"
 
 
+def written(run_dir):
+    """The checkpoints in `run_dir`, newest (highest step) first."""
+    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("step*.pt") if (m := STEP_FILE.match(p.name))]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
 def latest(run_dir):
     """The checkpoint with the highest step in `run_dir`, or None."""
-    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("step*.pt")
-             if (m := STEP_FILE.match(p.name))]
-    return max(found)[1] if found else None
+    return next(iter(written(run_dir)), None)
+
+
+def prune(run_dir, keep):
+    """Remove all but the newest `keep` checkpoints of `run_dir` (`train.keep_checkpoints`), so a
+    long run does not fill the disk; a stamped one (a finished run's final, which the stages after
+    it start from and `rundir.is_current` reads) is never removed."""
+    for path in written(run_dir)[keep:]:
+        if not stamp_file(path).is_file():
+            path.unlink(missing_ok=True)
 
 
 def save(state, path):
@@ -69,7 +82,7 @@ def load(path, params=None):
 
 
 #: Keys that may change between an interrupted run and its resumption.
-RESUMABLE = ("schedule.end_step", "train.log_every", "train.eval_every", "train.ckpt_every",
+RESUMABLE = ("schedule.end_step", "train.log_every", "train.eval_every", "train.ckpt_every", "train.keep_checkpoints",
              "train.compile", "train.compile_mode", "data.num_workers", "data.in_memory", "eval", "profile")
 
 

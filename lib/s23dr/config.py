@@ -80,7 +80,7 @@ LIMITS = {
     "eval.edge_thresh": above(0.0), "eval.max_scenes": at_least(1),
     "eval.train_scenes": at_least(1),
     "train.seed": at_least(0), "train.batch_size": at_least(1), "train.log_every": at_least(1),
-    "train.eval_every": at_least(1), "train.ckpt_every": at_least(1),
+    "train.eval_every": at_least(1), "train.ckpt_every": at_least(1), "train.keep_checkpoints": at_least(1),
     "postprocess.snap_radius": above(0.0), "postprocess.snap_min_points": at_least(1),
 }
 

@@ -353,6 +353,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
             checkpoint.save({"step": at_step, "stage": params["stage"], "inputs": inputs, "model": model.state_dict(),
                              "optimizer": optimizer.state_dict(), "rng": _rng_state()},
                             checkpoint.path_for(run_dir, at_step))
+            checkpoint.prune(run_dir, cfg["keep_checkpoints"])
 
     def run_eval(at_step):
         if rank == 0:
