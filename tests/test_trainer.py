@@ -696,3 +696,16 @@ def test_a_run_keeps_its_newest_checkpoints_and_every_finished_final(synthetic_r
     assert checkpoint.latest(run_dir) == final == run_dir / "step000025.pt"
     with pytest.raises(Exception, match="keep_checkpoints"):
         smoke("stage1", synthetic_root, "train.keep_checkpoints=0")
+
+
+def test_a_schedule_far_beyond_the_recipe_is_refused_without_allow_long(tmp_path, capsys, monkeypatch):
+    """One line naming the key, the value and the limit (10x the recipe's steps at the profile), before any work."""
+    monkeypatch.setattr(s23dr_train, "run_stage", lambda *a, **k: [tmp_path / "trained"])
+    args = [str(PARAMS / "stage1.yaml"), "--profile", "cpu", "--runs", str(tmp_path),
+            "--set", "schedule.end_step=1000000000"]
+    assert s23dr_train.main(args) == 2
+    assert capsys.readouterr().err == (
+        f"error: {PARAMS / 'stage1.yaml'}: schedule.end_step 1000000000 is beyond 12500, 10x the cpu recipe's "
+        f"1250 steps from start_step 0; add --allow-long to train that long\n")
+    assert s23dr_train.main(args + ["--allow-long"]) == 0
+    assert s23dr_train.main(args[:-1] + ["schedule.end_step=12500"]) == 0

@@ -126,6 +126,23 @@ def check_init_applies(params, run_dir, init, resume):
                          f"resuming it from {resume} would ignore --init; add --restart to train it anew from {init}")
 
 
+#: How many times its recipe's steps (the stage file at the profile) a run may train without --allow-long.
+LONG = 10
+
+
+def check_length(params, path, allow_long=False):
+    """Refuse a schedule more than `LONG` times as long as the stage's recipe at its profile (a
+    typo'd --set schedule.end_step=1000000000 would hold the machine for weeks), naming the key,
+    the value and the limit, unless `allow_long`."""
+    recipe = load_params(path, params["profile"])["schedule"]
+    sched = params["schedule"]
+    limit = sched["start_step"] + LONG * (recipe["end_step"] - recipe["start_step"])
+    if sched["end_step"] > limit and not allow_long:
+        raise ParamsError(f"{path}: schedule.end_step {sched['end_step']} is beyond {limit}, {LONG}x the "
+                          f"{params['profile']} recipe's {recipe['end_step'] - recipe['start_step']} steps "
+                          f"from start_step {sched['start_step']}; add --allow-long to train that long")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.train", description=__doc__.splitlines()[0])
     parser.add_argument("params", help="a stage or ablation file in params/")
@@ -140,11 +157,14 @@ def main(argv=None):
                              "(a current run is kept)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--seed", type=int, help="train only the runs of this training seed (default: every seed)")
+    parser.add_argument("--allow-long", action="store_true",
+                        help=f"train a schedule more than {LONG}x as long as the stage's recipe at the profile")
     args = parser.parse_args(argv)
     params = None
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         params = load_params(args.params, args.profile, args.set)
+        check_length(params, args.params, args.allow_long)
         folder = Path(args.params).parent
         if params["init_from"] and params["init_from"] not in stage_files(folder):  # the graph checked too
             raise ParamsError(f"{args.params}: init_from {params['init_from']} names no stage in {folder}")
