@@ -125,3 +125,22 @@ def test_a_notebook_seed_that_is_no_integer_is_one_line():
     with pytest.raises(ParamsError, match="notebook parameter seed should be an integer .*got 'abc'"):
         notebook_params(PARAMS / "stage1.yaml", "smoke", seed="abc")
     assert notebook_params(PARAMS / "stage1.yaml", "smoke", seed="12")["train"]["seed"] == 12
+
+
+def test_train_stage_names_the_runs_it_trained(tmp_path, monkeypatch):
+    """The results page says which runs it had to train (report.train_stage's labels)."""
+    import os
+
+    from s23dr.analysis import report
+
+    finals = [tmp_path / f"seed{i}.pt" for i in range(3)]
+    for path in finals:
+        path.write_text("made before")
+        os.utime(path, (0, 0))
+
+    def run_stage(*args, **kwargs):
+        finals[1].write_text("trained now")
+        return finals
+
+    monkeypatch.setattr(report, "run_stage", run_stage)
+    assert report.train_stage(load_params(PARAMS / "stage2.yaml", "smoke"), tmp_path) == (finals, ["stage2 seed=354"])

@@ -112,11 +112,13 @@ def departures(params, path):
 def train_stage(params, runs="runs", device=None, init=None):
     """Train every run of a stage unless current (`train.run_stage`, retraining a stale run).
 
-    Returns the final checkpoints (in `stage_runs` order) and whether anything was trained now.
+    Returns the final checkpoints (in `stage_runs` order) and the labels (`run_label`) of the runs
+    trained now, so a page that only reads its runs can say when it had to train one.
     """
     start = time.time()
     finals = run_stage(params, runs, device, init=init, restart=True, progress=False)
-    return finals, any(path.stat().st_mtime >= start for path in finals)
+    return finals, [run_label(params, run) for (run, _), path in zip(stage_runs(params, runs), finals)
+                    if path.stat().st_mtime >= start]
 
 
 def run_metrics(params, runs="runs"):
