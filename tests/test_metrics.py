@@ -141,3 +141,13 @@ def test_evaluate_means_per_scene_scores_and_is_independent_of_workers():
     assert serial.mean.iou == pytest.approx(np.mean([s.iou for s in serial.scenes]))
     with pytest.raises(ValueError, match="predictions"):
         score_scenes(preds, gts[:2])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_scoring_many_scenes_shows_a_progress_bar_when_asked(workers, capsys):
+    scenes = [house(seed=s) for s in range(4)]
+    preds, gts = [(pv, pe) for pv, pe, _, _ in scenes], [(gv, ge) for _, _, gv, ge in scenes]
+    score_scenes(preds, gts, workers=workers)
+    assert capsys.readouterr().err == ""
+    score_scenes(preds, gts, workers=workers, progress=True)
+    assert "scoring" in (err := capsys.readouterr().err) and "4/4" in err

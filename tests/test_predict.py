@@ -117,7 +117,7 @@ def test_evaluate_scores_a_checkpoint_at_its_own_thresholds(tmp_path, test_scene
     seen = {}
     monkeypatch.setattr(evaluate, "score_scenes", lambda preds, gts, **thresholds: seen.update(thresholds))
     evaluate.score_source(path, whole)
-    assert seen == {"vert_thresh": 0.25, "edge_thresh": 0.75}
+    assert seen == {"vert_thresh": 0.25, "edge_thresh": 0.75, "progress": False}
 
 
 @pytest.fixture

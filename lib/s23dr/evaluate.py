@@ -78,12 +78,12 @@ def _field(record, name, width, where):
     return a.astype(np.float64 if width == 3 else np.int64)
 
 
-def score_source(source, data_uri, device="cpu"):
+def score_source(source, data_uri, device="cpu", progress=False):
     """Per-scene and mean scores of a checkpoint (`.pt`) or a submission (`.json`) on a
     dataset: a checkpoint at the thresholds of its params (`eval.vert_thresh`,
     `eval.edge_thresh`), a submission at the official metric's own. A submission must
     predict exactly the dataset's scenes: one missing, or one the dataset lacks (another
-    split, say), is named."""
+    split, say), is named. With `progress`, a bar counts the scenes scored."""
     dataset = open_dataset(data_uri)
     scenes = [dataset[i] for i in range(len(dataset))]
     thresholds = {}
@@ -105,7 +105,7 @@ def score_source(source, data_uri, device="cpu"):
         predicted = {r["order_id"]: (r["wf_vertices"], r["wf_edges"])
                      for r in submission(model, params, scenes, torch.device(device))}
     return score_scenes([predicted[s["order_id"]] for s in scenes],
-                        [(s["gt_vertices"], s["gt_edges"]) for s in scenes], **thresholds), scenes
+                        [(s["gt_vertices"], s["gt_edges"]) for s in scenes], **thresholds, progress=progress), scenes
 
 
 def main(argv=None):
@@ -118,7 +118,7 @@ def main(argv=None):
     try:
         if args.per_scene:
             rundir.check_writable(args.per_scene, "--per-scene", inputs_read(args.source, args.data))
-        result, scenes = score_source(args.source, args.data, check_device(args.device))
+        result, scenes = score_source(args.source, args.data, check_device(args.device), progress=True)
         if args.per_scene:
             rows = [{"order_id": s["order_id"], **asdict(r)} for s, r in zip(scenes, result.scenes)]
             with rundir.atomic_write(args.per_scene) as f:

@@ -23,6 +23,7 @@ import numpy as np
 import trimesh
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
+from tqdm.auto import tqdm
 
 CYLINDER_SECTIONS = 6
 MIN_EDGE_LENGTH = 1e-6  # shorter edges are skipped, as in the official code
@@ -158,13 +159,14 @@ def _score_pair(pair, vert_thresh, edge_thresh):
     return hss(pred_v, pred_e, gt_v, gt_e, vert_thresh, edge_thresh)
 
 
-def score_scenes(preds, gts, vert_thresh=0.5, edge_thresh=0.5, workers=2, pool=None):
+def score_scenes(preds, gts, vert_thresh=0.5, edge_thresh=0.5, workers=2, pool=None, progress=False):
     """Score many scenes; ``preds`` and ``gts`` are sequences of ``(vertices, edges)`` pairs.
 
     The dataset score is the mean over scenes of each per-scene number. Scenes are
     scored in ``workers`` processes (serially for workers=1 or fewer than 2 scenes
     per worker), those of ``pool`` where one is given, else ones started for the call;
-    the result does not depend on ``workers``.
+    the result does not depend on ``workers``. With ``progress``, a bar counts the scenes
+    scored (a command scoring thousands of scenes would otherwise be silent for minutes).
     """
     if len(preds) != len(gts):
         raise ValueError(f"evaluate: {len(preds)} predictions but {len(gts)} ground truths")
@@ -175,12 +177,13 @@ def score_scenes(preds, gts, vert_thresh=0.5, edge_thresh=0.5, workers=2, pool=N
         for (pv, pe), (gv, ge) in zip(preds, gts)
     ]
     score = partial(_score_pair, vert_thresh=vert_thresh, edge_thresh=edge_thresh)
+    bar = partial(tqdm, total=len(pairs), desc="scoring", unit="scene", disable=not progress, dynamic_ncols=True)
     if workers <= 1 or len(pairs) < 2 * workers:
-        scenes = [score(p) for p in pairs]
+        scenes = list(bar(map(score, pairs)))
     else:
         chunk = max(1, len(pairs) // (8 * workers))
         with contextlib.nullcontext(pool) if pool else ProcessPoolExecutor(workers) as executor:
-            scenes = list(executor.map(score, pairs, chunksize=chunk))
+            scenes = list(bar(executor.map(score, pairs, chunksize=chunk)))
     return Evaluation(scenes=scenes, mean=mean_score(scenes))
 
 
