@@ -144,3 +144,34 @@ def test_train_stage_names_the_runs_it_trained(tmp_path, monkeypatch):
 
     monkeypatch.setattr(report, "run_stage", run_stage)
     assert report.train_stage(load_params(PARAMS / "stage2.yaml", "smoke"), tmp_path) == (finals, ["stage2 seed=354"])
+
+
+def test_notebook_parameters_are_checked_for_name_and_type():
+    """A misspelt papermill parameter names the closest; a wrong type names the parameter and the type."""
+    from s23dr.analysis.report import check_parameters
+    from s23dr.config import ParamsError
+
+    good = {"profile": "smoke", "params": "params/stage1.yaml", "data": None, "runs": "runs", "init": None,
+            "device": None, "seed": None, "In": ["", "import os\nprofile = 'cpu'", '# Parameters\nprofile = "smoke"\n']}
+    check_parameters(good)
+    with pytest.raises(ParamsError, match=r"^notebook parameter profil is not one of this notebook's; did you mean profile\?$"):
+        check_parameters({**good, "profil": "smoke", "In": [*good["In"], '# Parameters\nprofil = "smoke"\n']})
+    for name, value, what in (("profile", 3, "a profile name"), ("runs", 1.5, "a folder path"),
+                              ("params", None, "a params file path"), ("seed", True, "an integer or None")):
+        with pytest.raises(ParamsError, match=rf"^notebook parameter {name} should be {what}.*, got {value!r}$"):
+            check_parameters({**good, name: value})
+
+
+def test_every_notebook_checks_the_parameters_of_its_parameters_cell():
+    """Each notebook's parameters cell defines `report.PARAMETERS`, and the next code cell checks them."""
+    import ast
+    import json
+
+    from s23dr.analysis.report import PARAMETERS
+
+    for path in sorted((PARAMS.parent / "notebooks").glob("*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        first = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+        tree = ast.parse("".join(cells[first]["source"]))
+        assert [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets] == list(PARAMETERS), path
+        assert "report.check_parameters(globals())" in "".join(cells[first + 1]["source"]), path

@@ -8,6 +8,8 @@ page draws beside its own on the step axis come from params alone: the chain of
 figures a page quotes come from `params/baseline_results.yaml`.
 """
 
+import ast
+import difflib
 import json
 import os
 import time
@@ -48,6 +50,33 @@ def chdir_root(start=None):
             return folder
     raise FileNotFoundError(f"no params/base.yaml in {here} or any folder above it, nor beside "
                             f"the installed package: run the notebook inside the project")
+
+
+#: The notebooks' parameters (each one's `parameters` cell) and what each may be.
+PARAMETERS = {"profile": ((str,), "a profile name (a string)"), "params": ((str, os.PathLike), "a params file path"),
+              "data": ((str, type(None)), "a dataset URI prefix or None"), "runs": ((str, os.PathLike), "a folder path"),
+              "init": ((str, os.PathLike, type(None)), "a checkpoint path or None"),
+              "device": ((str, type(None)), "a device name or None"), "seed": ((int, str, type(None)), "an integer or None")}
+
+
+def check_parameters(namespace):
+    """Refuse, in one line naming it, a notebook parameter of another type than `PARAMETERS` says
+    (a number for `profile`, say), and a parameter papermill was given that the notebook lacks
+    (papermill defines a misspelt one as a new variable and only warns), naming the closest. A
+    notebook calls it with its `globals()` in the cell after its `parameters` cell, so after the
+    cell papermill injects there (`# Parameters`, found in IPython's input history `In`)."""
+    injected = [cell for cell in namespace.get("In", []) if cell.startswith("# Parameters\n")]
+    given = [node.id for cell in injected[-1:] for node in ast.walk(ast.parse(cell))
+             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)]
+    for name in given:
+        if name not in PARAMETERS:
+            close = difflib.get_close_matches(name, PARAMETERS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the parameters are {', '.join(PARAMETERS)}"
+            raise ParamsError(f"notebook parameter {name} is not one of this notebook's; {hint}")
+    for name, (kinds, what) in PARAMETERS.items():
+        value = namespace.get(name)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ParamsError(f"notebook parameter {name} should be {what}, got {value!r}")
 
 
 def notebook_params(path, profile, data=None, seed=None):
