@@ -7,7 +7,8 @@ current when the stamp beside it (`step000100.inputs` beside `step000100.pt`) is
 of its inputs: the params that make it, the code version of the modules that make it and
 the stamps of what it is made from. The stamp is removed before a product is made again
 and written once it is complete, so a product killed half-made is never current
-(`is_current`).
+(`is_current`). A training run is current only while the runs it starts from are current
+too, at their stages' recipes now (`train.stale_upstream`).
 
 A training holds its run directory's `lock` file (pid and host) while it runs, so a
 second training there is refused instead of overwriting the first one's checkpoints.

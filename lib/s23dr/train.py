@@ -37,6 +37,9 @@ def upstream_run(params, run, runs_dir, folder=PARAMS):
     own `schedule` and sweep, and of its runs the one in `experiments.upstream_run_dir`; run
     params None when that directory is none of the recipe's runs."""
     files = named_stages(folder)
+    for name in (params["stage"], params["init_from"]):
+        if name not in files:
+            raise ParamsError(f"stage {name} is named by no params file in {folder}; name the folder of its recipes")
     ours = checkpoint.flatten(params)
     recipe = checkpoint.flatten(load_params(files[params["stage"]], params["profile"]))
     own = ("schedule", "sweep_lr", "stage", "init_from", "profile")
