@@ -195,9 +195,9 @@ def test_claim5_reads_the_stage_trained_twice(tmp_path):
     record = tmp_path / "reproducibility.json"
     assert claims.reproducibility(record)[0] == INCONCLUSIVE
     checks = {"device": "cpu", "deterministic": "bit-identical", "resume": "bit-identical", "stage": "bit-identical"}
-    record.write_text(json.dumps({**checks, "stage_hss": [0.40, 0.4015], "within": True}))
+    record.write_text(json.dumps({**checks, "stage_hss": [0.40, 0.4015], "within_hss": 0.002, "within": True}))
     label, parts = claims.reproducibility(record)
     assert label == REPRODUCED and [parts[k][2] for k in ("5a", "5b")] == [REPRODUCED, REPRODUCED]
-    record.write_text(json.dumps({**checks, "stage": "not bit-identical", "stage_hss": [0.40, 0.41], "within": False}))
+    record.write_text(json.dumps({**checks, "stage": "not bit-identical", "stage_hss": [0.40, 0.41], "within_hss": 0.002, "within": False}))
     label, parts = claims.reproducibility(record)
     assert label == NOT_REPRODUCED and [parts[k][2] for k in ("5a", "5b")] == [NOT_REPRODUCED, NOT_REPRODUCED]
