@@ -201,3 +201,6 @@ def test_claim5_reads_the_stage_trained_twice(tmp_path):
     record.write_text(json.dumps({**checks, "stage": "not bit-identical", "stage_hss": [0.40, 0.41], "within_hss": 0.002, "within": False}))
     label, parts = claims.reproducibility(record)
     assert label == NOT_REPRODUCED and [parts[k][2] for k in ("5a", "5b")] == [NOT_REPRODUCED, NOT_REPRODUCED]
+    record.write_text(json.dumps(checks))  # recorded by an older version: read again, not guessed
+    label, parts = claims.reproducibility(record)
+    assert label == INCONCLUSIVE and "run the reproducibility notebook again" in parts["5b"][3]

@@ -363,7 +363,7 @@ def claims(recipes, baseline, evidence, rules):
                         key=f"3{next(letters)}", words="The gentle lr (3e-5) preserves learned representations"),
                    Part(f"{arm.split()[-1]} falls below its start by more than Δ", at_points("stage1", dense), arm,
                         "hss", test="beyond", key=f"3{next(letters)}", words=forgets,
-                        differs=f"the high-LR run against the model it started from, both scored at {dense} points")))),
+                        differs=f"the arms are the model the high-LR run started from and that run, both scored at {dense} points")))),
               "stage 1 scores at the threshold and no high-LR run diverged",
               lambda ev: _all(scores_at_all("stage1")(ev), *(did_not_diverge(a, "stage1")(ev) for a in high_arms))),
         Claim(4, "the endpoint loss in the cooldown tightens vertices, raising corner F1",
@@ -388,7 +388,8 @@ def _all(*checks):
 
 def differs(recipes, result):
     """What tells a part's two arms apart: its own words, or the recipe keys in which they differ."""
-    return result["differs"] or ", ".join(changed_keys(arm_params(recipes, result["a"]), arm_params(recipes, result["b"])))
+    return result["differs"] or "the arms differ in " + ", ".join(
+        changed_keys(arm_params(recipes, result["a"]), arm_params(recipes, result["b"])))
 
 
 def arm_params(recipes, arm):
@@ -396,6 +397,10 @@ def arm_params(recipes, arm):
     stage, _, lr = arm.partition(" lr=")
     runs = stage_runs(recipes[stage], ".")
     return next(r for r, _ in runs if not lr or f"{r['schedule']['lr']:g}" == lr)
+
+
+#: What the reproducibility notebook records for claim 5 (`reproducibility.record`).
+RECORDED = {"device", "deterministic", "resume", "stage", "stage_hss", "within_hss", "within"}
 
 
 def reproducibility(record):
@@ -409,6 +414,10 @@ def reproducibility(record):
         return verdicts.INCONCLUSIVE, {key: (text, "—", verdicts.INCONCLUSIVE, "not measured: run the "
                                              "reproducibility notebook first") for key, text in words.items()}
     repro = json.loads(record.read_text())
+    missing = RECORDED - repro.keys()
+    if missing:
+        return verdicts.INCONCLUSIVE, {key: (text, "—", verdicts.INCONCLUSIVE, f"{record} lacks {', '.join(sorted(missing))}: "
+                                             "run the reproducibility notebook again") for key, text in words.items()}
     same = all(repro[k] == "bit-identical" for k in ("deterministic", "resume", "stage"))
     a, b = repro["stage_hss"]
     parts = {

@@ -16,6 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -388,7 +389,7 @@ def verdicts(recipes, runs, profile, device=None):
         if causes:
             splits[f"claim {claim.number}: {claim.parts[0].metric} gain"] = (causes, share)
         decisive = "; ".join(
-            claims.describe(r, rules_["share"]) + f" (the arms differ in {claims.differs(recipes, r)})"
+            claims.describe(r, rules_["share"]) + f" ({claims.differs(recipes, r)})"
             for r in results if r["decides"])
         beside = "; ".join(claims.describe(r) for r in results if not r["decides"])
         text = (decisive + (f". Beside it: {beside}" if beside else "")
@@ -415,9 +416,12 @@ def verdicts(recipes, runs, profile, device=None):
     glue("results_point_counts", both, display=False)
     figure = figures.claim_differences(parts)
     glue("results_claim_differences", figure, display=False)
-    glue("results_gain_split", figures.gain_split(splits), display=False)
     finetune = {arm: evidence[arm] for arm in ("stage2", "control_points", *claims.high_lr_arms(recipes)) if arm in evidence}
-    glue("results_finetune", figures.finetune_band(finetune, recipes["stage2"]["schedule"]["start_step"]), display=False)
+    for name, shown in (("results_gain_split", figures.gain_split(splits)),
+                        ("results_finetune", figures.finetune_band(finetune, recipes["stage2"]["schedule"]["start_step"]))):
+        glue(name, shown, display=False)
+        plt.close(shown)  # the book shows it; the notebook shows the claims figure alone
+    plt.close(figure)  # shown where the notebook displays it
     return styled, both, figure
 
 
