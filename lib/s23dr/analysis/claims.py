@@ -193,9 +193,8 @@ def seeds_text(result, cap):
         return "no spread measured"
     sd, needed = float(values.std(ddof=1)), result["seeds needed"]
     if needed is None:
-        return f"more than the cap of {cap} (sd {sd:.3f}, half-width at {cap} {verdicts.half_width(sd, cap):.3f})"
-    return (f"{needed} (sd {sd:.3f}: half-width t·sd/√n at n = {needed} is {verdicts.half_width(sd, needed):.3f}, "
-            f"mean {result['mean']:+.3f})")
+        return f"over the cap of {cap} (sd {sd:.3f}; t·sd/√n = {verdicts.half_width(sd, cap):.3f} at n = {cap})"
+    return f"{needed} (sd {sd:.3f}; t·sd/√n = {verdicts.half_width(sd, needed):.3f} at n = {needed})"
 
 
 def row(result, rules, met, reason):

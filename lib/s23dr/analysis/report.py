@@ -375,7 +375,8 @@ def verdicts(recipes, runs, profile, device=None):
     """The Results chapter's verdicts: every claim ruled on the runs' logs and their final
     checkpoints scored at the other point count (`claims`, `point_counts`). Glued: `verdict_<n>`
     and `verdict_<key>` (a claim's and a sub-claim's label), `verdict_<n>_evidence` (every part's
-    figures, in full), `results_verdicts` (one row per sub-claim), `results_point_counts` (the
+    figures, in full), `results_verdicts` (one row per sub-claim; `results_verdicts_summary` its
+    columns for the intro), `results_point_counts` (the
     table at both point counts), `results_claim_differences` (the figure), `results_gain_split`
     (each attributed gain split by cause, per seed) and `results_finetune` (the finetune arms'
     evaluations, mean ± sd over seeds). Returns the table, the point-count table and the figure."""
@@ -412,6 +413,10 @@ def verdicts(recipes, runs, profile, device=None):
     table = pd.DataFrame(rows).T.rename_axis("sub-claim")
     styled = table.style.set_properties(**{"text-align": "left", "white-space": "normal"})
     glue("results_verdicts", styled, display=False)
+    summary = table[["the seed's words", "effect [95% interval]", "share [95% interval]", "label", "seeds",
+                     "what would decide it"]]
+    glue("results_verdicts_summary", summary.style.set_properties(**{"text-align": "left", "white-space": "normal"}),
+         display=False)
     both = point_counts.table(recipes, evidence, baseline_results()).style.format(precision=3, na_rep="—")
     glue("results_point_counts", both, display=False)
     figure = figures.claim_differences(parts)
