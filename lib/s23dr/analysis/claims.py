@@ -133,8 +133,8 @@ def rule_part(part, evidence, rules):
         seeds = [s for s in seeds if s in whole]
         parts_, wholes = [diffs[s] for s in seeds], [whole[s] for s in seeds]
         values = [p - rules["share"] * w for p, w in zip(parts_, wholes)]
-        share = verdicts.share_interval(parts_, wholes) if seeds else (float("nan"), -np.inf, np.inf)
-    mean, low, high = verdicts.seed_interval(values) if values else (float("nan"), -np.inf, np.inf)
+        share = verdicts.share_interval(parts_, wholes)
+    mean, low, high = verdicts.seed_interval(values)
     label, outcome = verdicts.decide(part.test, low, high, len(seeds), smallest)
     score = part.metrics[0].split()[-1]
     noise = None
@@ -159,6 +159,11 @@ def tested(result, share=None):
     return what
 
 
+def outcome_text(result):
+    """A sub-claim's outcome, with the Δ it was read against where its test reads one."""
+    return result["outcome"] + (f" (Δ {result['smallest']:g})" if result["test"] != "share" else "")
+
+
 def describe(result, share=None):
     """A part's evidence in one line, in full."""
     noise = result["per-scene noise"]
@@ -167,7 +172,7 @@ def describe(result, share=None):
     if result["share"] is not None:
         text += f", a share of {verdicts.fmt(*result['share'])}"
     if result["decides"]:
-        text += f": {result['outcome']}" + (f" (Δ {result['smallest']:g})" if result["test"] != "share" else "")
+        text += f": {outcome_text(result)}"
     return text + (f" (one seed's per-scene noise ±{noise:.3f})" if noise is not None else "")
 
 
@@ -211,7 +216,7 @@ def row(result, rules, met, reason):
     return {"the seed's words": result["words"], "what we tested": tested(result, rules["share"]),
             "effect [95% interval]": verdicts.fmt(result["mean"], result["low"], result["high"]),
             "share [95% interval]": verdicts.fmt(*result["share"]) if result["share"] else "—",
-            "outcome": result["outcome"] + (f" (Δ {result['smallest']:g})" if result["test"] != "share" else ""),
+            "outcome": outcome_text(result),
             "label": result["label"], "seeds": len(result["seeds"]),
             "seeds its spread needs": seeds_text(result, rules["seed_cap"]), "what would decide it": decide_by}
 
@@ -246,7 +251,7 @@ def overfits(arms, passes, seed_passes):
         found, texts = False, []
         for arm in arms:
             ratios = [value(rows, "ratio") for rows in evidence.get(arm, {}).values()]
-            mean, low, high = verdicts.seed_interval(ratios) if ratios else (float("nan"), -np.inf, np.inf)
+            mean, low, high = verdicts.seed_interval(ratios)
             met = len(ratios) >= verdicts.MIN_SEEDS and low > 1
             found |= met
             texts.append(f"{arm}'s val/train loss ratio {mean:.3f} [{low:.3f}, {high:.3f}] over {len(ratios)} seeds "

@@ -33,7 +33,7 @@ def rescore(recipes, runs, device=None, arms=ARMS):
     `arms`'s stages scored at the point count it was not trained on, as an evaluation row of its log
     (hss, f1, iou and per-scene scores)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    found = {}
+    found, read = {}, {}  # read: the validation scenes by (split, count), decoded once for every run
     runs_of = [(params, run, run_dir) for name in arms for params in [recipes[name]]
                for run, run_dir in stage_runs(params, runs)]
     for params, run, run_dir in tqdm(runs_of, desc="scoring at the other point count"):
@@ -43,7 +43,10 @@ def rescore(recipes, runs, device=None, arms=ARMS):
         other = next(n for n in point_counts(recipes) if n != run["data"]["points"])
         model, trained = load_model(final, device)
         at = {**trained, "data": {**trained["data"], "points": other}}
-        scenes = first(open_dataset(data_uri(at, "val")), at["eval"]["max_scenes"])
+        split = (data_uri(at, "val"), at["eval"]["max_scenes"])
+        if split not in read:
+            read[split] = first(open_dataset(split[0]), split[1])
+        scenes = read[split]
         _, scores, _ = score_model(model, scenes, at, device)
         found.setdefault(at_points(params["stage"], other), {})[run["train"]["seed"]] = [{
             "kind": "eval", "step": run["schedule"]["end_step"], "hss": scores.mean.hss, "f1": scores.mean.f1,

@@ -380,24 +380,24 @@ def verdicts(recipes, runs, profile, device=None):
     table at both point counts), `results_claim_differences` (the figure), `results_gain_split`
     (each attributed gain split by cause, per seed) and `results_finetune` (the finetune arms'
     evaluations, mean ± sd over seeds). Returns the table, the point-count table and the figure."""
-    rules_ = claims.rules()
+    rules = claims.rules()
     evidence = claims.gather(recipes, runs)
     evidence.update(point_counts.rescore(recipes, runs, device))
     rows, parts, splits = {}, {}, {}
-    for claim in claims.claims(recipes, baseline_results(), evidence, rules_):
-        label, results, met, reason = claims.rule(claim, evidence, rules_)
+    for claim in claims.claims(recipes, baseline_results(), evidence, rules):
+        label, results, met, reason = claims.rule(claim, evidence, rules)
         causes, share = claims.gain_split(results)
         if causes:
             splits[f"claim {claim.number}: {claim.parts[0].metric} gain"] = (causes, share)
         decisive = "; ".join(
-            claims.describe(r, rules_["share"]) + f" ({claims.differs(recipes, r)})"
+            claims.describe(r, rules["share"]) + f" ({claims.differs(recipes, r)})"
             for r in results if r["decides"])
         beside = "; ".join(claims.describe(r) for r in results if not r["decides"])
         text = (decisive + (f". Beside it: {beside}" if beside else "")
                 + ("" if met else f". Not testable here: {reason}"))
         for r in results:
             if r["decides"]:
-                rows[r["key"]] = claims.row(r, rules_, met, reason)
+                rows[r["key"]] = claims.row(r, rules, met, reason)
                 glue(f"verdict_{r['key']}", r["label"], display=False)
         parts.update({f"{r['key'] or claim.number}: {r['part']} ({r['metric']})": r for r in results})
         glue(f"verdict_{claim.number}", label, display=False)

@@ -37,9 +37,11 @@ CONFIDENCE = 0.95
 
 def seed_interval(values, confidence=CONFIDENCE):
     """(mean, low, high) of per-seed values: the mean and its two-sided t-interval
-    (`scipy.stats.ttest_1samp`). One seed has no spread: the interval is infinite. Equal
-    values have none either: the interval is the point itself."""
+    (`scipy.stats.ttest_1samp`). No seed has no mean, one seed no spread: the interval is
+    infinite. Equal values have none either: the interval is the point itself."""
     d = np.asarray(values, dtype=float)
+    if len(d) == 0:
+        return float("nan"), -np.inf, np.inf
     mean = float(d.mean())
     if len(d) < 2:
         return mean, -np.inf, np.inf
@@ -93,7 +95,7 @@ def share_interval(part, whole, confidence=CONFIDENCE):
     the whole is not itself distinguishable from zero."""
     p, w = np.asarray(part, dtype=float), np.asarray(whole, dtype=float)
     n = len(p)
-    share = float(p.mean() / w.mean()) if w.mean() else float("nan")
+    share = float(p.mean() / w.mean()) if n and w.mean() else float("nan")
     if n < 2:
         return share, -np.inf, np.inf
     t2 = stats.t.ppf(0.5 + confidence / 2, n - 1) ** 2
