@@ -498,10 +498,13 @@ def test_cpu_precision_is_decided_by_what_the_cpu_reports(monkeypatch):
     cpu = torch.device("cpu")
     at = lambda precision: {"train": {"bf16": True, "cpu_precision": precision}}  # noqa: E731
     assert not inference.uses_bf16(at("fp32"), cpu) and inference.uses_bf16(at("bf16"), cpu)
-    for native in (False, True):  # auto follows the CPU's bf16 instructions, and nothing else
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        assert [inference.uses_bf16(at("auto"), cpu) for _ in range(5)] == [native] * 5
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    for kernels in ("AVX512", "AVX2", "DEFAULT"):  # ATEN_CPU_CAPABILITY lowers the kernels torch runs
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: kernels)
+        for native in (False, True):  # auto follows the CPU's bf16 instructions and kernels, and nothing else
+            monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+            expected = native and kernels == "AVX512"
+            assert [inference.uses_bf16(at("auto"), cpu) for _ in range(5)] == [expected] * 5
     with pytest.raises(ValueError, match="train.cpu_precision"):
         inference.uses_bf16(at("half"), cpu)
 

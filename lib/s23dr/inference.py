@@ -40,10 +40,12 @@ def autocast(params, device):
 
 def cpu_has_native_bf16():
     """Whether this CPU reports native bf16 instructions (AVX-512 BF16 or AMX), as torch reads
-    its CPUID. Without them (AVX2 alone) bf16 is emulated and a bf16 matmul is ~25x slower than
-    fp32; with them ~6x faster at large sizes, though not at the `cpu` profile's small
-    matrices, which is why that profile sets fp32 (the book, Method)."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    its CPUID, and torch runs its AVX-512 kernels (ATEN_CPU_CAPABILITY can lower them, and the
+    bf16 kernels then refuse the AMX path). Without them (AVX2 alone) bf16 is emulated and a
+    bf16 matmul is ~25x slower than fp32; with them ~6x faster at large sizes, though not at
+    the `cpu` profile's small matrices, which is why that profile sets fp32 (the book, Method)."""
+    return (torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+            and bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
 
 
 def how_it_ran(params, device):
