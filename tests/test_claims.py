@@ -45,7 +45,8 @@ def world(recipes, monkeypatch):
     high = [f"ablation_high_lr lr={lr:g}" for lr in recipes["ablation_high_lr"]["sweep_lr"]]
     sparse, dense = recipes["stage1"]["data"]["points"], recipes["stage2"]["data"]["points"]
     rescored = [claims.at_points("stage1", dense), claims.at_points("stage2", sparse)]
-    arms = ["stage1", "stage2", "stage3", "control_points", "control_endpoint", "ablation_4096_scratch", *high, *rescored]
+    arms = ["stage1", "stage2", "stage3", "control_points", "control_endpoint", "control_2048_scratch",
+            "control_2048_then_4096", "ablation_4096_scratch", *high, *rescored]
     evidence = {arm: {s: run(s) for s in SEEDS} for arm in arms}
     return evidence, high
 
@@ -114,17 +115,40 @@ def test_claim4_reads_f1_of_stage3_minus_the_endpoint_control(recipes, world):
     assert sub(verdict(recipes, evidence, 4)[1], "4a") == NOT_REPRODUCED  # equal arms: no effect of interest
 
 
-def test_claim3_reads_stage2_and_the_start_against_the_high_lr_arm(recipes, world):
-    evidence, high = world
-    for arm in high:
+def above_and_below(recipes):
+    """The high-LR arms above the seed's threshold and those at or below it."""
+    rates, threshold = claims.high_lr_rates(recipes), baseline_results()["high_finetune_lr_threshold"]
+    return [a for a, lr in rates.items() if lr > threshold], [a for a, lr in rates.items() if lr <= threshold]
+
+
+def test_the_high_lr_arms_span_the_seeds_threshold(recipes):
+    above, below = above_and_below(recipes)
+    assert above and below
+
+
+def test_claim3_reads_stage2_and_the_start_against_the_high_lr_arms(recipes, world):
+    """Above the threshold: the gentle LR keeps more, and the arm falls beyond Δ; below it, the
+    arm stays within Δ of its start."""
+    evidence, _ = world
+    above, below = above_and_below(recipes)
+    for arm in above:
         shift(evidence, arm, "hss", lambda s: -0.1 - 0.01 * s)
+    for arm in below:
+        shift(evidence, arm, "hss", lambda s: -0.001 * s)
     label, parts, met, _ = verdict(recipes, evidence, 3)
     assert met and label == REPRODUCED
     dense = recipes["stage2"]["data"]["points"]
+    start = claims.at_points("stage1", dense)
     assert {(p["a"], p["b"], p["test"]) for p in parts if p["decides"]} == {
-        pair for arm in high for pair in (("stage2", arm, "exists"), (claims.at_points("stage1", dense), arm, "beyond"))}
+        *(pair for arm in above for pair in (("stage2", arm, "exists"), (start, arm, "beyond"))),
+        *((start, arm, "within") for arm in below)}
+    assert [p["key"] for p in parts if p["decides"]] == ["3a", "3b", "3c"]
     shown = [p for p in parts if not p["decides"]]
-    assert [(p["a"], p["b"]) for p in shown] == [("stage2", claims.at_points("stage1", dense))]
+    assert [(p["a"], p["b"]) for p in shown] == [("stage2", start)]
+    for arm in below:  # an LR under the threshold that forgets contradicts the threshold
+        shift(evidence, arm, "hss", -0.1)
+    label, parts, _, _ = verdict(recipes, evidence, 3)
+    assert label == NOT_REPRODUCED and sub(parts, "3c") == NOT_REPRODUCED
 
 
 def test_claim3_forgetting_is_a_fall_from_the_start_beyond_delta(recipes, world):
@@ -137,6 +161,7 @@ def test_claim3_forgetting_is_a_fall_from_the_start_beyond_delta(recipes, world)
     _, parts, _, _ = verdict(recipes, evidence, 3)
     falls = [p for p in parts if p["test"] == "beyond"]
     assert falls and all(p["label"] == NOT_REPRODUCED for p in falls)
+    assert all(p["label"] == REPRODUCED for p in parts if p["test"] == "within")
 
 
 def test_claim3_is_not_testable_when_the_high_lr_run_diverged(recipes, world):
@@ -148,18 +173,32 @@ def test_claim3_is_not_testable_when_the_high_lr_run_diverged(recipes, world):
     assert label == NOT_TESTABLE and not met and "diverged" in reason
 
 
-def test_claim1_is_tested_only_where_stage1_overfits(recipes, world):
+def test_claim1_is_tested_only_where_an_arm_from_scratch_overfits(recipes, world):
     evidence, _ = world
     shift(evidence, "ablation_4096_scratch", "hss", -0.1)
     label, _, met, reason = verdict(recipes, evidence, 1)  # no arm's ratio is above 1 over its seeds
     assert label == NOT_TESTABLE and not met and "times" in reason
     shift(evidence, "ablation_4096_scratch", "ratio", lambda s: 0.3 + 0.01 * s)  # only the denser arm overfits
     assert verdict(recipes, evidence, 1)[2]
-    shift(evidence, "stage1", "ratio", lambda s: 0.05 + 0.01 * s)
+    shift(evidence, "control_2048_scratch", "ratio", lambda s: 0.05 + 0.01 * s)
     label, parts, met, _ = verdict(recipes, evidence, 1)
     assert met and label == REPRODUCED
     assert {(p["a"], p["b"], p["metric"]) for p in parts} == {
-        ("ablation_4096_scratch", "stage1", "ratio"), ("stage2", "ablation_4096_scratch", "peak hss")}
+        ("ablation_4096_scratch", "control_2048_scratch", "ratio"),
+        ("control_2048_then_4096", "ablation_4096_scratch", "peak hss")}
+
+
+def test_claim1s_arms_differ_in_the_point_count_and_train_where_stage1_overfits(recipes):
+    """The control arm is stage 1's recipe on claim 1's training scenes, and the ablation differs
+    from it in the point count alone; both see each scene far more often than stage 1 does."""
+    control, ablation = recipes["control_2048_scratch"], recipes["ablation_4096_scratch"]
+    assert claims.changed_keys(control, ablation) == ["data.points"]
+    assert claims.changed_keys(recipes["stage1"], control) == ["data.synthetic.root", "data.synthetic.train"]
+    then = recipes["control_2048_then_4096"]
+    assert then["init_from"] == "control_2048_scratch" and claims.changed_keys(recipes["stage2"], then) == [
+        "data.synthetic.root", "data.synthetic.train"]
+    assert claims.passes(control, control["data"]["synthetic"]["train"]) > 20 * claims.passes(
+        recipes["stage1"], recipes["stage1"]["data"]["synthetic"]["train"])
 
 
 def test_peak_and_lowest_read_the_best_and_worst_evaluation():

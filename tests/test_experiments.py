@@ -28,7 +28,8 @@ def test_stages_are_the_params_files_that_name_one_each_after_what_it_starts_fro
     ("stage1", []),
     ("stage2", ["stage1"]),
     ("stage3", ["stage1", "stage2"]),
-    ("ablation_4096_scratch", ["stage1"]),          # inherits stage1.yaml, starts from scratch
+    ("ablation_4096_scratch", ["control_2048_scratch"]),  # inherits its control's file, starts from scratch
+    ("control_2048_then_4096", ["control_2048_scratch", "stage2"]),
     ("ablation_high_lr", ["stage1", "stage2"]),     # starts from stage 1, inherits stage2.yaml
     ("control_points", ["stage1", "stage2"]),
     ("control_endpoint", ["stage1", "stage2", "stage3"]),

@@ -619,6 +619,17 @@ def test_the_head_reads_the_earlier_decoder_layers_only_where_the_loss_does(aux)
     assert torch.equal(losses["total"], criterion(every, batch)["total"])
 
 
+def test_a_compiled_cpu_step_without_a_cpp_compiler_is_refused_in_one_line(monkeypatch):
+    """The `cpu` profile compiles its long stages; where no C++ compiler is found, the trainer
+    says so before training, not with inductor's traceback at the first step."""
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("no-such-cxx-s23dr",))
+    params = load_params(PARAMS / "stage1.yaml", "cpu")
+    assert params["train"]["compile"]
+    model, criterion, _ = loop.build(params)
+    with pytest.raises(RuntimeError, match=r"needs a C\+\+ compiler .* set train.compile=false"):
+        loop.forward_loss(model, criterion, params, torch.device("cpu"))
+
+
 def test_the_full_profiles_compiled_step_on_a_cpu_is_one_graph_that_never_recompiles():
     """`full` compiles the step on any device. On a CPU its precision (`auto`) was asked of the
     CPU inside the step, where dynamo breaks the graph, and the resumed frame recompiled at every

@@ -44,6 +44,8 @@ def test_the_four_outcomes_of_an_existence_test(low, high, found):
     ("share", 0.01, 0.2, 3, REPRODUCED), ("share", -0.2, -0.01, 3, NOT_REPRODUCED), ("share", -0.1, 0.1, 3, INCONCLUSIVE),
     ("beyond", 0.02, 0.2, 3, REPRODUCED), ("beyond", 0.005, 0.2, 3, INCONCLUSIVE),  # read against Δ, not zero
     ("beyond", -0.1, 0.01, 3, NOT_REPRODUCED),
+    ("within", -0.1, 0.01, 3, REPRODUCED), ("within", 0.02, 0.2, 3, NOT_REPRODUCED),  # the absence of a fall beyond Δ
+    ("within", 0.005, 0.2, 3, INCONCLUSIVE),
 ])
 def test_decide(test, low, high, seeds, label):
     assert decide(test, low, high, seeds, 0.015)[0] == label

@@ -134,12 +134,25 @@ def forward_loss(model, criterion, params, device, world=1):
     step = ForwardLoss(model, criterion, params, device)
     cfg = params["train"]
     if cfg["compile"] and not cfg["deterministic"]:
+        if device.type == "cpu":
+            check_cpu_compiler()
         step.compile(mode=cfg["compile_mode"])
     if world > 1:
         step = torch.nn.parallel.DistributedDataParallel(
             step, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
             static_graph=True, gradient_as_bucket_view=True, batched_grad_copy=True)
     return step
+
+
+def check_cpu_compiler():
+    """On a CPU, inductor builds the compiled step with a C++ compiler: without one, a one-line
+    error now rather than a traceback at the first step."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    try:
+        get_cpp_compiler()
+    except Exception as error:  # inductor's own error types vary with its version
+        raise RuntimeError(f"train.compile=true on the CPU needs a C++ compiler (g++, or one named by $CXX), "
+                           f"and none was found ({type(error).__name__}); install one or set train.compile=false") from None
 
 
 def train_step(step, optimizer, batch, lr=None):

@@ -96,7 +96,7 @@ def claim_differences(parts):
             ax.plot(part["differences"], [y] * len(part["differences"]), "o", color=color, markersize=4)
             ax.plot([part["mean"]], [y], "|", color="black", markersize=12)
             if part["decides"] and part["smallest"] and part["test"] != "share":
-                bounds = [part["smallest"]] if part["test"] == "beyond" else [-part["smallest"], part["smallest"]]
+                bounds = [part["smallest"]] if part["test"] in ("beyond", "within") else [-part["smallest"], part["smallest"]]
                 for bound in bounds:
                     ax.plot([bound, bound], [y - 0.35, y + 0.35], color="C3", lw=1.2, ls="--")
         ax.axvline(0, color="black", lw=0.8)

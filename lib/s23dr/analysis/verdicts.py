@@ -3,7 +3,7 @@
 A claim splits into *sub-claims*, each one sentence of the seed tested as written, on a
 per-seed contrast of two arms that start from the same upstream run of that seed. Every
 sub-claim reads the 95% t-interval of the mean of its contrast over the seeds
-(`seed_interval`), by one of three tests fixed before the runs are read (params/verdicts.yaml):
+(`seed_interval`), by one of four tests fixed before the runs are read (params/verdicts.yaml):
 
 - *exists* ("A beats B by an amount that matters"): the interval against zero and against
   the smallest effect of interest ±Δ (two one-sided tests at the interval's level, Lakens
@@ -12,7 +12,9 @@ sub-claim reads the 95% t-interval of the mean of its contrast over the seeds
 - *share* ("B's gain over C comes from A"): per seed part − s·whole (A − B minus s times
   the whole gain), reproduced when its interval lies above zero (the change carries at
   least the share s), not reproduced when below; the share itself with Fieller's interval;
-- *beyond* ("A falls below B", a loss that matters): the interval against Δ alone.
+- *beyond* ("A falls below B", a loss that matters): the interval against Δ alone;
+- *within* ("A does not fall below B", the absence of such a loss): the same interval, with
+  the labels the other way round (an equivalence bound: reproduced when it lies under Δ).
 
 Fewer than `MIN_SEEDS` seeds decide nothing. `seeds_needed` says how many seeds the measured
 spread needs to decide a sub-claim left undecided.
@@ -62,7 +64,7 @@ def outcome(low, high, smallest):
 
 def decide(test, low, high, n_seeds, smallest=0.0):
     """(label, outcome) of a sub-claim's interval over `n_seeds` seeds under its `test`
-    ("exists", "share" or "beyond", see the module's docstring)."""
+    ("exists", "share", "beyond" or "within", see the module's docstring)."""
     if n_seeds < MIN_SEEDS:
         return INCONCLUSIVE, f"fewer than {MIN_SEEDS} seeds"
     if test == "exists":
@@ -70,11 +72,12 @@ def decide(test, low, high, n_seeds, smallest=0.0):
         if found == EFFECT:
             return (REPRODUCED if low > 0 else NOT_REPRODUCED), found + (" (the other way)" if high < 0 else "")
         return (INCONCLUSIVE if found == UNDECIDED else NOT_REPRODUCED), found
-    bound = smallest if test == "beyond" else 0.0
+    bound, name = (0.0, "the share") if test == "share" else (smallest, "Δ")
+    above, below = (NOT_REPRODUCED, REPRODUCED) if test == "within" else (REPRODUCED, NOT_REPRODUCED)
     if low > bound:
-        return REPRODUCED, "above " + ("Δ" if test == "beyond" else "the share")
+        return above, "above " + name
     if high < bound:
-        return NOT_REPRODUCED, "below " + ("Δ" if test == "beyond" else "the share")
+        return below, "below " + name
     return INCONCLUSIVE, UNDECIDED
 
 
@@ -118,7 +121,7 @@ def seeds_needed(test, values, smallest=0.0, cap=None):
     """How many seeds the measured spread of `values` needs for the interval to decide the
     sub-claim, were their mean the true one: the fewest n whose `half_width` is under the
     distance from the mean to the nearest bound that decides (zero, or ±Δ for *exists*, Δ
-    for *beyond*). None when no n up to `cap` decides it (or the values have no spread)."""
+    for *beyond* and *within*). None when no n up to `cap` decides it (or the values have no spread)."""
     d = np.asarray(values, dtype=float)
     if len(d) < 2:
         return None
@@ -126,7 +129,7 @@ def seeds_needed(test, values, smallest=0.0, cap=None):
     if test == "exists":
         room = max(abs(mean), smallest - abs(mean))
     else:
-        room = abs(mean - (smallest if test == "beyond" else 0.0))
+        room = abs(mean - (0.0 if test == "share" else smallest))
     for n in range(2, (cap or 1000) + 1):
         if half_width(sd, n) < room:
             return max(n, MIN_SEEDS)
