@@ -36,11 +36,11 @@ import torch
 
 from s23dr.bench import save_result
 from s23dr.config import load_params
-from s23dr.data import SceneDataset, collate, open_dataset
+from s23dr.data import SceneDataset, collate, data_uri, open_dataset, trains_on_synthetic
 from s23dr.inference import NO_AUGMENT, first, predict_segments, score_predictions
 from s23dr.matcher import matched_mass_at_cost
 from s23dr.world.synthetic import World
-from s23dr.loop import build, data_uri, forward_loss, lr_at, train_step, trains_on_synthetic
+from s23dr.loop import build, forward_loss, lr_at, train_step
 
 TARGET_HSS = 0.8
 LOW_THRESHOLD = 0.3

@@ -12,13 +12,13 @@ import torch
 
 from s23dr import checkpoint
 from s23dr.config import load_params
-from s23dr.data import SceneDataset, collate, to_device
+from s23dr.data import SceneDataset, collate, open_split, to_device
 from s23dr.inference import autocast
 from s23dr.losses import Criterion
 from s23dr.model import Perceiver
 from s23dr.world.sampling import sample_scene
 from s23dr.world.synthetic import generate_scene
-from s23dr.loop import batches, build, forward_loss, open_split, train, train_step
+from s23dr.loop import batches, build, forward_loss, train, train_step
 from s23dr.rundir import MetricsLog
 
 from test_trainer import PARAMS, assert_same_weights, smoke, weights

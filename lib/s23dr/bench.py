@@ -39,12 +39,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import rundir
 from .config import ParamsError, load_params
-from .data import SceneDataset, check_device, collate, to_device
+from .data import SceneDataset, check_device, collate, open_split, to_device
 from .inference import NO_AUGMENT, Validation, autocast, score_predictions, scoring_pool, uses_bf16
 from .world.sampling import sample_scene
 from .world.synthetic import generate_scene
 from .synthetic_data import build_dataset
-from .loop import batches, build, forward_loss, open_split, scoring_workers, train_step
+from .loop import batches, build, forward_loss, scoring_workers, train_step
 
 #: Batches the loader figures are timed over, after LOADER_WARMUP (which start the workers).
 LOADER_BATCHES, LOADER_WARMUP = 16, 2

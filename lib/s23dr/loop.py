@@ -21,7 +21,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import checkpoint, rundir
-from .data import SceneDataset, check_scenes, collate, open_dataset, to_device
+from .data import SceneDataset, collate, data_uri, open_split, to_device
 from .experiments import upstream_run_dir
 from .inference import Validation, how_it_ran, scoring_pool, usable_cpus, uses_bf16
 from .losses import Criterion
@@ -189,32 +189,6 @@ class Evaluations:
         self.write(wait=True)
         self.thread.shutdown()
         self.pool.shutdown()
-
-
-def data_uri(params, split):
-    """params data.train or data.val with its {points} and {synthetic_root} filled in."""
-    data = params["data"]
-    return data[split].format(points=data["points"], synthetic_root=data["synthetic"]["root"])
-
-
-def trains_on_synthetic(params):
-    """Whether the params' training data is their synthetic dataset (under data.synthetic.root)."""
-    return Path(data_uri(params, "train")).is_relative_to(params["data"]["synthetic"]["root"])
-
-
-def open_split(params, split, progress=True):
-    """The scenes of `split` (train or val), every one checked before training starts, so a
-    bad scene fails now and named, not part-way through the run (`data.check_scenes`).
-    `data.drop_invalid` leaves the invalid ones out instead; `data.bad_samples` applies
-    to training only. With `data.in_memory` the scenes are read into a list once."""
-    data = params["data"]
-    bad_samples = data["bad_samples"] if split == "train" else None
-    hint = "; set data.drop_invalid=true to leave invalid scenes out"
-    if split == "train":
-        hint += ", or list them in data.bad_samples"
-    scenes = check_scenes(open_dataset(data_uri(params, split), bad_samples=bad_samples),
-                          drop=data["drop_invalid"], hint=hint, progress=progress, n_points=data["points"])
-    return [scenes[i] for i in range(len(scenes))] if data["in_memory"] else scenes
 
 
 def _distributed():
