@@ -609,12 +609,12 @@ def test_an_evaluation_made_ready_once_reads_as_the_scenes_read_afresh(synthetic
 def test_the_head_reads_the_earlier_decoder_layers_only_where_the_loss_does(aux):
     params = load_params(PARAMS / "stage1.yaml", "smoke", ["model.decoder_layers=3", f"loss.aux.weight={aux}"])
     model, criterion, _ = loop.build(params)
-    step = loop.forward_loss(model, criterion, params, torch.device("cpu"))
+    forward = loop.forward_loss(model, criterion, params, torch.device("cpu"))
     batch = bench.synthetic_batch(params["data"]["points"], 2, torch.device("cpu"))
     read = []
     model.register_forward_hook(lambda module, args, kwargs, out: read.append(len(out["layers"])), with_kwargs=True)
     with torch.no_grad():
-        losses, every = step(batch), model(batch)
+        losses, every = forward(batch), model(batch)
     assert read == [2 if aux else 0, 2]
     assert torch.equal(losses["total"], criterion(every, batch)["total"])
 
@@ -627,10 +627,10 @@ def test_the_full_profiles_compiled_step_on_a_cpu_is_one_graph_that_never_recomp
     params = load_params(PARAMS / "stage1.yaml", "full")
     assert params["train"]["compile"] and params["train"]["cpu_precision"] == "auto"
     model, criterion, optimizer = loop.build(params)
-    step = loop.ForwardLoss(model, criterion, params, torch.device("cpu"))
+    forward = loop.ForwardLoss(model, criterion, params, torch.device("cpu"))
     batch = bench.synthetic_batch(256, 2, torch.device("cpu"))
     torch._dynamo.reset()
-    compiled = torch.compile(step, backend="eager", fullgraph=True)
+    compiled = torch.compile(forward, backend="eager", fullgraph=True)
     with torch._dynamo.config.patch(error_on_recompile=True):
         losses = [loop.train_step(compiled, optimizer, batch, lr=1e-4)["total"].item() for _ in range(3)]
     assert all(np.isfinite(losses))
