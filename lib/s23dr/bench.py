@@ -5,7 +5,7 @@ For each stage's point count and batch size (stage 1 and stage 2 of the profile)
 - loader: items/s of the trainer's data path (`loop.batches`: arrow rows, fitting and
   augmentation, collate) in this one process, which is what one loader worker sustains,
   and with the profile's `data.num_workers` worker processes. Needs no accelerator.
-- compute: training samples/s of the step alone (forward, Sinkhorn loss, backward, AdamW) on
+- compute: training samples/s of the step alone (forward, loss, backward, AdamW) on
   one batch already on the device, the median of `--steps` steps each timed to its end; the
   model's FLOPs per sample (`torch.utils.flop_counter`) and the achieved FLOP/s against the
   device's measured dense-matmul peak.
