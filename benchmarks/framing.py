@@ -22,9 +22,8 @@ from PIL import Image
 
 from s23dr.analysis import figures
 from s23dr.config import load_params
-from s23dr.data import open_dataset
+from s23dr.data import data_uri, open_dataset
 from s23dr.inference import first
-from s23dr.loop import data_uri
 
 MARGIN = 3  # pixels: a GT line closer than this to the picture's edge counts as cut
 

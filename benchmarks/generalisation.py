@@ -30,9 +30,8 @@ from scipy.optimize import linear_sum_assignment
 
 from s23dr.bench import save_result
 from s23dr.config import load_params
-from s23dr.data import open_dataset
+from s23dr.data import data_uri, open_dataset
 from s23dr.inference import first, predict_segments, score_predictions
-from s23dr.loop import data_uri
 from s23dr.losses import endpoint_distance
 from s23dr.predict import load_model
 from s23dr.train import run_stage

@@ -70,12 +70,12 @@ def step_split(params, device, steps, warmup):
     `loop.train_step` runs them: forward with the loss, backward, AdamW."""
     model, criterion, optimizer = build({**params, "train": {**params["train"], "seed": 0}}, device)
     model.train()
-    step = forward_loss(model, criterion, params, device)
+    forward = forward_loss(model, criterion, params, device)
     batch = bench.synthetic_batch(params["data"]["points"], params["train"]["batch_size"], device)
     times = []
     for i in range(warmup + steps):
         marks = [time.perf_counter()]
-        losses = step(batch)
+        losses = forward(batch)
         bench.sync(device)
         marks.append(time.perf_counter())
         optimizer.zero_grad(set_to_none=True)

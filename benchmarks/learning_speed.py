@@ -13,10 +13,11 @@ a loss that cannot overfit 64 scenes will not generalise from 2,000.
 Prints, at each `--every` steps, on the fitted scenes:
 - HSS at the seed's threshold (`eval.conf_threshold`, 0.7) and at 0.3, and the highest
   predicted confidence;
-- the transport plan: the mean share of each GT segment's unit mass left in the GT
-  dustbin, and the mean over GT segments of the largest mass one query takes of it (under
-  the entropic plan this is the best confidence target the GT can give: a query
-  whose target stays below the threshold is never kept after training);
+- the transport plan: the mean share of each GT segment's unit mass left unmatched (the
+  plan's last row: the entropic plan's dustbin, or under `loss.matching=hungarian` the GT
+  segments no query is assigned), and the mean over GT segments of the largest mass one
+  query takes of it (under the entropic plan this is the best confidence target the GT can
+  give: a query whose target stays below the threshold is never kept after training);
 - the loss terms.
 Then the steps it took to reach HSS 0.8 at the threshold (or that it did not), and the
 plan's matched mass against cost: one query at a given cost from each GT segment, every
@@ -36,11 +37,11 @@ import torch
 
 from s23dr.bench import save_result
 from s23dr.config import load_params
-from s23dr.data import SceneDataset, collate, open_dataset
+from s23dr.data import SceneDataset, collate, data_uri, open_dataset, trains_on_synthetic
 from s23dr.inference import NO_AUGMENT, first, predict_segments, score_predictions
 from s23dr.matcher import matched_mass_at_cost
 from s23dr.world.synthetic import World
-from s23dr.loop import build, data_uri, forward_loss, lr_at, train_step, trains_on_synthetic
+from s23dr.loop import build, forward_loss, lr_at, train_step
 
 TARGET_HSS = 0.8
 LOW_THRESHOLD = 0.3
@@ -48,7 +49,7 @@ COSTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
 
 
 def plan_figures(model, criterion, batch):
-    """Dustbin share of the GT mass and the mean best per-GT mass (the confidence ceiling), in eval mode."""
+    """Unmatched share of the GT mass and the mean best per-GT mass (the confidence ceiling), in eval mode."""
     with torch.no_grad():
         cost, plan = criterion.match(model(batch), batch)
     gt_mask = batch["gt_mask"]

@@ -12,13 +12,13 @@ import torch
 
 from s23dr import checkpoint
 from s23dr.config import load_params
-from s23dr.data import SceneDataset, collate, to_device
+from s23dr.data import SceneDataset, collate, open_split, to_device
 from s23dr.inference import autocast
 from s23dr.losses import Criterion
 from s23dr.model import Perceiver
 from s23dr.world.sampling import sample_scene
 from s23dr.world.synthetic import generate_scene
-from s23dr.loop import batches, build, forward_loss, open_split, train, train_step
+from s23dr.loop import batches, build, forward_loss, train, train_step
 from s23dr.rundir import MetricsLog
 
 from test_trainer import PARAMS, assert_same_weights, smoke, weights
@@ -107,21 +107,21 @@ def test_the_full_profiles_step_runs_in_cuda_graphs_without_syncs_or_recompiling
     assert mode == "reduce-overhead"
     params = smoke("stage1", synthetic_root, "train.compile=true", f"train.compile_mode={mode}", "train.bf16=true")
     model, criterion, optimizer = build(params, CUDA)
-    step = forward_loss(model, criterion, params, CUDA)
+    forward = forward_loss(model, criterion, params, CUDA)
     data = batches(SceneDataset(open_split(params, "train", progress=False), params["data"]["points"],
                                 params["data"]["augment"]), params, CUDA)
     batch = to_device(next(data), CUDA)
     variants = [{**batch, "padded": True}, {**batch, "mask": torch.ones_like(batch["mask"]), "padded": False}]
     for _ in range(3):
         for b in variants:
-            train_step(step, optimizer, b, lr=1e-4)
+            train_step(forward, optimizer, b, lr=1e-4)
     torch.cuda.synchronize()
     graphs, skips = counters["stats"]["unique_graphs"], counters["inductor"]["cudagraph_skips"]
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
             for b in variants:
-                losses = train_step(step, optimizer, b, lr=1e-4)
+                losses = train_step(forward, optimizer, b, lr=1e-4)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert counters["stats"]["unique_graphs"] == graphs, "a step recompiled"
@@ -138,9 +138,9 @@ def test_the_graphed_steps_losses_match_the_eager_steps(synthetic_root):
         params = smoke("stage1", synthetic_root, f"train.compile={str(compile).lower()}",
                        f"train.compile_mode={mode}", "train.bf16=true")
         model, criterion, optimizer = build(params, CUDA)
-        step = forward_loss(model, criterion, params, CUDA)
+        forward = forward_loss(model, criterion, params, CUDA)
         data = batches(SceneDataset(open_split(params, "train", progress=False), params["data"]["points"],
                                     params["data"]["augment"]), params, CUDA)
-        losses[compile] = [train_step(step, optimizer, to_device(next(data), CUDA), lr=1e-4)["total"].item()
+        losses[compile] = [train_step(forward, optimizer, to_device(next(data), CUDA), lr=1e-4)["total"].item()
                            for _ in range(20)]
     torch.testing.assert_close(losses[True], losses[False], rtol=3e-2, atol=1e-2)

@@ -126,3 +126,10 @@ def test_a_torn_last_log_line_is_dropped_with_a_warning_and_any_other_bad_line_n
         log.write_text(bad)
         with pytest.raises(ValueError, match=rf"^{re.escape(str(log))}:[12]: not a metrics row"):
             MetricsLog.read(log)
+
+
+def test_differences_names_the_changed_keys_but_those_ignored_and_under_them():
+    old = {"train": {"seed": 1, "lr": 0.1}, "data": {"points": 1024}, "stage": "stage1"}
+    new = {"train": {"seed": 2, "lr": 0.2}, "data": {"points": 4096, "val": "x"}, "stage": "stage2"}
+    assert checkpoint.differences(old, new) == ["data.points", "data.val", "stage", "train.lr", "train.seed"]
+    assert checkpoint.differences(old, new, ("stage", "train.seed", "data")) == ["train.lr"]

@@ -21,7 +21,7 @@ import torch
 from s23dr import bench, checkpoint, inference, loop, predict, rundir
 from s23dr import train as s23dr_train
 from s23dr.config import load_params
-from s23dr.data import open_dataset
+from s23dr.data import data_uri, open_dataset, open_split
 from s23dr.inference import first
 from s23dr.train import run_stage
 from s23dr.loop import EpochBatches, lr_at, train
@@ -525,7 +525,7 @@ def test_a_model_without_confidence_trains_and_keeps_every_segment(synthetic_roo
     assert [r["hss"] >= 0 for r in rows if r["kind"] == "eval"] == [True]
     cpu = torch.device("cpu")
     model, saved = predict.load_model(final, cpu)
-    scenes = first(open_dataset(loop.data_uri(params, "val")), 4)
+    scenes = first(open_dataset(data_uri(params, "val")), 4)
     segments, conf, _ = inference.predict_segments(model, scenes, saved, cpu)
     assert conf is None
     every = inference.to_wireframes(scenes, segments, np.ones(segments.shape[:2]), saved)
@@ -556,7 +556,7 @@ def test_one_loader_serves_every_epoch_from_any_step(synthetic_root):
     from s23dr.data import SceneDataset, collate
     params = smoke("stage1", synthetic_root)
     cfg = params["train"]
-    dataset = SceneDataset(loop.open_split(params, "train", progress=False), params["data"]["points"],
+    dataset = SceneDataset(open_split(params, "train", progress=False), params["data"]["points"],
                            params["data"]["augment"], cfg["seed"])
     per_epoch = len(dataset) // cfg["batch_size"]
     want = [(0, b) for b in EpochBatches(len(dataset), cfg["batch_size"], cfg["seed"], 0, per_epoch - 1).batches]
@@ -577,8 +577,8 @@ def test_the_training_loss_of_an_evaluation_is_on_a_fixed_sample(synthetic_root)
     for max_scenes, train_scenes, expected in ((None, 3, (8, 3)), (5, 3, (5, 3)), (2, 3, (2, 2))):
         params = smoke("stage1", synthetic_root, f"eval.train_scenes={train_scenes}")
         params["eval"]["max_scenes"] = max_scenes  # null: a profile's int cannot be overridden with it
-        train_scenes = loop.open_split(params, "train", progress=False)
-        validation = inference.Validation(loop.open_split(params, "val", progress=False), params,
+        train_scenes = open_split(params, "train", progress=False)
+        validation = inference.Validation(open_split(params, "val", progress=False), params,
                                           torch.device("cpu"), train_scenes)
         held = [[i for batch in split for i in batch["order_id"]] for split in (validation.val, validation.train)]
         assert tuple(map(len, held)) == expected
@@ -593,7 +593,7 @@ def test_an_evaluation_made_ready_once_reads_as_the_scenes_read_afresh(synthetic
     cpu = torch.device("cpu")
     params = smoke("stage1", synthetic_root)
     model, criterion, _ = loop.build(params)
-    train_scenes, val_scenes = (loop.open_split(params, split, progress=False) for split in ("train", "val"))
+    train_scenes, val_scenes = (open_split(params, split, progress=False) for split in ("train", "val"))
     validation = inference.Validation(val_scenes, params, cpu, train_scenes)
     model.train()
     rows = [validation.run(model, criterion)() for _ in range(2)]
@@ -609,12 +609,12 @@ def test_an_evaluation_made_ready_once_reads_as_the_scenes_read_afresh(synthetic
 def test_the_head_reads_the_earlier_decoder_layers_only_where_the_loss_does(aux):
     params = load_params(PARAMS / "stage1.yaml", "smoke", ["model.decoder_layers=3", f"loss.aux.weight={aux}"])
     model, criterion, _ = loop.build(params)
-    step = loop.forward_loss(model, criterion, params, torch.device("cpu"))
+    forward = loop.forward_loss(model, criterion, params, torch.device("cpu"))
     batch = bench.synthetic_batch(params["data"]["points"], 2, torch.device("cpu"))
     read = []
     model.register_forward_hook(lambda module, args, kwargs, out: read.append(len(out["layers"])), with_kwargs=True)
     with torch.no_grad():
-        losses, every = step(batch), model(batch)
+        losses, every = forward(batch), model(batch)
     assert read == [2 if aux else 0, 2]
     assert torch.equal(losses["total"], criterion(every, batch)["total"])
 
@@ -638,10 +638,10 @@ def test_the_full_profiles_compiled_step_on_a_cpu_is_one_graph_that_never_recomp
     params = load_params(PARAMS / "stage1.yaml", "full")
     assert params["train"]["compile"] and params["train"]["cpu_precision"] == "auto"
     model, criterion, optimizer = loop.build(params)
-    step = loop.ForwardLoss(model, criterion, params, torch.device("cpu"))
+    forward = loop.ForwardLoss(model, criterion, params, torch.device("cpu"))
     batch = bench.synthetic_batch(256, 2, torch.device("cpu"))
     torch._dynamo.reset()
-    compiled = torch.compile(step, backend="eager", fullgraph=True)
+    compiled = torch.compile(forward, backend="eager", fullgraph=True)
     with torch._dynamo.config.patch(error_on_recompile=True):
         losses = [loop.train_step(compiled, optimizer, batch, lr=1e-4)["total"].item() for _ in range(3)]
     assert all(np.isfinite(losses))

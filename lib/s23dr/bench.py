@@ -5,7 +5,7 @@ For each stage's point count and batch size (stage 1 and stage 2 of the profile)
 - loader: items/s of the trainer's data path (`loop.batches`: arrow rows, fitting and
   augmentation, collate) in this one process, which is what one loader worker sustains,
   and with the profile's `data.num_workers` worker processes. Needs no accelerator.
-- compute: training samples/s of the step alone (forward, Sinkhorn loss, backward, AdamW) on
+- compute: training samples/s of the step alone (forward, loss, backward, AdamW) on
   one batch already on the device, the median of `--steps` steps each timed to its end; the
   model's FLOPs per sample (`torch.utils.flop_counter`) and the achieved FLOP/s against the
   device's measured dense-matmul peak.
@@ -39,12 +39,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import rundir
 from .config import ParamsError, load_params
-from .data import SceneDataset, check_device, collate, to_device
-from .inference import NO_AUGMENT, Validation, autocast, score_predictions, scoring_pool, uses_bf16
+from .data import SceneDataset, check_device, collate, open_split, to_device
+from .inference import NO_AUGMENT, Validation, score_predictions, scoring_pool, uses_bf16
 from .world.sampling import sample_scene
 from .world.synthetic import generate_scene
 from .synthetic_data import build_dataset
-from .loop import batches, build, forward_loss, open_split, scoring_workers, train_step
+from .loop import ForwardLoss, batches, build, forward_loss, scoring_workers, train_step
 
 #: Batches the loader figures are timed over, after LOADER_WARMUP (which start the workers).
 LOADER_BATCHES, LOADER_WARMUP = 16, 2
@@ -80,24 +80,22 @@ def measure(params, device, steps, warmup):
     batch at these params."""
     model, criterion, optimizer = build({**params, "train": {**params["train"], "seed": 0}}, device)
     model.train()
-    step = forward_loss(model, criterion, params, device)  # as the trainer runs it
+    forward = forward_loss(model, criterion, params, device)  # as the trainer runs it
     batch_size = params["train"]["batch_size"]
     batch = synthetic_batch(params["data"]["points"], batch_size, device)
 
-    with FlopCounterMode(display=False) as counter:
-        with autocast(params, device):
-            out = model(batch)
-        criterion(out, batch)["total"].backward()
+    with FlopCounterMode(display=False) as counter:  # the same step eager: a compiled one hides its FLOPs
+        ForwardLoss(model, criterion, params, device)(batch)["total"].backward()
     flops = counter.get_total_flops() / batch_size
     for _ in range(warmup):
-        train_step(step, optimizer, batch)
+        train_step(forward, optimizer, batch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(steps):
         sync(device)
         start = time.perf_counter()
-        train_step(step, optimizer, batch)
+        train_step(forward, optimizer, batch)
         sync(device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
@@ -123,14 +121,14 @@ def trainer_rate(params, device, dataset, steps, warmup):
     device and `loop.train_step`, as `loop.train` runs them; the model as `measure` builds it."""
     model, criterion, optimizer = build({**params, "train": {**params["train"], "seed": 0}}, device)
     model.train()
-    step = forward_loss(model, criterion, params, device)
+    forward = forward_loss(model, criterion, params, device)
     data = batches(dataset, params, device)
     for _ in range(warmup):
-        train_step(step, optimizer, to_device(next(data), device))
+        train_step(forward, optimizer, to_device(next(data), device))
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(step, optimizer, to_device(next(data), device))
+        train_step(forward, optimizer, to_device(next(data), device))
     sync(device)
     return steps * params["train"]["batch_size"] / (time.perf_counter() - start), model, criterion
 

@@ -98,7 +98,9 @@ def flatten(tree, prefix=""):
 
 
 def differences(old, new, ignore=()):
-    """Dotted keys whose values differ between two nested dicts, skipping `ignore` prefixes."""
+    """Dotted keys whose values differ between two nested dicts, skipping the keys `ignore`
+    names and those under them: what a resume may not change (`RESUMABLE` skipped), and the
+    recipe keys two arms differ in (`analysis.claims`, their names and seeds skipped)."""
     a, b = flatten(old), flatten(new)
     return sorted(k for k in a.keys() | b.keys()
                   if a.get(k) != b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignore))

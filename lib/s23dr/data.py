@@ -425,6 +425,32 @@ def check_scenes(scenes, drop=False, hint="", progress=True, n_points=None):
     return scenes.without(problems, checked=True)
 
 
+def data_uri(params, split):
+    """params data.train or data.val with its {points} and {synthetic_root} filled in."""
+    data = params["data"]
+    return data[split].format(points=data["points"], synthetic_root=data["synthetic"]["root"])
+
+
+def trains_on_synthetic(params):
+    """Whether the params' training data is their synthetic dataset (under data.synthetic.root)."""
+    return Path(data_uri(params, "train")).is_relative_to(params["data"]["synthetic"]["root"])
+
+
+def open_split(params, split, progress=True):
+    """The scenes of `split` (train or val), every one checked before training starts, so a
+    bad scene fails now and named, not part-way through the run (`check_scenes`).
+    `data.drop_invalid` leaves the invalid ones out instead; `data.bad_samples` applies
+    to training only. With `data.in_memory` the scenes are read into a list once."""
+    data = params["data"]
+    bad_samples = data["bad_samples"] if split == "train" else None
+    hint = "; set data.drop_invalid=true to leave invalid scenes out"
+    if split == "train":
+        hint += ", or list them in data.bad_samples"
+    scenes = check_scenes(open_dataset(data_uri(params, split), bad_samples=bad_samples),
+                          drop=data["drop_invalid"], hint=hint, progress=progress, n_points=data["points"])
+    return [scenes[i] for i in range(len(scenes))] if data["in_memory"] else scenes
+
+
 def split_uri(uri):
     """(location, split or None): only a trailing `:name` without slashes is a split, and
     not when the whole string names an existing path."""

@@ -5,7 +5,6 @@ with `--per-scene FILE` (never an input), writes one JSON record per scene. Ever
 fields; a scene without them is named.
 """
 
-import argparse
 from dataclasses import asdict
 import json
 import sys
@@ -17,7 +16,7 @@ import torch
 from . import rundir
 from .data import check_device, open_dataset
 from .metrics import score_scenes
-from .predict import load_model, inputs_read, submission
+from .predict import command_parser, inputs_read, load_model, submission
 
 
 RECORD = "{order_id, wf_vertices, wf_edges}"
@@ -109,11 +108,10 @@ def score_source(source, data_uri, device="cpu", progress=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m s23dr.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("source", help="a checkpoint (.pt), a run directory (its newest checkpoint) or a submission (.json)")
-    parser.add_argument("data", help="dataset URI with GT, e.g. data/synthetic/sampled_1024:validation")
+    parser = command_parser("evaluate", __doc__, "source",
+                            "a checkpoint (.pt), a run directory (its newest checkpoint) or a submission (.json)",
+                            "dataset URI with GT, e.g. data/synthetic/sampled_1024:validation")
     parser.add_argument("--per-scene", help="write per-scene scores to this JSON file")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     try:
         if args.per_scene:

@@ -48,6 +48,17 @@ def cpu_has_native_bf16():
             and bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
 
 
+def outputs_and_losses(model, criterion, batch, device, bf16):
+    """(the model's outputs of `batch`, their loss terms or None without `criterion`), the one
+    place training (`loop.ForwardLoss`) and evaluation (`predict_batches`) run the model and
+    its loss, so their losses agree: the forward under bf16 autocast where `bf16`
+    (`uses_bf16`), reading the earlier decoder layers only where the loss does (loss.aux),
+    then the loss terms in fp32."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        outputs = model(batch, layers=criterion is not None and criterion.aux.weight > 0)
+    return outputs, criterion(outputs, batch) if criterion is not None else None
+
+
 def how_it_ran(params, device):
     """How a run computes, for its log and the stage pages: precision, device, the CPU kernels
     torch dispatches to (ATEN_CPU_CAPABILITY may lower them), the torch version and threads."""
@@ -78,17 +89,15 @@ def predict_batches(model, batches, params, device, criterion=None):
 
     Outputs and the loss sum stay on the device until the last batch, so the host queues
     batch after batch without waiting for one (on CUDA); the sum is float64, as a Python
-    float sum of the batches' losses would be. The earlier decoder layers are read only where
-    the loss reads them (loss.aux)."""
+    float sum of the batches' losses would be. The loss is the trainer's (`outputs_and_losses`)."""
     was_training = model.training
     model.eval()
-    layers = criterion is not None and criterion.aux.weight > 0
+    bf16 = uses_bf16(params, device)
     segments, conf, loss_sum, count = [], [], torch.zeros((), dtype=torch.float64, device=device), 0
     for batch in batches:
-        with autocast(params, device):
-            out = model(batch, layers=layers)
+        out, losses = outputs_and_losses(model, criterion, batch, device, bf16)
         if criterion is not None:
-            loss_sum += criterion(out, batch)["total"].double() * len(batch["order_id"])
+            loss_sum += losses["total"].double() * len(batch["order_id"])
         count += len(batch["order_id"])
         segments.append(out["segments"].float())
         if "conf_logits" in out:

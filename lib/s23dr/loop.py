@@ -21,9 +21,9 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import checkpoint, rundir
-from .data import SceneDataset, check_scenes, collate, open_dataset, to_device
+from .data import SceneDataset, collate, data_uri, open_split, to_device
 from .experiments import upstream_run_dir
-from .inference import Validation, how_it_ran, scoring_pool, usable_cpus, uses_bf16
+from .inference import Validation, how_it_ran, outputs_and_losses, scoring_pool, usable_cpus, uses_bf16
 from .losses import Criterion
 from .model import Perceiver, param_groups
 
@@ -109,21 +109,18 @@ def build(params, device="cpu"):
 class ForwardLoss(torch.nn.Module):
     """A training step's forward and loss as one module, so `torch.compile` makes one graph of
     both (CUDA graphs hold the loss too under reduce-overhead) and DDP wraps both: the model's
-    forward under the run's precision, reading the earlier decoder layers only where the loss
-    does (loss.aux), then the loss terms in fp32. The precision is decided here, once
-    (`inference.uses_bf16`): dynamo cannot trace the CPU's bf16 query, and a graph break inside
-    the autocast made a compiled CPU step recompile at every step."""
+    forward and the loss terms as evaluation computes them too (`inference.outputs_and_losses`).
+    The precision is decided here, once (`inference.uses_bf16`): dynamo cannot trace the CPU's
+    bf16 query, and a graph break inside the autocast made a compiled CPU step recompile at
+    every step."""
 
     def __init__(self, model, criterion, params, device):
         super().__init__()
         self.model, self.criterion, self.device = model, criterion, device
         self.bf16 = uses_bf16(params, device)
-        self.layers = criterion.aux.weight > 0
 
     def forward(self, batch):
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            outputs = self.model(batch, layers=self.layers)
-        return self.criterion(outputs, batch)
+        return outputs_and_losses(self.model, self.criterion, batch, self.device, self.bf16)[1]
 
 
 def forward_loss(model, criterion, params, device, world=1):
@@ -131,17 +128,17 @@ def forward_loss(model, criterion, params, device, world=1):
     `train.compile` asks for it (never in deterministic mode), then, across `world` processes,
     in DDP for a static graph (the Fourier buffer is constant, every parameter is used every
     step; the docs' order: compile the inner module, then wrap it)."""
-    step = ForwardLoss(model, criterion, params, device)
+    forward = ForwardLoss(model, criterion, params, device)
     cfg = params["train"]
     if cfg["compile"] and not cfg["deterministic"]:
         if device.type == "cpu":
             check_cpu_compiler()
-        step.compile(mode=cfg["compile_mode"])
+        forward.compile(mode=cfg["compile_mode"])
     if world > 1:
-        step = torch.nn.parallel.DistributedDataParallel(
-            step, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
+        forward = torch.nn.parallel.DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
             static_graph=True, gradient_as_bucket_view=True, batched_grad_copy=True)
-    return step
+    return forward
 
 
 def check_cpu_compiler():
@@ -155,14 +152,14 @@ def check_cpu_compiler():
                            f"and none was found ({type(error).__name__}); install one or set train.compile=false") from None
 
 
-def train_step(step, optimizer, batch, lr=None):
+def train_step(forward, optimizer, batch, lr=None):
     """One update as the trainer makes it, at `lr` when given: the loss terms of `batch` from
-    `step` (`forward_loss`), backward, AdamW. Returns the terms before the update (tensors,
-    not yet read)."""
+    `forward` (a `ForwardLoss`, as `forward_loss` makes it), backward, AdamW. Returns the terms
+    before the update (tensors, not yet read)."""
     if lr is not None:
         for group in optimizer.param_groups:
             group["lr"] = lr
-    losses = step(batch)
+    losses = forward(batch)
     optimizer.zero_grad(set_to_none=True)
     losses["total"].backward()
     optimizer.step()
@@ -202,32 +199,6 @@ class Evaluations:
         self.write(wait=True)
         self.thread.shutdown()
         self.pool.shutdown()
-
-
-def data_uri(params, split):
-    """params data.train or data.val with its {points} and {synthetic_root} filled in."""
-    data = params["data"]
-    return data[split].format(points=data["points"], synthetic_root=data["synthetic"]["root"])
-
-
-def trains_on_synthetic(params):
-    """Whether the params' training data is their synthetic dataset (under data.synthetic.root)."""
-    return Path(data_uri(params, "train")).is_relative_to(params["data"]["synthetic"]["root"])
-
-
-def open_split(params, split, progress=True):
-    """The scenes of `split` (train or val), every one checked before training starts, so a
-    bad scene fails now and named, not part-way through the run (`data.check_scenes`).
-    `data.drop_invalid` leaves the invalid ones out instead; `data.bad_samples` applies
-    to training only. With `data.in_memory` the scenes are read into a list once."""
-    data = params["data"]
-    bad_samples = data["bad_samples"] if split == "train" else None
-    hint = "; set data.drop_invalid=true to leave invalid scenes out"
-    if split == "train":
-        hint += ", or list them in data.bad_samples"
-    scenes = check_scenes(open_dataset(data_uri(params, split), bad_samples=bad_samples),
-                          drop=data["drop_invalid"], hint=hint, progress=progress, n_points=data["points"])
-    return [scenes[i] for i in range(len(scenes))] if data["in_memory"] else scenes
 
 
 def _distributed():
@@ -356,7 +327,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
         raise ValueError(f"{data_uri(params, 'train')}: {len(train_scenes)} scenes, fewer than one "
                          f"batch of {cfg['batch_size']}")
 
-    step_fn = forward_loss(model, criterion, params, device, world)
+    forward = forward_loss(model, criterion, params, device, world)
     evaluations = Evaluations(log, params) if rank == 0 else None
     validation = Validation(val_scenes, params, device, train_scenes) if rank == 0 else None
 
@@ -386,7 +357,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
             STOPPABLE.set()
         while step < sched["end_step"]:
             lr = lr_at(step + 1, sched)
-            losses = train_step(step_fn, optimizer, to_device(next(data), device), lr)
+            losses = train_step(forward, optimizer, to_device(next(data), device), lr)
             step += 1
             bar.update(1)
 

@@ -56,8 +56,8 @@ class Criterion(nn.Module):
     """forward(outputs, batch) -> dict of scalar terms: transport, conf, endpoint and aux (each when its
     weight is > 0; transport always) and total.
 
-    transport: the cost of the plan (entropic or one-to-one, `loss.matching`) per GT segment: Σ plan·cost over matched pairs, plus `dustbin` for
-      each unit of GT mass left unmatched. The entropic plan leaves ~18% of each GT unmatched even
+    transport: the cost of the plan (entropic or one-to-one, `loss.matching`) per GT segment: Σ plan·cost over matched pairs, plus
+      `unmatched_cost` for each unit of GT mass left unmatched. The entropic plan leaves ~18% of each GT unmatched even
       for a perfect prediction, so that is the floor: ~0.055 at eps 0.1, dustbin 0.3.
     conf: BCE of each query's confidence logit against its matched mass, the plan's row sum
       over real GT (in [0, 1]; 0 or 1 under the one-to-one plan).
@@ -74,6 +74,9 @@ class Criterion(nn.Module):
         self.matching = matching
         self.cost = CostWeights(**cost)
         self.sinkhorn = SinkhornConfig(**sinkhorn)
+        #: The price of a unit of GT mass left unmatched, under either plan: loss.sinkhorn.dustbin,
+        #: so that the Hungarian plan prices an unmatched GT segment as the Sinkhorn plan does.
+        self.unmatched_cost = self.sinkhorn.dustbin
         self.conf = TermWeight(**conf)
         self.endpoint = TermWeight(**endpoint)
         self.aux = TermWeight(**aux)
@@ -112,7 +115,7 @@ class Criterion(nn.Module):
             matched = plan[:, :P, :-1] * gt_mask[:, None, :]  # [B,P,G] mass of real pairs
             scene_weight = 1 / (len(gt_mask) * gt_mask.sum(-1).clamp_min(1))  # [B]: 1 / (B · n_gt)
             unmatched_gt = (plan[:, P, :-1] * gt_mask).sum(-1)
-            terms = {"transport": ((matched * cost).sum((1, 2)) + self.sinkhorn.dustbin * unmatched_gt) @ scene_weight}
+            terms = {"transport": ((matched * cost).sum((1, 2)) + self.unmatched_cost * unmatched_gt) @ scene_weight}
             total = terms["transport"]
 
             if self.conf.weight > 0:  # config.check: a model without confidence trains at weight 0

@@ -96,8 +96,8 @@ def hungarian_plan(cost: torch.Tensor, gt_mask: torch.Tensor) -> torch.Tensor:
     """A one-to-one plan [B,P+1,G+1] in masses, laid out as `sinkhorn`'s: each real GT
     segment goes to the prediction the Hungarian assignment (scipy's linear_sum_assignment
     on `cost`) gives it, whatever the cost (as DETR matches every object); every other
-    prediction goes to the GT dustbin, and with fewer predictions than GT segments the GT
-    segments left over go to the prediction dustbin. An addition to the seed's recipe
+    prediction goes to the last column (unmatched), and with fewer predictions than GT
+    segments the GT segments left over go to the last row. An addition to the seed's recipe
     (params loss.matching: hungarian; the book, Method): its confidence targets are 0 or 1."""
     from scipy.optimize import linear_sum_assignment
 

@@ -24,7 +24,7 @@ import torch
 
 from . import rundir
 from .experiments import seeds, stage_files, stage_params, upstream_stages
-from .loop import trains_on_synthetic
+from .data import trains_on_synthetic
 
 EXECUTED = Path("book/executed")
 BOOK = Path("_build/html")

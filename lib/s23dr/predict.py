@@ -50,12 +50,20 @@ def inputs_read(source, data_uri):
     return [source] + ([] if location.startswith("hf://") else [location])
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m s23dr.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", help="a checkpoint, or a run directory (its newest checkpoint)")
-    parser.add_argument("data", help="dataset URI, e.g. hf://usm3d/s23dr-2026-sampled_4096_v2:validation")
-    parser.add_argument("--out", default="submission.json")
+def command_parser(command, doc, source, source_help, data_help):
+    """The arguments predict and evaluate share: what to read a model or its predictions from
+    (`source`), a dataset URI and --device; each command adds its output."""
+    parser = argparse.ArgumentParser(prog=f"python -m s23dr.{command}", description=doc.splitlines()[0])
+    parser.add_argument(source, help=source_help)
+    parser.add_argument("data", help=data_help)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def main(argv=None):
+    parser = command_parser("predict", __doc__, "checkpoint", "a checkpoint, or a run directory (its newest checkpoint)",
+                            "dataset URI, e.g. hf://usm3d/s23dr-2026-sampled_4096_v2:validation")
+    parser.add_argument("--out", default="submission.json")
     args = parser.parse_args(argv)
     try:
         device = check_device(args.device)

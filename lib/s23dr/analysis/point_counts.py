@@ -12,10 +12,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import checkpoint
-from ..data import open_dataset
+from ..data import data_uri, open_dataset
 from ..experiments import stage_runs
 from ..inference import first, score_model
-from ..loop import data_uri
 from ..predict import load_model
 from .claims import at_points, value
 

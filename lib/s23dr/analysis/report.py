@@ -26,12 +26,12 @@ from myst_nb import glue
 from .. import checkpoint
 from . import claims, figures, point_counts
 from ..config import ParamsError, load_params
-from ..data import SceneDataset, collate, open_dataset
+from ..data import SceneDataset, collate, data_uri, open_dataset, trains_on_synthetic
 from ..experiments import run_label, stage_runs, upstream_stages
 from ..inference import autocast, first, predict_segments, score_model, score_predictions
 from ..predict import load_model
 from ..train import run_stage
-from ..loop import build, data_uri, forward_loss, train_step, trains_on_synthetic
+from ..loop import build, forward_loss, train_step
 from ..metrics import mean_score
 from ..postprocess import kept_queries
 from ..rundir import MetricsLog

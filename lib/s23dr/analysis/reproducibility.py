@@ -17,10 +17,10 @@ import torch
 
 from .. import bench, checkpoint
 from ..config import load_params
-from ..data import SceneDataset, collate, open_dataset, to_device
+from ..data import SceneDataset, collate, data_uri, open_dataset, to_device
 from ..experiments import run_label, stage_runs
 from ..inference import first
-from ..loop import data_uri, train, upstream_checkpoint
+from ..loop import train, upstream_checkpoint
 from ..model import output_tensors
 from ..predict import load_model
 from ..rundir import MetricsLog
