@@ -109,9 +109,7 @@ def value(rows, metric):
 
 def changed_keys(a, b):
     """The recipe keys in which params `a` and `b` differ (names and seeds left out)."""
-    fa, fb = checkpoint.flatten(a), checkpoint.flatten(b)
-    return sorted(k for k in fa.keys() | fb.keys()
-                  if fa.get(k) != fb.get(k) and not any(k == n or k.startswith(n + ".") for n in NOT_RECIPE))
+    return checkpoint.differences(a, b, NOT_RECIPE)
 
 
 def per_seed(evidence, a, b, metrics):

@@ -155,7 +155,7 @@ def throughput(recipes, dev, baseline, folder="benchmarks/results"):
         rows.append({"machine": machine, "profile": run["profile"], "stage": name, "points": run["data"]["points"],
                      "batch": run["train"]["batch_size"],
                      "setting": ("bf16" if cuda and run["train"]["bf16"] else "fp32")
-                     + (", compiled" if cuda and run["train"]["compile"] else ""),
+                     + (", compiled" if run["train"]["compile"] else ""),
                      "samples/s": speed["samples_per_s"], "source": "measured now"})
     rows += saved_rows(folder)
     rows.append({"machine": "RTX 4090", "profile": "full", "stage": "stage1", "points": 2048, "batch": 32,
