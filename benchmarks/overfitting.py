@@ -43,9 +43,9 @@ def train_one(stage, profile, scenes, seed, runs):
     params = regime_params(stage, profile, scenes)
     run_stage(params, Path(runs) / f"train{scenes}", restart=True, seed=seed, progress=False)
     run_dir = Path(runs) / f"train{scenes}" / profile / stage
-    log = next(run_dir.rglob("metrics.jsonl"))
+    log = next(run_dir.rglob(MetricsLog.FILE))
     return [{"step": r["step"], "hss": round(r["hss"], 4), "ratio": round(r["ratio"], 4)}
-            for r in MetricsLog.read(log) if r["kind"] == "eval"]
+            for r in MetricsLog.evals(MetricsLog.read(log))]
 
 
 def main(argv=None):

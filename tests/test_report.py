@@ -26,7 +26,7 @@ def test_departures_name_the_synthetic_world_but_not_at_full():
     flat = lambda profile: checkpoint.flatten(load_params(path, profile))  # noqa: E731
     changed = {k for k in flat("cpu").keys() | flat("full").keys() if flat("cpu").get(k) != flat("full").get(k)}
     assert changed - {"profile"} <= set(cpu.index)
-    assert {"train.compile", "train.cpu_precision", "train.eval_every", "eval.max_scenes", "data.synthetic.train",
+    assert {"train.cpu_precision", "train.eval_every", "eval.max_scenes", "data.synthetic.train",
             "loss.aux.weight", "passes per training scene"} <= set(cpu.index)
     # the full-world run departs in its data even at full: the seed trained on the real data
     world = PARAMS / "full_world.yaml"

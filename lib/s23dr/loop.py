@@ -315,7 +315,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
             optimizer.load_state_dict(init_state["optimizer"])
         if init_state["step"] != step:
             raise ValueError(f"{init} is at step {init_state['step']}, but schedule.start_step is {step}")
-    log = rundir.MetricsLog(run_dir / "metrics.jsonl", resume_step=step if resume else None, enabled=rank == 0)
+    log = rundir.MetricsLog(run_dir / rundir.MetricsLog.FILE, resume_step=step if resume else None, enabled=rank == 0)
     if resume is None and rank == 0:
         log.path.unlink(missing_ok=True)
 

@@ -204,7 +204,7 @@ def where_stopped(params, runs_dir):
     """An interrupted training in one line: the step its run reached and how to resume it
     (the loop keeps a checkpoint every train.ckpt_every steps, and one where a stop asked it to;
     the same command resumes)."""
-    logs = [run_dir / "metrics.jsonl" for _, run_dir in stage_runs(params, runs_dir)] if params else []
+    logs = [run_dir / rundir.MetricsLog.FILE for _, run_dir in stage_runs(params, runs_dir)] if params else []
     logs = [log for log in logs if log.is_file()]
     if not logs:
         return "before the first logged step; nothing to resume"
