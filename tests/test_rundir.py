@@ -115,7 +115,7 @@ def test_a_notebook_goes_stale_with_its_source_code_or_a_notebook_it_reads(tmp_p
 
 
 def test_a_torn_last_log_line_is_dropped_with_a_warning_and_any_other_bad_line_named(tmp_path):
-    log = tmp_path / "metrics.jsonl"
+    log = tmp_path / MetricsLog.FILE
     log.write_text('{"step": 1, "kind": "train"}\n{"step": 2, "kind": "train"}\n{"step": 3, "ki')
     with pytest.warns(UserWarning, match=rf"^{re.escape(str(log))}:3: a torn last line"):
         assert [r["step"] for r in MetricsLog.read(log)] == [1, 2]
@@ -126,3 +126,14 @@ def test_a_torn_last_log_line_is_dropped_with_a_warning_and_any_other_bad_line_n
         log.write_text(bad)
         with pytest.raises(ValueError, match=rf"^{re.escape(str(log))}:[12]: not a metrics row"):
             MetricsLog.read(log)
+
+
+def test_the_metrics_log_picks_its_rows_by_kind(tmp_path):
+    rows = [{"step": 0, "kind": "run", "threads": 1}, {"step": 1, "kind": "train"}, {"step": 2, "kind": "eval"},
+            {"step": 2, "kind": "train"}, {"step": 2, "kind": "run", "threads": 2}]
+    assert [r["step"] for r in MetricsLog.trains(rows)] == [1, 2] and MetricsLog.evals(rows) == [rows[2]]
+    assert MetricsLog.run_row(rows) == rows[0] and MetricsLog.run_row(rows[1:3]) is None
+    log = MetricsLog(tmp_path / MetricsLog.FILE)
+    for row in rows:
+        log.write(row)
+    assert log.evaluated(2) and not log.evaluated(1)

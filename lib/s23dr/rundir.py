@@ -10,10 +10,8 @@ and written once it is complete, so a product killed half-made is never current
 (`is_current`). A training run is current only while the runs it starts from are current
 too, at their stages' recipes now (`train.stale_upstream`).
 
-A training holds its run directory's `lock` file (pid and host) while it runs, so a
-second training there is refused instead of overwriting the first one's checkpoints.
-Files are written to a temporary file and renamed (`atomic_write`), so a crash never
-leaves a half-written one and the last good one survives.
+A training holds its run directory's `lock` (`run_lock`), so a second one there is refused
+instead of overwriting its checkpoints; files are written whole or not at all (`atomic_write`).
 """
 
 import ast
@@ -247,8 +245,11 @@ def check_unlocked(run_dir):
 # --- the metrics log ------------------------------------------------------------------
 
 class MetricsLog:
-    """Append-only JSONL of training and evaluation rows; on resume, rows past the step are
-    dropped (the log rewritten atomically, so a kill then loses none of the rows kept)."""
+    """Append-only JSONL of rows with a `step` and a `kind` ("train", "eval", "run": how it computed),
+    picked by `evals`, `trains` and `run_row` so no reader spells the kinds. On resume, rows past
+    the step are dropped (the log rewritten atomically, so a kill then loses none of the rows kept)."""
+
+    FILE = "metrics.jsonl"  #: the log's name in a run directory
 
     def __init__(self, path, resume_step=None, enabled=True):
         self.path, self.enabled = Path(path), enabled
@@ -257,6 +258,19 @@ class MetricsLog:
             with atomic_write(self.path) as f:
                 f.write("".join(json.dumps(r) + "\n" for r in rows).encode())
 
+    @staticmethod
+    def evals(rows):
+        return [r for r in rows if r["kind"] == "eval"]
+
+    @staticmethod
+    def trains(rows):
+        return [r for r in rows if r["kind"] == "train"]
+
+    @staticmethod
+    def run_row(rows):
+        """How the run computed at its start (its first "run" row), or None if it logged none."""
+        return next((r for r in rows if r["kind"] == "run"), None)
+
     def write(self, row):
         if self.enabled:
             with open(self.path, "a") as f:
@@ -264,9 +278,8 @@ class MetricsLog:
 
     @staticmethod
     def read(path):
-        """The rows of the log `path`. A torn last line (a kill while it was written) is dropped
-        with a warning, so the run resumes; any other line that is not a row is an error naming
-        `file:line`."""
+        """The rows of the log `path`. A torn last line (a kill while it was written) is dropped with
+        a warning, so the run resumes; any other line that is not a row is an error naming `file:line`."""
         lines = [(n, line) for n, line in enumerate(Path(path).read_text().splitlines(), 1) if line.strip()]
         rows = []
         for n, line in lines:
@@ -284,4 +297,4 @@ class MetricsLog:
 
     def evaluated(self, step):
         """Whether the log holds the evaluation of `step`."""
-        return self.path.is_file() and any(r["kind"] == "eval" and r["step"] == step for r in self.read(self.path))
+        return self.path.is_file() and any(r["step"] == step for r in self.evals(self.read(self.path)))
