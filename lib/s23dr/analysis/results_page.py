@@ -13,8 +13,8 @@ import pandas as pd
 from myst_nb import glue
 
 from . import claims, figures, point_counts, views3d
-from .notebook import baseline_results, notebook_params
 from .benchmark_tables import generalisation_table, learning_speed_table, loss_choice_table
+from .notebook import baseline_results, notebook_params
 from .probes import (best_and_worst, confidence_ceiling, evaluate_checkpoint, nearest_errors, nearest_table,
                      scores_by_threshold)
 from .run_summaries import all_benchmarks, arm_numbers, final_ratios, key_numbers, run_metrics, train_stage

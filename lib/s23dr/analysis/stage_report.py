@@ -15,7 +15,7 @@ from myst_nb import glue
 from . import claims, figures, point_counts, views3d
 from .notebook import baseline_results, notebook_params
 from .probes import evaluate_checkpoint, first_losses
-from .recipes import departures, recipe_table
+from .recipes import BASELINE_RECIPE, departures, recipe_table
 from .run_summaries import arm_numbers, how_runs_ran, run_metrics, train_stage
 from ..experiments import run_label, stage_runs, upstream_stages
 
@@ -29,7 +29,7 @@ class StageReport:
         self.init, self.device, self.seed = init, device, seed
         self.recipe = notebook_params(params, profile, data, seed)
         self.stage = self.recipe["stage"]
-        self.baseline_figures = baseline_results()
+        self.baseline = baseline_results()
         self.finals, self.shown = None, None
         glue("profile", profile, display=False)
         glue(f"{self.stage}_points", self.recipe["data"]["points"], display=False)
@@ -43,7 +43,7 @@ class StageReport:
         """Where this profile departs from the baseline's recipe beyond the scaling, as text (the
         notebooks' recorded regression output, whose words name the baseline the seed)."""
         changes = departures(self.recipe, self.path)
-        return changes.to_string() if len(changes) else "none: the seed's recipe"
+        return changes.to_string() if len(changes) else f"none: the {BASELINE_RECIPE}"
 
     def train(self):
         """Train the stage unless current (`train_stage`); say which."""
