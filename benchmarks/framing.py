@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/framing.py [--eye 1.35,1.0,1.35] [--out /tmp/framing]
 
-Draws, with `figures.wireframes` as the book does, a plain 10 x 8 x 5 m box and the first
+Draws, with `views3d.wireframes` as the book does, a plain 10 x 8 x 5 m box and the first
 validation scenes of the `cpu` profile's data, one view each, saves each as a standalone
 HTML page, takes a screenshot of it with headless Chromium (WebGL through SwiftShader) and
 measures where the black GT lines land: a view is *framed* when none of them touches the
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from s23dr.analysis import figures
+from s23dr.analysis import views3d
 from s23dr.config import load_params
 from s23dr.data import data_uri, open_dataset
 from s23dr.inference import first
@@ -56,23 +56,23 @@ def screenshot(fig, path, chromium):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eye", default=",".join(str(figures.VIEW_DIRECTION[k]) for k in "xyz"),
-                        help="the direction the camera looks from, x,y,z (default: the book's figures.VIEW_DIRECTION)")
+    parser.add_argument("--eye", default=",".join(str(views3d.VIEW_DIRECTION[k]) for k in "xyz"),
+                        help="the direction the camera looks from, x,y,z (default: the book's views3d.VIEW_DIRECTION)")
     parser.add_argument("--scenes", type=int, default=3)
     parser.add_argument("--out", default=None, help="keep the screenshots here (default: a temporary folder)")
     args = parser.parse_args(argv)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         sys.exit("error: no chromium on PATH (apt-get install chromium)")
-    figures.VIEW_DIRECTION.update(zip("xyz", map(float, args.eye.split(","))))
+    views3d.VIEW_DIRECTION.update(zip("xyz", map(float, args.eye.split(","))))
     out = Path(args.out or tempfile.mkdtemp(prefix="framing_"))
     out.mkdir(parents=True, exist_ok=True)
     params = load_params("params/stage1.yaml", "cpu")
     scenes = [box_scene(), *first(open_dataset(data_uri(params, "val")), args.scenes)]
     cut = 0
     for scene in scenes:
-        fig = figures.wireframes([scene], cols=1)
-        size = (fig.layout.width, fig.layout.height - figures.LEGEND_PX)  # the view, above the legend's margin
+        fig = views3d.wireframes([scene], cols=1)
+        size = (fig.layout.width, fig.layout.height - views3d.LEGEND_PX)  # the view, above the legend's margin
         png = screenshot(fig, out / f"{scene['order_id']}.png", chromium)
         extent = dark_extent(png)
         framed = extent is not None and extent[0] >= MARGIN and extent[1] >= MARGIN and \

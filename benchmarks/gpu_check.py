@@ -115,10 +115,10 @@ def trainer_run(profile, device, data, steps, scenes, folder):
     start = time.perf_counter()
     final = train(params, Path(folder) / "run", device=str(device), progress=False)
     seconds = time.perf_counter() - start
-    rows = MetricsLog.read(Path(folder) / "run" / "metrics.jsonl")
-    losses = [r["total"] for r in rows if r["kind"] == "train"]
+    rows = MetricsLog.read(Path(folder) / "run" / MetricsLog.FILE)
+    losses = [r["total"] for r in MetricsLog.trains(rows)]
     return {"steps": steps, "seconds": seconds, "compile": params["train"]["compile"],
-            "loss_first_last": [losses[0], losses[-1]], "evaluation": [r for r in rows if r["kind"] == "eval"][-1],
+            "loss_first_last": [losses[0], losses[-1]], "evaluation": MetricsLog.evals(rows)[-1],
             "checkpoint": final.name,
             "checkpoint_step": checkpoint.load(final)["step"]}
 

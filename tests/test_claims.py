@@ -8,8 +8,9 @@ import pytest
 
 from s23dr.analysis import claims
 from s23dr.experiments import stage_params
-from s23dr.analysis.report import baseline_results
+from s23dr.analysis.notebook import baseline_results
 from s23dr.analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
+from s23dr.rundir import MetricsLog
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (1, 2, 3)
@@ -64,7 +65,7 @@ def sub(parts, key):
 
 def shift(evidence, arm, metric, by, seeds=SEEDS, at=-1):
     for s in seeds:
-        ev = [r for r in evidence[arm][s] if r["kind"] == "eval"][at]
+        ev = MetricsLog.evals(evidence[arm][s])[at]
         ev[metric] += by if not callable(by) else by(s)
 
 

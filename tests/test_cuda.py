@@ -75,8 +75,8 @@ def test_compiled_bf16_fused_training_runs_and_its_checkpoint_loads_on_cpu(synth
     state = checkpoint.load(final)
     assert state["step"] == 6
     assert all(t.device.type == "cpu" and torch.isfinite(t).all() for t in state["model"].values())
-    rows = MetricsLog.read(tmp_path / "run" / "metrics.jsonl")
-    losses = torch.tensor([row["total"] for row in rows if row["kind"] == "train"])
+    rows = MetricsLog.read(tmp_path / "run" / MetricsLog.FILE)
+    losses = torch.tensor([row["total"] for row in MetricsLog.trains(rows)])
     assert len(losses) and torch.isfinite(losses).all()
 
 

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from s23dr.analysis import figures
+from s23dr.analysis import figures, views3d
 from s23dr.schema import POINT_CLASSES
 
 ROWS = [
@@ -79,7 +79,7 @@ def test_wireframes_show_points_gt_and_prediction_of_every_scene(make_scene):
     scenes = [make_scene("a", seed=0), make_scene("b", seed=1, n_edges=3)]
     frames = [(np.array([[0.0, 0, 0], [1, 1, 1], [2, 0, 2]]), np.array([[0, 1], [1, 2]])),
               (np.zeros((0, 3)), np.zeros((0, 2), np.int64))]
-    fig = figures.wireframes(scenes, frames, titles=["a", "b"], cols=2)
+    fig = views3d.wireframes(scenes, frames, titles=["a", "b"], cols=2)
     for scene, frame, subplot in zip(scenes, frames, ("scene", "scene2")):
         traces = {t.name: t for t in fig.data if t.scene == subplot}
         mask = scene["mask"]
@@ -98,7 +98,7 @@ def test_wireframes_show_points_gt_and_prediction_of_every_scene(make_scene):
 
 def test_wireframes_points_are_in_metres(make_scene):
     scene = make_scene("a", seed=2)
-    fig = figures.wireframes([scene])
+    fig = views3d.wireframes([scene])
     xyz = np.concatenate([np.stack([t.x, t.y, t.z], 1) for t in fig.data if t.name in POINT_CLASSES])
     metres = scene["xyz_norm"][scene["mask"]] * scene["scale"] + scene["center"]
     assert np.sort(xyz[:, 0]) == pytest.approx(np.sort(metres[:, 0]), abs=1e-4)
@@ -136,21 +136,21 @@ def test_every_3d_view_frames_its_whole_scene(make_scene, cols):
     house = make_scene("house", seed=3)
     house["gt_vertices"] = house["gt_vertices"] * np.array([3.0, 0.5, 1.0], np.float32)  # wide and flat
     scenes = [house, make_scene("b", seed=4), make_scene("c", seed=5, n_edges=2), make_scene("d", seed=6)]
-    fig = figures.wireframes(scenes, titles=list("abcd"), cols=cols)
-    assert fig.layout.width == figures.CONTENT_WIDTH and fig.layout.margin.autoexpand is False
+    fig = views3d.wireframes(scenes, titles=list("abcd"), cols=cols)
+    assert fig.layout.width == views3d.CONTENT_WIDTH and fig.layout.margin.autoexpand is False
     for i in range(len(scenes)):
         frame = frame_positions(fig, "scene" + (str(i + 1) if i else ""))
-        assert np.abs(frame).max() <= 1 - figures.VIEW_MARGIN + 1e-6
-        assert np.abs(frame).max() >= 0.9 * (1 - figures.VIEW_MARGIN)  # and fills it (less the ranges' padding), not a speck
+        assert np.abs(frame).max() <= 1 - views3d.VIEW_MARGIN + 1e-6
+        assert np.abs(frame).max() >= 0.9 * (1 - views3d.VIEW_MARGIN)  # and fills it (less the ranges' padding), not a speck
 
 
 def test_wireframes_without_scenes_is_an_error():
     with pytest.raises(ValueError, match="no scenes"):
-        figures.wireframes([])
+        views3d.wireframes([])
 
 
 def test_offline_html_leaves_plotly_js_to_the_page(make_scene):
-    bundle = figures.offline(figures.wireframes([make_scene("a")]))._repr_mimebundle_()
+    bundle = views3d.offline(views3d.wireframes([make_scene("a")]))._repr_mimebundle_()
     html = bundle["text/html"]
     assert "Plotly.newPlot" in html
     assert "<script src=" not in html and len(html) < 200_000  # neither a CDN link nor the 4.8 MB library
@@ -196,9 +196,9 @@ def test_a_3d_view_frames_a_house_in_a_real_browser(tmp_path):
         import framing
     finally:
         sys.path.pop(0)
-    fig = figures.wireframes([framing.box_scene()], cols=1)
+    fig = views3d.wireframes([framing.box_scene()], cols=1)
     left, top, right, bottom = framing.dark_extent(framing.screenshot(fig, tmp_path / "box.png", chromium))
-    width, height = fig.layout.width, fig.layout.height - figures.LEGEND_PX
+    width, height = fig.layout.width, fig.layout.height - views3d.LEGEND_PX
     assert framing.MARGIN <= left and right < width - framing.MARGIN
     assert framing.MARGIN <= top and bottom < height - framing.MARGIN
     assert right - left > width / 3  # the house fills the view, not a speck

@@ -115,7 +115,7 @@ def test_a_notebook_goes_stale_with_its_source_code_or_a_notebook_it_reads(tmp_p
 
 
 def test_a_torn_last_log_line_is_dropped_with_a_warning_and_any_other_bad_line_named(tmp_path):
-    log = tmp_path / "metrics.jsonl"
+    log = tmp_path / MetricsLog.FILE
     log.write_text('{"step": 1, "kind": "train"}\n{"step": 2, "kind": "train"}\n{"step": 3, "ki')
     with pytest.warns(UserWarning, match=rf"^{re.escape(str(log))}:3: a torn last line"):
         assert [r["step"] for r in MetricsLog.read(log)] == [1, 2]
@@ -133,3 +133,14 @@ def test_differences_names_the_changed_keys_but_those_ignored_and_under_them():
     new = {"train": {"seed": 2, "lr": 0.2}, "data": {"points": 4096, "val": "x"}, "stage": "stage2"}
     assert checkpoint.differences(old, new) == ["data.points", "data.val", "stage", "train.lr", "train.seed"]
     assert checkpoint.differences(old, new, ("stage", "train.seed", "data")) == ["train.lr"]
+
+
+def test_the_metrics_log_picks_its_rows_by_kind(tmp_path):
+    rows = [{"step": 0, "kind": "run", "threads": 1}, {"step": 1, "kind": "train"}, {"step": 2, "kind": "eval"},
+            {"step": 2, "kind": "train"}, {"step": 2, "kind": "run", "threads": 2}]
+    assert [r["step"] for r in MetricsLog.trains(rows)] == [1, 2] and MetricsLog.evals(rows) == [rows[2]]
+    assert MetricsLog.run_row(rows) == rows[0] and MetricsLog.run_row(rows[1:3]) is None
+    log = MetricsLog(tmp_path / MetricsLog.FILE)
+    for row in rows:
+        log.write(row)
+    assert log.evaluated(2) and not log.evaluated(1)

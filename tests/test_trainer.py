@@ -125,9 +125,8 @@ def test_smoke_stage_writes_checkpoints_and_metrics(synthetic_root, tmp_path):
     final = train(params, tmp_path / "run", progress=False)
     end = params["schedule"]["end_step"]
     assert final == checkpoint.path_for(tmp_path / "run", end) and final.is_file()
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    train_rows = [r for r in rows if r["kind"] == "train"]
-    evals = [r for r in rows if r["kind"] == "eval"]
+    rows = MetricsLog.read(tmp_path / "run" / MetricsLog.FILE)
+    train_rows, evals = MetricsLog.trains(rows), MetricsLog.evals(rows)
     assert [r["step"] for r in train_rows] == list(range(1, end + 1))
     assert evals[-1]["step"] == end
     for key in ("val_loss", "train_loss", "ratio", "hss", "f1", "iou"):
@@ -211,12 +210,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_p
         train(smoke("stage1", synthetic_root, "train.ckpt_every=2", "train.eval_every=2"),
               tmp_path / "n", progress=False)
     assert checkpoint.latest(tmp_path / "n").name == "step000002.pt"
-    assert MetricsLog(tmp_path / "n" / "metrics.jsonl").evaluated(2), "step 2's evaluation, scored after the failure"
+    assert MetricsLog(tmp_path / "n" / MetricsLog.FILE).evaluated(2), "step 2's evaluation, scored after the failure"
     assert not (tmp_path / "n" / "lock").exists(), "a failed training must release its run directory"
 
 
 def test_evaluations_are_logged_in_step_order_as_they_are_scored(tmp_path):
-    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log = MetricsLog(tmp_path / MetricsLog.FILE)
     evaluations = loop.Evaluations(log, {"data": {"num_workers": 0}})
     scored = threading.Event()
     evaluations.submit(10, lambda: scored.wait() and {"hss": 0.1})
@@ -366,7 +365,7 @@ def test_a_stale_lock_and_the_temporary_files_of_killed_saves_are_cleared(synthe
     alive.write_bytes(b"")
     train(smoke("stage1", synthetic_root, "schedule.end_step=2"), run_dir, progress=False)
     assert f"{run_dir}: taking over the lock of pid {dead}, which no longer runs" in capsys.readouterr().out
-    assert sorted(p.name for p in run_dir.iterdir()) == [alive.name, "metrics.jsonl", "step000002.inputs",
+    assert sorted(p.name for p in run_dir.iterdir()) == [alive.name, MetricsLog.FILE, "step000002.inputs",
                                                           "step000002.pt"]
 
 
@@ -453,7 +452,7 @@ def test_resume_prints_where_and_evaluates_a_checkpoint_killed_before_its_evalua
                                                                                      capsys):
     params = smoke("stage1", synthetic_root, "schedule.end_step=10", "seeds=1")  # train.eval_every=10
     (final,) = run_stage(params, tmp_path, progress=False)
-    log = final.parent / "metrics.jsonl"
+    log = final.parent / MetricsLog.FILE
     rows = MetricsLog.read(log)
     log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["kind"] != "eval"))  # killed before it,
     rundir.stamp_file(final).unlink()  # so before the final checkpoint was stamped
@@ -511,7 +510,7 @@ def test_cpu_precision_is_decided_by_what_the_cpu_reports(monkeypatch):
 
 def test_a_run_logs_how_it_ran(synthetic_root, tmp_path):
     train(smoke("stage1", synthetic_root, "schedule.end_step=2"), tmp_path / "r", progress=False)
-    (row,) = [r for r in MetricsLog.read(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "run"]
+    (row,) = [r for r in MetricsLog.read(tmp_path / "r" / MetricsLog.FILE) if r["kind"] == "run"]
     assert row["precision"] == "fp32" and row["torch"] == torch.__version__ and row["train_scenes"] == 32
     assert row["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
 
@@ -521,8 +520,7 @@ def test_a_model_without_confidence_trains_and_keeps_every_segment(synthetic_roo
     and its wireframes keep every predicted segment, as confidences of 1 at any threshold would."""
     params = smoke("stage1", synthetic_root, "schedule.end_step=2", "model.segment_conf=false", "loss.conf.weight=0")
     final = train(params, tmp_path / "run", progress=False)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["hss"] >= 0 for r in rows if r["kind"] == "eval"] == [True]
+    assert [r["hss"] >= 0 for r in MetricsLog.evals(MetricsLog.read(tmp_path / "run" / MetricsLog.FILE))] == [True]
     cpu = torch.device("cpu")
     model, saved = predict.load_model(final, cpu)
     scenes = first(open_dataset(data_uri(params, "val")), 4)

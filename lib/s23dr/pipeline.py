@@ -8,7 +8,8 @@ executed again, and a synthetic dataset generated again, only when its inputs ch
 (`rundir.is_current`, the rule training runs follow too: `train.run_stage`, where a run is
 current only while the runs it starts from are current at their recipes: `train.stale_upstream`).
 Every stage's runs are trained first, side by side where the recipe allows
-(`prepare_runs`, also the test suite's setup). What the notebooks call is `s23dr.analysis.report`.
+(`prepare_runs`, also the test suite's setup). What the notebooks call is `s23dr.analysis` (a page's set-up,
+`notebook`; its sections, `stage_report`, `results_page`, `data_page`).
 """
 
 import argparse
@@ -44,7 +45,7 @@ ALONE = ("reproducibility",)
 
 def stage_notebooks():
     """{stage: the stages whose pages it reads} of the stages with a page (`notebooks/<stage>.ipynb`):
-    the stages its page draws beside its own (`report.upstream_stages`) that have pages too."""
+    the stages its page draws beside its own (`experiments.upstream_stages`) that have pages too."""
     files = stage_files()
     pages = [name for name in files if Path(f"notebooks/{name}.ipynb").is_file()]
     return {name: [s for s in upstream_stages(files[name]) if s in pages] for name in pages}

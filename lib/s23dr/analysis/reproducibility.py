@@ -4,7 +4,7 @@ and training throughput beside the saved benchmark results.
 
 The three checks run smoke-sized at every profile: what they check is the code path
 (deterministic kernels, the RNG state in a checkpoint, the data order after a resume). The
-seed's own statements are then tested on a real stage of the profile (`stage_twice`).
+baseline's own statements are then tested on a real stage of the profile (`stage_twice`).
 """
 
 import json
@@ -94,23 +94,23 @@ def record(path, dev, outcome, table):
 
 
 def stage_twice(params, runs, within, device=None):
-    """The seed's two statements on a real stage of the profile, not a smoke run: the first
-    run of `params` (stage 3: the seed trained it twice from one stage-2 checkpoint) trained
+    """The baseline's two statements on a real stage of the profile, not a smoke run: the first
+    run of `params` (stage 3: the baseline trained it twice from one stage-2 checkpoint) trained
     once more from the same upstream checkpoint, with the threads its log records, into a
     temporary folder, and compared with the pipeline's run tensor by tensor (`compare`) and
-    by final HSS, which the seed's two such runs put `within` apart. Returns (the comparison row,
+    by final HSS, which the baseline's two such runs put `within` apart. Returns (the comparison row,
     {"stage": "bit-identical" or not, "stage_hss": both HSS, "within_hss": `within`, "within":
     whether they are})."""
     run, run_dir = stage_runs(params, runs)[0]
     final = checkpoint.path_for(run_dir, run["schedule"]["end_step"])
-    log = MetricsLog.read(run_dir / "metrics.jsonl")
-    threads = next(r["threads"] for r in log if r["kind"] == "run")
+    log = MetricsLog.read(run_dir / MetricsLog.FILE)
+    threads = MetricsLog.run_row(log)["threads"]
     work, before = Path(tempfile.mkdtemp(prefix="s23dr-twice-")), torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
         again = train(run, work / "again", init=upstream_checkpoint(run, runs), device=device)
         row = compare(final, again)
-        hss = [evaluation(log, "hss")["hss"], evaluation(MetricsLog.read(work / "again" / "metrics.jsonl"), "hss")["hss"]]
+        hss = [evaluation(log, "hss")["hss"], evaluation(MetricsLog.read(work / "again" / MetricsLog.FILE), "hss")["hss"]]
     finally:
         torch.set_num_threads(before)
         shutil.rmtree(work)
@@ -147,7 +147,7 @@ def saved_rows(folder):
 
 def throughput(recipes, dev, baseline, folder="benchmarks/results"):
     """Training samples/s of stage 1 and 2 (`recipes` {stage: params}) measured now on `dev`
-    (`bench.measure`), beside the saved bench results in `folder` (`saved_rows`) and the seed's figure."""
+    (`bench.measure`), beside the saved bench results in `folder` (`saved_rows`) and the baseline's figure."""
     torch.use_deterministic_algorithms(False)  # the checks switched it on; time the default
     machine, cuda, rows = bench.device_name(dev), dev.type == "cuda", []
     for name, run in recipes.items():
@@ -159,5 +159,5 @@ def throughput(recipes, dev, baseline, folder="benchmarks/results"):
                      "samples/s": speed["samples_per_s"], "source": "measured now"})
     rows += saved_rows(folder)
     rows.append({"machine": "RTX 4090", "profile": "full", "stage": "stage1", "points": 2048, "batch": 32,
-                 "setting": "compiled", "samples/s": baseline["stage1_samples_per_s_rtx4090"], "source": "the seed"})
+                 "setting": "compiled", "samples/s": baseline["stage1_samples_per_s_rtx4090"], "source": "the baseline"})
     return machine, pd.DataFrame(rows).astype({"points": "Int64", "batch": "Int64"})

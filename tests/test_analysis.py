@@ -1,13 +1,14 @@
-"""The report behind the notebooks: departures, the threshold sweep, the notebooks' execution."""
+"""The book's layer behind the notebooks: departures, the probes, the pages' tables, the notebooks' execution."""
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from s23dr.config import load_params
 from s23dr.inference import score_predictions
-from s23dr.analysis.report import threshold_sweep
+from s23dr.analysis.probes import threshold_sweep
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -15,12 +16,12 @@ PARAMS = Path(__file__).resolve().parents[1] / "params"
 def test_departures_name_the_synthetic_world_but_not_at_full():
     from s23dr import checkpoint
     from s23dr.config import load_params
-    from s23dr.analysis.report import departures
+    from s23dr.analysis.recipes import BASELINE_RECIPE, departures
 
     path = PARAMS / "stage1.yaml"
     cpu = departures(load_params(path, "cpu"), path)
     assert cpu.loc["loss.matching", "this profile"] == "hungarian"
-    assert cpu.loc["data.synthetic.world.noise", "seed's recipe"] == "real data"
+    assert cpu.loc["data.synthetic.world.noise", BASELINE_RECIPE] == "real data"
     assert departures(load_params(path, "full"), path).empty
     # nothing a profile changes is left out: every differing key, the data sizes that follow
     flat = lambda profile: checkpoint.flatten(load_params(path, profile))  # noqa: E731
@@ -28,7 +29,7 @@ def test_departures_name_the_synthetic_world_but_not_at_full():
     assert changed - {"profile"} <= set(cpu.index)
     assert {"train.cpu_precision", "train.eval_every", "eval.max_scenes", "data.synthetic.train",
             "loss.aux.weight", "passes per training scene"} <= set(cpu.index)
-    # the full-world run departs in its data even at full: the seed trained on the real data
+    # the full-world run departs in its data even at full: the baseline trained on the real data
     world = PARAMS / "full_world.yaml"
     assert departures(load_params(world, "full"), world).loc["data.synthetic.world.extras", "this profile"] is True
 
@@ -36,7 +37,7 @@ def test_departures_name_the_synthetic_world_but_not_at_full():
 def test_nearest_query_measures_the_farther_end_under_the_better_pairing():
     import numpy as np
 
-    from s23dr.analysis.report import nearest_query
+    from s23dr.analysis.probes import nearest_query
 
     gt = np.array([[[0, 0, 0], [1, 0, 0]], [[0, 2, 0], [0, 3, 0]]], float)
     queries = np.array([[[1, 0, 0], [0, 0, 0]],            # GT 0 exactly, endpoints swapped
@@ -120,7 +121,7 @@ def test_notebooks_execute_side_by_side_after_what_they_read(tmp_path, monkeypat
 
 def test_a_notebook_seed_that_is_no_integer_is_one_line():
     from s23dr.config import ParamsError
-    from s23dr.analysis.report import notebook_params
+    from s23dr.analysis.notebook import notebook_params
 
     with pytest.raises(ParamsError, match="notebook parameter seed should be an integer .*got 'abc'"):
         notebook_params(PARAMS / "stage1.yaml", "smoke", seed="abc")
@@ -128,10 +129,10 @@ def test_a_notebook_seed_that_is_no_integer_is_one_line():
 
 
 def test_train_stage_names_the_runs_it_trained(tmp_path, monkeypatch):
-    """The results page says which runs it had to train (report.train_stage's labels)."""
+    """The results page says which runs it had to train (run_summaries.train_stage's labels)."""
     import os
 
-    from s23dr.analysis import report
+    from s23dr.analysis import run_summaries
 
     finals = [tmp_path / f"seed{i}.pt" for i in range(3)]
     for path in finals:
@@ -142,13 +143,13 @@ def test_train_stage_names_the_runs_it_trained(tmp_path, monkeypatch):
         finals[1].write_text("trained now")
         return finals
 
-    monkeypatch.setattr(report, "run_stage", run_stage)
-    assert report.train_stage(load_params(PARAMS / "stage2.yaml", "smoke"), tmp_path) == (finals, ["stage2 seed=354"])
+    monkeypatch.setattr(run_summaries, "run_stage", run_stage)
+    assert run_summaries.train_stage(load_params(PARAMS / "stage2.yaml", "smoke"), tmp_path) == (finals, ["stage2 seed=354"])
 
 
 def test_notebook_parameters_are_checked_for_name_and_type():
     """A misspelt papermill parameter names the closest; a wrong type names the parameter and the type."""
-    from s23dr.analysis.report import check_parameters
+    from s23dr.analysis.notebook import check_parameters
     from s23dr.config import ParamsError
 
     good = {"profile": "smoke", "params": "params/stage1.yaml", "data": None, "runs": "runs", "init": None,
@@ -163,15 +164,92 @@ def test_notebook_parameters_are_checked_for_name_and_type():
 
 
 def test_every_notebook_checks_the_parameters_of_its_parameters_cell():
-    """Each notebook's parameters cell defines `report.PARAMETERS`, and the next code cell checks them."""
+    """Each notebook's parameters cell defines `notebook.PARAMETERS`, and the next code cell checks them."""
     import ast
     import json
 
-    from s23dr.analysis.report import PARAMETERS
+    from s23dr.analysis.notebook import PARAMETERS
 
     for path in sorted((PARAMS.parent / "notebooks").glob("*.ipynb")):
         cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
         first = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
         tree = ast.parse("".join(cells[first]["source"]))
         assert [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets] == list(PARAMETERS), path
-        assert "report.check_parameters(globals())" in "".join(cells[first + 1]["source"]), path
+        assert "notebook.check_parameters(globals())" in "".join(cells[first + 1]["source"]), path
+
+
+def code_lines(cell):
+    """A code cell's lines of code: neither empty nor a comment."""
+    return [line for line in "".join(cell["source"]).splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_every_notebook_is_narrative_and_a_few_library_calls():
+    """A notebook's logic lives in the library, where it is tested: at most 45 lines of code each."""
+    import json
+
+    for path in sorted((PARAMS.parent / "notebooks").glob("*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        assert sum(len(code_lines(c)) for c in cells) <= 45, path
+
+
+def test_nearest_table_counts_a_segment_within_the_threshold_and_confident_apart():
+    from s23dr.analysis.probes import nearest_table
+
+    metres, conf = np.array([0.1, 0.3, 2.0, 0.2]), np.array([0.9, 0.1, 0.9, 0.6])
+    row = nearest_table({"a": (metres, conf)}, vert_thresh=0.5, conf_threshold=0.5).loc["a"]
+    assert list(row) == pytest.approx([0.25, 0.75, 0.5])
+
+
+def test_best_and_worst_pick_each_scene_once_best_first():
+    from types import SimpleNamespace
+
+    from s23dr.analysis.probes import best_and_worst
+
+    scores = [SimpleNamespace(hss=h) for h in (0.5, 0.9, 0.1, 0.9, 0.3)]
+    assert best_and_worst(scores) == [(3, "best"), (1, "best"), (2, "worst"), (4, "worst")]  # a tie: the later first
+    assert best_and_worst(scores[:3]) == [(1, "best"), (0, "best"), (2, "worst")]  # three scenes: none twice
+
+
+def test_confidence_ceiling_falls_with_the_cost_and_names_where_it_passes_the_threshold():
+    from s23dr.analysis.probes import confidence_ceiling
+
+    params = load_params(PARAMS / "stage1.yaml", "full")
+    ceiling, cost = confidence_ceiling(params, 0.5)
+    assert ceiling.index[0] == 0 and ceiling.is_monotonic_decreasing and 0 < ceiling.iloc[0] <= 1
+    assert (ceiling[ceiling.index <= cost] > 0.5).all() and (ceiling[ceiling.index > cost + 0.05] <= 0.5).all()
+    assert confidence_ceiling(params, 1.0)[1] == 0.0  # no target reaches a threshold of 1
+
+
+def test_the_data_page_draws_scenes_every_sampling_holds_and_tabulates_their_coverage(make_scene):
+    from s23dr.analysis.data_page import common_scenes, coverage_table
+
+    low = [make_scene("a"), make_scene("b"), make_scene("c")]
+    high = [make_scene("c", seed=1), make_scene("a", seed=1), make_scene("d", seed=1)]
+    pairs = common_scenes({128: low, 256: high})
+    assert [(s["order_id"], n) for s, n in pairs] == [("c", 128), ("c", 256), ("a", 128), ("a", 256)]
+    assert pairs[1][0] is high[0]
+    baseline = {"structural_coverage": {"points_2048": 0.4, "points_4096": 0.7}}
+    coverage, table = coverage_table({128: low, 256: high}, baseline)
+    assert list(coverage) == [128, 256] and all(0 <= c <= 1 for c in coverage.values())
+    assert table.loc[256, "the baseline's \"structural points\""] == 0.7 and table.loc[128, "baseline's points"] == 2048
+
+
+def test_run_summaries_read_the_last_evaluation_and_the_training_time():
+    from s23dr.analysis.run_summaries import all_benchmarks, final_ratios, summary
+
+    params = {"schedule": {"start_step": 10}, "train": {"batch_size": 4}}
+    rows = [{"step": 0, "kind": "run"}, {"step": 20, "kind": "train", "samples_per_s": 2.0},
+            {"step": 20, "kind": "eval", "hss": 0.1, "f1": 0.2, "iou": 0.3, "ratio": 1.0},
+            {"step": 30, "kind": "train", "samples_per_s": 4.0},
+            {"step": 30, "kind": "eval", "hss": 0.4, "f1": 0.5, "iou": 0.6, "ratio": 1.2}]
+    assert summary(rows, params) == pytest.approx({"hss": 0.4, "f1": 0.5, "iou": 0.6, "ratio": 1.2, "steps": 30,
+                                                   "minutes": (10 * 4 / 2 + 10 * 4 / 4) / 60})
+    table = pd.DataFrame({"hss": [0.2, 0.4], "f1": [0.3, 0.5], "iou": [0.1, 0.3], "ratio": [1.0, 1.5]},
+                         index=pd.Index([1, 2], name="seed"))
+    numbers = {name: {name: table} for name in ("stage1", "stage2", "stage3")}
+    recipes = {name: {"data": {"points": 128}} for name in numbers}
+    baseline = {"benchmarks": [{"model": "theirs", "points": 2048, "hss": 0.5, "f1": 0.6, "iou": 0.4}]}
+    frame = all_benchmarks(recipes, numbers, baseline, "smoke")
+    assert list(frame.index) == ["baseline: theirs"] + [f"ours (smoke): {n}, mean of 2" for n in numbers]
+    assert frame.loc["ours (smoke): stage2, mean of 2", "HSS"] == pytest.approx(0.3)
+    assert final_ratios(numbers).loc["stage3"].tolist() == [1.0, 1.5]
