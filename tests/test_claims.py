@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from s23dr.analysis import claims
+from s23dr.analysis import claims, evidence as ev, ruling
 from s23dr.experiments import stage_params
 from s23dr.analysis.notebook import baseline_results
 from s23dr.analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
@@ -21,10 +21,10 @@ def run(seed, evals=None, train=(1.0, 0.9), scenes=4, train_scenes=2000):
     """A metrics log: a run row, training rows with these losses, evaluations {metric: value}."""
     rows = [{"step": 0, "kind": "run", "train_scenes": train_scenes}]
     rows += [{"step": i + 1, "kind": "train", "total": t} for i, t in enumerate(train)]
-    for i, ev in enumerate(evals or [{}]):
-        ev = {**BASE, **ev}
-        scene_scores = {f"s{k}": [ev["hss"] + 0.01 * ((k + seed) % 3), ev["f1"], ev["iou"]] for k in range(scenes)}
-        rows.append({"step": 10 * (i + 1), "kind": "eval", **ev, "scenes": scene_scores})
+    for i, scores in enumerate(evals or [{}]):
+        scores = {**BASE, **scores}
+        scene_scores = {f"s{k}": [scores["hss"] + 0.01 * ((k + seed) % 3), scores["f1"], scores["iou"]] for k in range(scenes)}
+        rows.append({"step": 10 * (i + 1), "kind": "eval", **scores, "scenes": scene_scores})
     return rows
 
 
@@ -45,7 +45,7 @@ def world(recipes, monkeypatch):
     monkeypatch.chdir(ROOT)
     high = [f"ablation_high_lr lr={lr:g}" for lr in recipes["ablation_high_lr"]["sweep_lr"]]
     sparse, dense = recipes["stage1"]["data"]["points"], recipes["stage2"]["data"]["points"]
-    rescored = [claims.at_points("stage1", dense), claims.at_points("stage2", sparse)]
+    rescored = [ev.at_points("stage1", dense), ev.at_points("stage2", sparse)]
     arms = ["stage1", "stage2", "stage3", "control_points", "control_endpoint", "control_2048_scratch",
             "control_2048_then_4096", "ablation_4096_scratch", *high, *rescored]
     evidence = {arm: {s: run(s) for s in SEEDS} for arm in arms}
@@ -53,9 +53,9 @@ def world(recipes, monkeypatch):
 
 
 def verdict(recipes, evidence, number):
-    rules = claims.rules(ROOT / claims.RULES)
+    rules = ruling.rules(ROOT / ruling.RULES)
     claim = next(c for c in claims.claims(recipes, baseline_results(), evidence, rules) if c.number == number)
-    return claims.rule(claim, evidence, rules)
+    return ruling.rule(claim, evidence, rules)
 
 
 def sub(parts, key):
@@ -65,8 +65,8 @@ def sub(parts, key):
 
 def shift(evidence, arm, metric, by, seeds=SEEDS, at=-1):
     for s in seeds:
-        ev = MetricsLog.evals(evidence[arm][s])[at]
-        ev[metric] += by if not callable(by) else by(s)
+        row = MetricsLog.evals(evidence[arm][s])[at]
+        row[metric] += by if not callable(by) else by(s)
 
 
 def test_claim2_reads_stage2_minus_the_points_control(recipes, world):
@@ -139,7 +139,7 @@ def test_claim3_reads_stage2_and_the_start_against_the_high_lr_arms(recipes, wor
     label, parts, met, _ = verdict(recipes, evidence, 3)
     assert met and label == REPRODUCED
     dense = recipes["stage2"]["data"]["points"]
-    start = claims.at_points("stage1", dense)
+    start = ev.at_points("stage1", dense)
     assert {(p["a"], p["b"], p["test"]) for p in parts if p["decides"]} == {
         *(pair for arm in above for pair in (("stage2", arm, "exists"), (start, arm, "beyond"))),
         *((start, arm, "within") for arm in below)}
@@ -193,25 +193,25 @@ def test_claim1s_arms_differ_in_the_point_count_and_train_where_stage1_overfits(
     """The control arm is stage 1's recipe on claim 1's training scenes, and the ablation differs
     from it in the point count alone; both see each scene far more often than stage 1 does."""
     control, ablation = recipes["control_2048_scratch"], recipes["ablation_4096_scratch"]
-    assert claims.changed_keys(control, ablation) == ["data.points"]
-    assert claims.changed_keys(recipes["stage1"], control) == ["data.synthetic.root", "data.synthetic.train"]
+    assert ev.changed_keys(control, ablation) == ["data.points"]
+    assert ev.changed_keys(recipes["stage1"], control) == ["data.synthetic.root", "data.synthetic.train"]
     then = recipes["control_2048_then_4096"]
-    assert then["init_from"] == "control_2048_scratch" and claims.changed_keys(recipes["stage2"], then) == [
+    assert then["init_from"] == "control_2048_scratch" and ev.changed_keys(recipes["stage2"], then) == [
         "data.synthetic.root", "data.synthetic.train"]
-    assert claims.passes(control, control["data"]["synthetic"]["train"]) > 20 * claims.passes(
+    assert ev.passes(control, control["data"]["synthetic"]["train"]) > 20 * ev.passes(
         recipes["stage1"], recipes["stage1"]["data"]["synthetic"]["train"])
 
 
 def test_peak_and_lowest_read_the_best_and_worst_evaluation():
     rows = run(1, [{"hss": 0.1}, {"hss": 0.5}, {"hss": 0.3}])
-    assert claims.value(rows, "peak hss") == 0.5 and claims.value(rows, "lowest hss") == 0.1
-    assert claims.value(rows, "hss") == 0.3
+    assert ev.value(rows, "peak hss") == 0.5 and ev.value(rows, "lowest hss") == 0.1
+    assert ev.value(rows, "hss") == 0.3
 
 
 def test_a_control_changes_one_recipe_key(recipes):
-    assert claims.changed_keys(recipes["stage2"], recipes["control_points"]) == ["data.points"]
-    assert claims.changed_keys(recipes["stage3"], recipes["control_endpoint"]) == ["loss.endpoint.weight"]
-    assert claims.changed_keys(recipes["stage2"], claims.arm_params(recipes, "ablation_high_lr lr=%g" % (
+    assert ev.changed_keys(recipes["stage2"], recipes["control_points"]) == ["data.points"]
+    assert ev.changed_keys(recipes["stage3"], recipes["control_endpoint"]) == ["loss.endpoint.weight"]
+    assert ev.changed_keys(recipes["stage2"], ev.arm_params(recipes, "ablation_high_lr lr=%g" % (
         recipes["ablation_high_lr"]["sweep_lr"][0]))) == ["schedule.lr"]
 
 
@@ -226,7 +226,7 @@ def test_claim3_a_loss_a_little_above_stage1s_last_is_no_divergence(recipes, wor
 def test_the_smallest_effect_is_half_the_seeds_compiled_spread():
     """Δ of params/verdicts.yaml is derived from the seed's figures, not chosen after the runs."""
     low, high = baseline_results(ROOT / "params/baseline_results.yaml")["compiled_e2e_hss_range"]
-    rules = claims.rules(ROOT / claims.RULES)
+    rules = ruling.rules(ROOT / ruling.RULES)
     assert rules["smallest_effect"]["hss"] == pytest.approx((high - low) / 2)
     assert rules["smallest_effect"]["f1"] == rules["smallest_effect"]["hss"]
 

@@ -49,3 +49,15 @@ def generalisation_table(folder="benchmarks/results/generalisation"):
     rows = [{"run": run["label"], "steps": run["steps"], **{k: run[k] for k in GENERALISATION_COLUMNS}}
             for run in saved_runs(folder)]
     return pd.DataFrame(rows).sort_values("HSS@0.7").set_index("run")
+
+
+def overfitting_table(path="benchmarks/results/overfitting.json"):
+    """The sweep of `benchmarks/overfitting.py` (claim 1's regime): one row per from-scratch arm
+    and training-set size, with the passes over each scene, the val/train loss ratio at the
+    last evaluation and its highest, and the HSS at the last evaluation."""
+    rows = [{"training scenes": run["train_scenes"], "arm": run["stage"], "points": run["points"],
+             "passes per scene": run["passes"], "ratio at the end": run["evals"][-1]["ratio"],
+             "highest ratio": max(e["ratio"] for e in run["evals"]), "HSS at the end": run["evals"][-1]["hss"]}
+            for run in json.loads(Path(path).read_text())["runs"]]
+    return pd.DataFrame(rows).sort_values(["training scenes", "points"], ascending=[False, True]).set_index(
+        ["training scenes", "arm"])

@@ -1,32 +1,23 @@
 """The seed's claims as data: the runs each compares, the metric, the condition under which
-its test means something, and the verdict its runs give (the book, Results: the verdicts).
+its test means something (the book, Results: the verdicts); `ruling` turns them into verdicts.
 
 A claim has *parts*: each a difference "arm A minus arm B" of one metric, read seed by seed
 (`verdicts.seed_interval`) at each run's last evaluation. A decisive part is a sub-claim: one
 sentence of the seed, quoted, tested as written (`verdicts`: an effect that matters, a share
-of a gain, a loss beyond Δ) on two arms that differ in one thing (a control: `changed_keys`
-lists what differs, from the params). A part shown beside it splits the rest of a difference
-with several causes. The evidence is the runs' metrics logs, `{arm: {seed: rows}}` (`gather`),
-and final checkpoints scored at the other point count (`point_counts`, named by `at_points`).
+of a gain, a loss beyond Δ or its absence) on two arms that differ in one thing (a control:
+`evidence.changed_keys` lists what differs, from the params). A part shown beside it splits
+the rest of a difference with several causes. The evidence is the runs' metrics logs and
+final checkpoints scored at the other point count (`evidence`, `point_counts`).
 """
 
 import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
-from .. import checkpoint
 from . import verdicts
-from ..config import load_params, read_yaml
+from .evidence import arm_of, at_points, passes_per_scene, seed_passes, value
+from ..config import load_params
 from ..experiments import stage_files, stage_runs
-from ..rundir import MetricsLog
-
-#: The score columns of an evaluation's per-scene scores (`inference.Validation`).
-SCENE_SCORES = ("hss", "f1", "iou")
-#: Keys that name or place a run rather than change what it trains.
-NOT_RECIPE = ("stage", "init_from", "profile", "sweep_lr", "seeds", "train.seed")
-
 
 @dataclass(frozen=True)
 class Part:
@@ -62,173 +53,6 @@ class Claim:
     parts: tuple
     condition: str = "none: every run can show it"
     check: Callable = field(default=None, repr=False)  # evidence -> (met, measured reason)
-
-
-RULES = "params/verdicts.yaml"
-
-
-def rules(path=RULES):
-    """How a verdict is decided, fixed before the runs are read (params/verdicts.yaml)."""
-    return read_yaml(path)
-
-
-def arm_of(params, run):
-    """The arm a run of a stage belongs to: the stage, or `<stage> lr=<LR>` for a run of a sweep
-    (its seeds are the arm's repeats)."""
-    return params["stage"] + (f" lr={run['schedule']['lr']:g}" if params["sweep_lr"] else "")
-
-
-def gather(recipes, runs):
-    """{arm: {seed: metrics rows}} of every run of `recipes` ({stage: params}) found under `runs`."""
-    found = {}
-    for params in recipes.values():
-        for run, run_dir in stage_runs(params, runs):
-            log = run_dir / "metrics.jsonl"
-            if log.is_file():
-                found.setdefault(arm_of(params, run), {})[run["train"]["seed"]] = MetricsLog.read(log)
-    return found
-
-
-def evals(rows):
-    return [r for r in rows if r["kind"] == "eval"]
-
-
-def evaluation(rows, metric):
-    """The evaluation row a metric reads: the last one, or the best / worst by HSS."""
-    rows = evals(rows)
-    if metric == "peak hss":
-        return max(rows, key=lambda r: r["hss"])
-    if metric == "lowest hss":
-        return min(rows, key=lambda r: r["hss"])
-    return rows[-1]
-
-
-def value(rows, metric):
-    return evaluation(rows, metric)[metric.split()[-1]]
-
-
-def changed_keys(a, b):
-    """The recipe keys in which params `a` and `b` differ (names and seeds left out)."""
-    return checkpoint.differences(a, b, NOT_RECIPE)
-
-
-def per_seed(evidence, a, b, metrics):
-    """{seed: metric_a(a) - metric_b(b)} over the seeds both arms ran."""
-    runs_a, runs_b = evidence.get(a, {}), evidence.get(b, {})
-    return {s: value(runs_a[s], metrics[0]) - value(runs_b[s], metrics[1]) for s in sorted(runs_a.keys() & runs_b.keys())}
-
-
-def rule_part(part, evidence, rules):
-    """A part's figures: per-seed values (the difference, or for a share part the contrast
-    part - share * whole), their interval, the label and outcome (`verdicts.decide`), the seeds
-    its spread needs, for a share part the share with its interval, and the first seed's
-    per-scene noise."""
-    smallest = rules["smallest_effect"].get(part.metric.split()[-1], 0.0)
-    diffs = per_seed(evidence, part.a, part.b, part.metrics)
-    seeds, values, share = list(diffs), list(diffs.values()), None
-    if part.test == "share":
-        whole = per_seed(evidence, *part.whole, (part.metric, part.metric))
-        seeds = [s for s in seeds if s in whole]
-        parts_, wholes = [diffs[s] for s in seeds], [whole[s] for s in seeds]
-        values = [p - rules["share"] * w for p, w in zip(parts_, wholes)]
-        share = verdicts.share_interval(parts_, wholes)
-    mean, low, high = verdicts.seed_interval(values)
-    label, outcome = verdicts.decide(part.test, low, high, len(seeds), smallest)
-    score = part.metrics[0].split()[-1]
-    noise = None
-    if seeds and score in SCENE_SCORES:
-        first_a, first_b = evidence[part.a][seeds[0]], evidence[part.b][seeds[0]]
-        noise = verdicts.per_scene_noise(evaluation(first_a, part.metrics[0])["scenes"],
-                                         evaluation(first_b, part.metrics[1])["scenes"], SCENE_SCORES.index(score))
-    return {"part": part.name, "key": part.key, "words": part.words, "test": part.test, "a": part.a, "b": part.b,
-            "metric": part.metric, "metric_b": part.metrics[1], "decides": part.decides, "whole": part.whole,
-            "seeds": seeds, "differences": values, "mean": mean, "low": low, "high": high, "smallest": smallest,
-            "share": share, "label": label if part.decides else None, "outcome": outcome,
-            "differs": part.differs, "cause": part.cause, "seeds needed": verdicts.seeds_needed(part.test, values, smallest, rules["seed_cap"]),
-            "per-scene noise": noise}
-
-
-def tested(result, share=None):
-    """What a part tests, in words: the difference, and for a share part the contrast."""
-    of_b = "" if result["metric_b"] == result["metric"] else f"'s {result['metric_b']}"
-    what = f"{result['metric']} of {result['a']} minus {result['b']}{of_b}"
-    if result["test"] == "share":
-        return f"({what}) minus {share:g} × ({result['metric']} of {result['whole'][0]} minus {result['whole'][1]})"
-    return what
-
-
-def outcome_text(result):
-    """A sub-claim's outcome, with the Δ it was read against where its test reads one."""
-    return result["outcome"] + (f" (Δ {result['smallest']:g})" if result["test"] != "share" else "")
-
-
-def describe(result, share=None):
-    """A part's evidence in one line, in full."""
-    noise = result["per-scene noise"]
-    text = (f"{result['part']}: {tested(result, share)} {verdicts.fmt(result['mean'], result['low'], result['high'])} "
-            f"over {len(result['seeds'])} seeds")
-    if result["share"] is not None:
-        text += f", a share of {verdicts.fmt(*result['share'])}"
-    if result["decides"]:
-        text += f": {outcome_text(result)}"
-    return text + (f" (one seed's per-scene noise ±{noise:.3f})" if noise is not None else "")
-
-
-def gain_split(results):
-    """A stage's gain split by cause, seed by seed, from a claim's parts that name a `cause`:
-    ({cause: {seed: value}}, the share part's (share, low, high) or None); what the named
-    causes leave of the whole is "the rest". Empty when the claim splits no gain."""
-    causes = {r["cause"]: dict(zip(r["seeds"], r["differences"])) for r in results if r["cause"]}
-    whole = causes.pop("whole", None)
-    if not causes or whole is None:
-        return {}, None
-    rest = {s: v - sum(c.get(s, 0.0) for c in causes.values()) for s, v in whole.items()}
-    if any(abs(v) > 1e-9 for v in rest.values()):
-        causes["the rest"] = rest
-    share = next((r["share"] for r in results if r["share"] is not None), None)
-    return causes, share
-
-
-def seeds_text(result, cap):
-    """How many seeds a sub-claim's measured spread needs to decide it, with the computation."""
-    values = np.asarray(result["differences"], dtype=float)
-    if len(values) < 2:
-        return "no spread measured"
-    sd, needed = float(values.std(ddof=1)), result["seeds needed"]
-    if needed is None:
-        return f"over the cap of {cap} (sd {sd:.3f}; t·sd/√n = {verdicts.half_width(sd, cap):.3f} at n = {cap})"
-    return f"{needed} (sd {sd:.3f}; t·sd/√n = {verdicts.half_width(sd, needed):.3f} at n = {needed})"
-
-
-def row(result, rules, met, reason):
-    """A sub-claim's row of the verdict table; an undecided one says what would decide it."""
-    if not met:
-        decide_by = f"a regime where its condition holds ({reason})"
-    elif len(result["seeds"]) < verdicts.MIN_SEEDS:
-        decide_by = f"at least {verdicts.MIN_SEEDS} seeds of both arms"
-    elif result["label"] == verdicts.INCONCLUSIVE:
-        decide_by = ("more seeds than the cap" if result["seeds needed"] is None
-                     else f"{result['seeds needed']} seeds at the spread measured")
-    else:
-        decide_by = "—"
-    return {"the seed's words": result["words"], "what we tested": tested(result, rules["share"]),
-            "effect [95% interval]": verdicts.fmt(result["mean"], result["low"], result["high"]),
-            "share [95% interval]": verdicts.fmt(*result["share"]) if result["share"] else "—",
-            "outcome": outcome_text(result),
-            "label": result["label"], "seeds": len(result["seeds"]),
-            "seeds its spread needs": seeds_text(result, rules["seed_cap"]), "what would decide it": decide_by}
-
-
-def rule(claim, evidence, rules):
-    """(verdict, every part's figures, whether the condition is met, its measured reason). A
-    decisive part's label is its sub-claim's; the claim's is their `verdicts.combine`."""
-    met, reason = claim.check(evidence) if claim.check else (True, "")
-    results = [rule_part(part, evidence, rules) for part in claim.parts]
-    if not met:
-        for r in results:
-            r["label"] = verdicts.NOT_TESTABLE if r["decides"] else None
-    decisive = [r["label"] for r in results if r["decides"]]
-    return verdicts.combine(*decisive), results, met, reason
 
 
 def scores_at_all(arm, metric="hss"):
@@ -285,25 +109,6 @@ def did_not_diverge(arm, upstream):
     return check
 
 
-def seed_passes():
-    """How many times the seed's stage 1 saw each training scene: its steps times its batch over
-    the real training split's size (params at `full`; base.yaml data.synthetic.train mirrors it)."""
-    full = load_params(stage_files()["stage1"])
-    return passes(full, full["data"]["synthetic"]["train"])
-
-
-def passes(params, train_scenes):
-    """How many times a run of `params` sees each of its `train_scenes` training scenes."""
-    sched = params["schedule"]
-    return (sched["end_step"] - sched["start_step"]) * params["train"]["batch_size"] / train_scenes
-
-
-def passes_per_scene(evidence, arm, params):
-    """`passes` of a run of `arm`, over the training scenes its log says it read."""
-    runs = [r for rows in evidence.get(arm, {}).values() for r in rows if r["kind"] == "run"]
-    return passes(params, runs[0]["train_scenes"]) if runs else float("nan")
-
-
 def high_lr_arms(recipes):
     """The arms of the high-LR ablation, one per LR of its sweep."""
     return list(high_lr_rates(recipes))
@@ -332,11 +137,6 @@ def finetune_parts(arm, lr, threshold, dense, letters):
                      key=f"3{next(letters)}", words=forgets, differs=differs))
     return (Part(f"{arm.split()[-1]}, under the threshold, stays within Δ of its start", start, arm, "hss",
                  test="within", key=f"3{next(letters)}", words=forgets, differs=differs),)
-
-
-def at_points(arm, points):
-    """The evidence name of `arm`'s final checkpoints scored at `points` points (`point_counts`)."""
-    return f"{arm} at {points} points"
 
 
 def claims(recipes, baseline, evidence, rules):
@@ -406,19 +206,6 @@ def claims(recipes, baseline, evidence, rules):
 def _all(*checks):
     """Several conditions as one: met when all are, with every reason."""
     return all(met for met, _ in checks), "; ".join(reason for _, reason in checks)
-
-
-def differs(recipes, result):
-    """What tells a part's two arms apart: its own words, or the recipe keys in which they differ."""
-    return result["differs"] or "the arms differ in " + ", ".join(
-        changed_keys(arm_params(recipes, result["a"]), arm_params(recipes, result["b"])))
-
-
-def arm_params(recipes, arm):
-    """The params of the first run of `arm` (a stage, or `<stage> lr=<LR>`)."""
-    stage, _, lr = arm.partition(" lr=")
-    runs = stage_runs(recipes[stage], ".")
-    return next(r for r, _ in runs if not lr or f"{r['schedule']['lr']:g}" == lr)
 
 
 #: What the reproducibility notebook records for claim 5 (`reproducibility.record`).

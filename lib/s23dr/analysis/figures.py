@@ -70,7 +70,7 @@ def claim_differences(parts):
     """Each claim part's per-seed values (dots: the difference A - B, or a share part's contrast
     part - share × whole), the 95% interval over the seeds (bar through the mean), zero (line) and
     a decisive part's bounds ±Δ (dashes): one panel per metric, each on its own axis. Decisive
-    parts dark, those shown beside them grey. parts: {row label: `claims.rule_part` figures}."""
+    parts dark, those shown beside them grey. parts: {row label: `ruling.rule_part` figures}."""
     by_metric = {}
     for label, part in parts.items():
         by_metric.setdefault(part["metric"].split()[-1], {})[label] = part
@@ -99,7 +99,7 @@ def claim_differences(parts):
 def gain_split(splits):
     """Each stage's gain split by cause, one panel per stage, one stacked bar per training seed
     (a negative cause stacks below zero), the attributed share with its interval in the title.
-    splits: {title: ({cause: {seed: value}}, (share, low, high) or None)} (`claims.gain_split`)."""
+    splits: {title: ({cause: {seed: value}}, (share, low, high) or None)} (`ruling.gain_split`)."""
     fig, axes = plt.subplots(1, len(splits), figsize=(10, 3.6), squeeze=False)
     for ax, (title, (causes, share)) in zip(axes[0], splits.items()):
         seeds = sorted({s for by_seed in causes.values() for s in by_seed})

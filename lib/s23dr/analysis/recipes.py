@@ -4,7 +4,7 @@ profile departs from the baseline's recipe (the same params at `full`)."""
 import pandas as pd
 
 from .. import checkpoint
-from . import claims
+from .evidence import passes
 from ..config import load_params
 from ..data import data_uri, trains_on_synthetic
 from ..experiments import run_label, stage_runs
@@ -30,7 +30,7 @@ def data_sizes(params):
     run: the synthetic dataset's sizes (at `full`, base.yaml's sizes mirror the real splits')."""
     syn = params["data"]["synthetic"]
     val = syn["val"] if params["eval"]["max_scenes"] is None else min(syn["val"], params["eval"]["max_scenes"])
-    return syn["train"], val, round(claims.passes(params, syn["train"]), 1)
+    return syn["train"], val, round(passes(params, syn["train"]), 1)
 
 
 #: `departures`' column of the baseline's recipe, as the stage notebooks' recorded regression

@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from myst_nb import glue
 
-from . import claims, figures, point_counts, views3d
-from .benchmark_tables import generalisation_table, learning_speed_table, loss_choice_table
+from . import claims, figures, point_counts, ruling, views3d
+from .evidence import gather
+from .benchmark_tables import generalisation_table, learning_speed_table, loss_choice_table, overfitting_table
 from .notebook import baseline_results, notebook_params
 from .probes import (best_and_worst, confidence_ceiling, evaluate_checkpoint, nearest_errors, nearest_table,
                      scores_by_threshold)
@@ -95,9 +96,9 @@ class ResultsPage:
 
     def benchmark(self, name):
         """The saved runs of `benchmarks/<name>.py` as a table (`benchmark_tables`), glued as
-        `results_<name>`: loss_choice, learning_speed or generalisation."""
+        `results_<name>`: loss_choice, learning_speed, generalisation or overfitting."""
         table, na_rep = {"loss_choice": (loss_choice_table, None), "learning_speed": (learning_speed_table, "not reached"),
-                         "generalisation": (generalisation_table, None)}[name]
+                         "generalisation": (generalisation_table, None), "overfitting": (overfitting_table, None)}[name]
         styled = table().style.format(precision=3, na_rep=na_rep)
         glue(f"results_{name}", styled, display=False)
         return styled
@@ -141,24 +142,24 @@ class ResultsPage:
         `results_claim_differences` (the figure), `results_gain_split` (each attributed gain split by
         cause, per seed) and `results_finetune` (the finetune arms' evaluations, mean ± sd over
         seeds). Returns the table, the point-count table and the figure."""
-        rules = claims.rules()
-        evidence = claims.gather(self.recipes, self.runs)
+        rules = ruling.rules()
+        evidence = gather(self.recipes, self.runs)
         evidence.update(point_counts.rescore(self.recipes, self.runs, self.device))
         rows, parts, splits = {}, {}, {}
         for claim in claims.claims(self.recipes, self.baseline, evidence, rules):
-            label, results, met, reason = claims.rule(claim, evidence, rules)
-            causes, share = claims.gain_split(results)
+            label, results, met, reason = ruling.rule(claim, evidence, rules)
+            causes, share = ruling.gain_split(results)
             if causes:
                 splits[f"claim {claim.number}: {claim.parts[0].metric} gain"] = (causes, share)
             decisive = "; ".join(
-                claims.describe(r, rules["share"]) + f" ({claims.differs(self.recipes, r)})"
+                ruling.describe(r, rules["share"]) + f" ({ruling.differs(self.recipes, r)})"
                 for r in results if r["decides"])
-            beside = "; ".join(claims.describe(r) for r in results if not r["decides"])
+            beside = "; ".join(ruling.describe(r) for r in results if not r["decides"])
             text = (decisive + (f". Beside it: {beside}" if beside else "")
                     + ("" if met else f". Not testable here: {reason}"))
             for r in results:
                 if r["decides"]:
-                    rows[r["key"]] = claims.row(r, rules, met, reason)
+                    rows[r["key"]] = ruling.row(r, rules, met, reason)
                     glue(f"verdict_{r['key']}", r["label"], display=False)
             parts.update({f"{r['key'] or claim.number}: {r['part']} ({r['metric']})": r for r in results})
             glue(f"verdict_{claim.number}", label, display=False)

@@ -5,7 +5,7 @@ import time
 
 import pandas as pd
 
-from . import claims
+from .evidence import arm_of
 from .recipes import what_changed
 from ..experiments import run_label, stage_runs
 from ..rundir import MetricsLog
@@ -55,7 +55,7 @@ def arm_numbers(params, runs="runs"):
     for run, _ in stage_runs(params, runs):
         label = run_label(params, run)
         if label in logs:
-            tables.setdefault(claims.arm_of(params, run), {})[run["train"]["seed"]] = summary(logs[label], run)
+            tables.setdefault(arm_of(params, run), {})[run["train"]["seed"]] = summary(logs[label], run)
     return {arm: pd.DataFrame(rows).T.rename_axis("seed") for arm, rows in tables.items()}
 
 

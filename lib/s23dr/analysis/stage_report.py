@@ -12,12 +12,14 @@ from pathlib import Path
 import pandas as pd
 from myst_nb import glue
 
-from . import claims, figures, point_counts, views3d
+from . import claims, figures, point_counts, ruling, views3d
+from .evidence import at_points, evaluation, gather, value
 from .notebook import baseline_results, notebook_params
 from .probes import evaluate_checkpoint, first_losses
 from .recipes import BASELINE_RECIPE, departures, recipe_table
 from .run_summaries import arm_numbers, how_runs_ran, run_metrics, train_stage
 from ..experiments import run_label, stage_runs, upstream_stages
+from ..rundir import MetricsLog
 
 
 class StageReport:
@@ -103,11 +105,11 @@ class StageReport:
         says nothing about forgetting. Glued as `<stage>_forgetting`, and the fewest evaluations
         a run of this stage made as `<stage>_evaluations`."""
         recipes = {r["stage"]: r for r in (stage1, stage2, self.recipe)}
-        evidence = claims.gather(recipes, self.runs)
+        evidence = gather(recipes, self.runs)
         dense = stage2["data"]["points"]
         starts = point_counts.rescore(recipes, self.runs, self.device, arms=(stage1["stage"],))
-        starts = starts.get(claims.at_points(stage1["stage"], dense), {})
-        smallest = claims.rules()["smallest_effect"]["hss"]
+        starts = starts.get(at_points(stage1["stage"], dense), {})
+        smallest = ruling.rules()["smallest_effect"]["hss"]
         rows = []
         for arm, by_seed in evidence.items():
             if arm == stage1["stage"]:
@@ -115,10 +117,10 @@ class StageReport:
             for seed, log in sorted(by_seed.items()):
                 if seed not in starts:
                     continue
-                start, worst, last = claims.value(starts[seed], "hss"), claims.evaluation(log, "lowest hss"), claims.value(log, "hss")
+                start, worst, last = value(starts[seed], "hss"), evaluation(log, "lowest hss"), value(log, "hss")
                 rows.append({"arm": arm, "seed": seed, f"start (stage 1 at {dense} points)": start,
                              "lowest HSS": worst["hss"], "at step": worst["step"],
-                             "evaluations": len(claims.evals(log)), "final HSS": last,
+                             "evaluations": len(MetricsLog.evals(log)), "final HSS": last,
                              "fall from the start": start - last, f"fall beyond Δ {smallest:g}": start - last > smallest,
                              "diverged": claims.divergence(log, evidence[stage1["stage"]][seed]) is not None})
         frame = pd.DataFrame(rows).set_index(["arm", "seed"])
@@ -142,8 +144,8 @@ class StageReport:
                 if recipe is self.recipe:
                     lr = arm.partition(" lr=")[2]
                     prefix = self.stage + (f"_{as_written[lr]:g}" if lr else "")
-                    for key, value in mean.items():
-                        glue(f"{prefix}_{key}", float(value), display=False)
+                    for key, number in mean.items():
+                        glue(f"{prefix}_{key}", float(number), display=False)
                 columns[f"{arm}: mean of {len(table)}"] = mean
                 if len(table) > 1:
                     columns[f"{arm}: sd"] = table.std()
