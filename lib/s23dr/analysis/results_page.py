@@ -21,6 +21,7 @@ from .probes import (best_and_worst, confidence_ceiling, evaluate_checkpoint, ne
 from .run_summaries import all_benchmarks, arm_numbers, final_ratios, key_numbers, run_metrics, train_stage
 from ..data import data_uri
 from ..experiments import stage_files
+from ..rundir import MetricsLog
 
 #: The stages whose first seed's final checkpoint the probes score.
 STAGES = ("stage1", "stage2", "stage3")
@@ -140,8 +141,10 @@ class ResultsPage:
         figures, in full), `results_verdicts` (one row per sub-claim; `results_verdicts_summary` its
         columns for the intro), `results_point_counts` (the table at both point counts),
         `results_claim_differences` (the figure), `results_gain_split` (each attributed gain split by
-        cause, per seed) and `results_finetune` (the finetune arms' evaluations, mean ± sd over
-        seeds). Returns the table, the point-count table and the figure."""
+        cause, per seed), `results_finetune` (the finetune arms' evaluations, mean ± sd over
+        seeds) and `results_stage1_last_gain` / `_steps` (how much stage 1's HSS still rose
+        between its last two evaluations: whether it had converged). Returns the table, the
+        point-count table and the figure."""
         rules = ruling.rules()
         evidence = gather(self.recipes, self.runs)
         evidence.update(point_counts.rescore(self.recipes, self.runs, self.device))
@@ -179,6 +182,9 @@ class ResultsPage:
                          "what would decide it"]]
         glue("results_verdicts_summary", summary.style.set_properties(**{"text-align": "left", "white-space": "normal"}),
              display=False)
+        climb = [MetricsLog.evals(rows)[-2:] for rows in evidence["stage1"].values()]
+        glue("results_stage1_last_gain", sum(b["hss"] - a["hss"] for a, b in climb) / len(climb), display=False)
+        glue("results_stage1_last_steps", climb[0][1]["step"] - climb[0][0]["step"], display=False)
         both = point_counts.table(self.recipes, evidence, self.baseline).style.format(precision=3, na_rep="—")
         glue("results_point_counts", both, display=False)
         figure = figures.claim_differences(parts)
