@@ -16,7 +16,7 @@ from ..data import data_uri, open_dataset
 from ..experiments import stage_runs
 from ..inference import first, score_model
 from ..predict import load_model
-from .claims import at_points, value
+from .evidence import at_points, value
 
 #: The arms scored at both point counts.
 ARMS = ("stage1", "stage2", "stage3", "control_points")

@@ -24,7 +24,7 @@ from ..loop import train, upstream_checkpoint
 from ..model import output_tensors
 from ..predict import load_model
 from ..rundir import MetricsLog
-from .claims import evaluation
+from .evidence import evaluation
 
 #: Steps before the resume point; the runs train twice as many.
 HALF = 3
