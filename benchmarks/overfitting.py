@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/overfitting.py [--scenes 2000 320 80] [--profile cpu]
         [--stages stage1 ablation_4096_scratch] [--seed 353] [--jobs 2] [--runs /tmp/overfitting]
-        [--out benchmarks/results/overfitting.json]
+        [--out benchmarks/results/overfitting/sweep.json]
 
 The seed says that 4096 points from scratch overfits (val/train loss ratio 1.47 against
 1.19 at 2048), after its stage 1 saw each training scene about 242 times. At the `cpu`

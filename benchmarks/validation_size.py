@@ -1,7 +1,7 @@
 """Would a larger validation split narrow the verdicts' intervals? Score the paired arms on more scenes.
 
     .venv/bin/python benchmarks/validation_size.py [--scenes 128 512] [--profile cpu] [--runs runs]
-        [--out benchmarks/results/validation_size.json]
+        [--out benchmarks/results/validation_size/pairs.json]
 
 A verdict reads a per-seed difference of two arms, each scored on the same first
 `eval.max_scenes` validation scenes (128 at `cpu`). Its spread over seeds is the training's

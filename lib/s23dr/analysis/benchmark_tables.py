@@ -51,7 +51,7 @@ def generalisation_table(folder="benchmarks/results/generalisation"):
     return pd.DataFrame(rows).sort_values("HSS@0.7").set_index("run")
 
 
-def overfitting_table(path="benchmarks/results/overfitting.json"):
+def overfitting_table(path="benchmarks/results/overfitting/sweep.json"):
     """The sweep of `benchmarks/overfitting.py` (claim 1's regime): one row per from-scratch arm
     and training-set size, with the passes over each scene, the val/train loss ratio at the
     last evaluation and its highest, and the HSS at the last evaluation."""
