@@ -314,6 +314,18 @@ def prepare_runs(profile, runs="runs", workers=None):
     run_graph(tasks, train, workers, priority=chain.get)
 
 
+def separate_compile_caches():
+    """One inductor cache per CPU kernel class (`torch.backends.cpu.get_cpu_capability`), for
+    the compiled steps of the trainings and notebooks this starts: torch 2.13 served a step
+    compiled under the AVX-512 kernels from its cache to a process under
+    ATEN_CPU_CAPABILITY=avx2, whose first step then failed ("tuple args required"). A cache
+    the user chose (TORCHINDUCTOR_CACHE_DIR) is kept."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(default_cache_dir()) / capability))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["data", "notebooks", "book", "checks"],
@@ -323,6 +335,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="execute only these notebooks")
     args = parser.parse_args(argv)
     args.profile = args.profile or ("smoke" if args.what == "checks" else "cpu")
+    separate_compile_caches()
     if args.what == "book":
         try:
             repository_url()  # before the training, not after it
