@@ -322,8 +322,9 @@ def separate_compile_caches():
     the user chose (TORCHINDUCTOR_CACHE_DIR) is kept."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    capability = torch.backends.cpu.get_cpu_capability().lower()
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(default_cache_dir()) / capability))
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:  # (default_cache_dir may set it)
+        folder = Path(default_cache_dir()) / torch.backends.cpu.get_cpu_capability().lower()
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
 
 
 def main(argv=None):
