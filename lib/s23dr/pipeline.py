@@ -320,11 +320,12 @@ def separate_compile_caches():
     compiled under the AVX-512 kernels from its cache to a process under
     ATEN_CPU_CAPABILITY=avx2, whose first step then failed ("tuple args required"). A cache
     the user chose (TORCHINDUCTOR_CACHE_DIR) is kept."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:  # read before importing inductor, which sets it
+        return
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:  # (default_cache_dir may set it)
-        folder = Path(default_cache_dir()) / torch.backends.cpu.get_cpu_capability().lower()
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    folder = Path(default_cache_dir()) / torch.backends.cpu.get_cpu_capability().lower()
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
 
 
 def main(argv=None):
