@@ -159,6 +159,7 @@ class ResultsPage:
                 for r in results if r["decides"])
             beside = "; ".join(ruling.describe(r) for r in results if not r["decides"])
             text = (decisive + (f". Beside it: {beside}" if beside else "")
+                    + (f". Its condition holds: {reason}" if met and reason else "")
                     + ("" if met else f". Not testable here: {reason}"))
             for r in results:
                 if r["decides"]:
