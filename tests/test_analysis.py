@@ -288,3 +288,16 @@ def test_the_pipeline_keeps_one_compile_cache_per_cpu_kernel_class(monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")
     pipeline.separate_compile_caches()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"
+
+
+def test_the_validation_size_table_reads_each_pair_at_each_size(tmp_path):
+    import json
+
+    from s23dr.analysis.benchmark_tables import validation_size_table
+
+    rows = [{"a": "stage2", "b": "control_points", "metric": "hss", "scenes": n, "seeds": [1, 2, 3],
+             "differences": [0.1, 0.2, 0.3], "sd over seeds": sd} for n, sd in ((128, 0.02), (512, 0.019))]
+    (tmp_path / "pairs.json").write_text(json.dumps({"rows": rows}))
+    table = validation_size_table(tmp_path / "pairs.json")
+    assert table.loc[("hss of stage2 − control_points", 512), "sd over seeds"] == 0.019
+    assert table.loc[("hss of stage2 − control_points", 128), "seeds"] == 3

@@ -61,3 +61,12 @@ def overfitting_table(path="benchmarks/results/overfitting/sweep.json"):
             for run in json.loads(Path(path).read_text())["runs"]]
     return pd.DataFrame(rows).sort_values(["training scenes", "points"], ascending=[False, True]).set_index(
         ["training scenes", "arm"])
+
+
+def validation_size_table(path="benchmarks/results/validation_size/pairs.json"):
+    """The runs of `benchmarks/validation_size.py`: per decisive pair and number of validation
+    scenes, the sd over seeds of the per-seed difference (does a larger split narrow it?)."""
+    rows = [{"pair": f"{row['metric']} of {row['a']} − {row['b']}", "validation scenes": row["scenes"],
+             "seeds": len(row["seeds"]), "sd over seeds": row["sd over seeds"]}
+            for row in json.loads(Path(path).read_text())["rows"]]
+    return pd.DataFrame(rows).set_index(["pair", "validation scenes"])

@@ -14,7 +14,8 @@ from myst_nb import glue
 
 from . import claims, figures, point_counts, ruling, views3d
 from .evidence import gather
-from .benchmark_tables import generalisation_table, learning_speed_table, loss_choice_table, overfitting_table
+from .benchmark_tables import (generalisation_table, learning_speed_table, loss_choice_table, overfitting_table,
+                               validation_size_table)
 from .notebook import baseline_results, notebook_params
 from .probes import (best_and_worst, confidence_ceiling, evaluate_checkpoint, nearest_errors, nearest_table,
                      scores_by_threshold)
@@ -97,9 +98,10 @@ class ResultsPage:
 
     def benchmark(self, name):
         """The saved runs of `benchmarks/<name>.py` as a table (`benchmark_tables`), glued as
-        `results_<name>`: loss_choice, learning_speed, generalisation or overfitting."""
+        `results_<name>`: loss_choice, learning_speed, generalisation, overfitting or validation_size."""
         table, na_rep = {"loss_choice": (loss_choice_table, None), "learning_speed": (learning_speed_table, "not reached"),
-                         "generalisation": (generalisation_table, None), "overfitting": (overfitting_table, None)}[name]
+                         "generalisation": (generalisation_table, None), "overfitting": (overfitting_table, None),
+                         "validation_size": (validation_size_table, None)}[name]
         styled = table().style.format(precision=3, na_rep=na_rep)
         glue(f"results_{name}", styled, display=False)
         return styled
