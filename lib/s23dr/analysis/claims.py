@@ -129,7 +129,7 @@ def finetune_parts(arm, lr, threshold, dense, letters):
     Δ of its start (the threshold's other side: an equivalence bound)."""
     start = at_points("stage1", dense)
     differs = f"the arms are the model the {arm} run started from and that run, both scored at {dense} points"
-    forgets = f"LR > {threshold:g} causes catastrophic forgetting of the 2048 geometry understanding"
+    forgets = "LR > 1e-4 causes catastrophic forgetting of the 2048 geometry understanding"  # the seed's words
     if lr > threshold:
         return (Part(f"the gentle LR keeps more than {arm.split()[-1]}", "stage2", arm, "hss", key=f"3{next(letters)}",
                      words="The gentle lr (3e-5) preserves learned representations"),
