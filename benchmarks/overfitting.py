@@ -17,10 +17,11 @@ benchmarks/results/ is such a run; the Results chapter reads it for claim 1's re
 """
 
 import argparse
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import torch
 
 from s23dr.bench import save_result
 from s23dr.config import load_params
@@ -39,11 +40,10 @@ def regime_params(stage, profile, scenes):
 
 def train_one(stage, profile, scenes, seed, runs):
     """Train one arm at `scenes` training scenes; its evaluations as (step, HSS, ratio) rows."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)  # one thread a job, as the pipeline trains (an env var set now would come too late)
     params = regime_params(stage, profile, scenes)
-    run_stage(params, Path(runs) / f"train{scenes}", restart=True, seed=seed, progress=False)
-    run_dir = Path(runs) / f"train{scenes}" / profile / stage
-    log = next(run_dir.rglob(MetricsLog.FILE))
+    final = run_stage(params, Path(runs) / f"train{scenes}", restart=True, seed=seed, progress=False)[0]
+    log = final.parent / MetricsLog.FILE
     return [{"step": r["step"], "hss": round(r["hss"], 4), "ratio": round(r["ratio"], 4)}
             for r in MetricsLog.evals(MetricsLog.read(log))]
 
