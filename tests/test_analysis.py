@@ -79,8 +79,7 @@ def test_threshold_sweep_scores_as_each_threshold_alone(make_scene):
 
 
 def test_notebooks_execute_side_by_side_after_what_they_read(tmp_path, monkeypatch):
-    """Two at a time, each after the notebooks it reads, the ALONE ones first with nothing
-    beside them; a second call finds every notebook current."""
+    """Two at a time, each after the notebooks it reads; a second call finds every notebook current."""
     import subprocess
     import threading
     import time
@@ -109,8 +108,6 @@ def test_notebooks_execute_side_by_side_after_what_they_read(tmp_path, monkeypat
     assert {name for _, name in events} == set(pipeline.notebooks())
     for name, reads in pipeline.notebooks().items():
         assert all(at[("end", read)] < at[("start", name)] for read in reads), name
-    alone = [event for name in pipeline.ALONE for event in (("start", name), ("end", name))]
-    assert events[:len(alone)] == alone
     running = [sum(+1 if kind == "start" else -1 for kind, _ in events[:i + 1]) for i in range(len(events))]
     assert max(running) == 2
 

@@ -129,11 +129,22 @@ def test_smoke_stage_writes_checkpoints_and_metrics(synthetic_root, tmp_path):
     train_rows, evals = MetricsLog.trains(rows), MetricsLog.evals(rows)
     assert [r["step"] for r in train_rows] == list(range(1, end + 1))
     assert evals[-1]["step"] == end
+    last = MetricsLog.final(rows)
+    assert last["kind"] == "final" and last["step"] == end, "the final evaluation, which the verdicts read, is logged"
     for key in ("val_loss", "train_loss", "ratio", "hss", "f1", "iou"):
-        assert all(key in r and r[key] == r[key] for r in evals), key
+        assert all(key in r and r[key] == r[key] for r in evals + [last]), key
     state = checkpoint.load(final)
     assert state["inputs"]["code"] == rundir.code_version("train") and state["inputs"]["params"] == params
     assert rundir.is_current(final, checkpoint.inputs_of(params)), "an evaluated final checkpoint is stamped"
+
+
+def test_the_final_evaluation_scores_final_scenes_and_the_others_max_scenes(synthetic_root, tmp_path):
+    params = smoke("stage1", synthetic_root, "eval.max_scenes=2", "eval.final_scenes=5")
+    rows = MetricsLog.read(train(params, tmp_path / "run", progress=False).parent / MetricsLog.FILE)
+    assert {len(r["scenes"]) for r in MetricsLog.evals(rows)} == {2}
+    last = MetricsLog.final(rows)
+    assert len(last["scenes"]) == 5 and last["step"] == params["schedule"]["end_step"]
+    assert list(last["scenes"])[:2] == list(MetricsLog.evals(rows)[-1]["scenes"]), "the curves' scenes come first"
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(synthetic_root, tmp_path):
@@ -454,7 +465,7 @@ def test_resume_prints_where_and_evaluates_a_checkpoint_killed_before_its_evalua
     (final,) = run_stage(params, tmp_path, progress=False)
     log = final.parent / MetricsLog.FILE
     rows = MetricsLog.read(log)
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["kind"] != "eval"))  # killed before it,
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows if r["kind"] not in ("eval", "final")))  # killed before it,
     rundir.stamp_file(final).unlink()  # so before the final checkpoint was stamped
     capsys.readouterr()
     resumed = smoke("stage1", synthetic_root, "schedule.end_step=10", "seeds=1", "train.log_every=5")  # resumable

@@ -77,7 +77,7 @@ LIMITS = {
     "data.points": at_least(1), "data.num_workers": at_least(0),
     "data.synthetic.train": at_least(1), "data.synthetic.val": at_least(1), "data.synthetic.seed": at_least(0),
     "eval.conf_threshold": Range(float, 0.0, 1.0), "eval.vert_thresh": above(0.0),
-    "eval.edge_thresh": above(0.0), "eval.max_scenes": at_least(1),
+    "eval.edge_thresh": above(0.0), "eval.max_scenes": at_least(1), "eval.final_scenes": at_least(1),
     "eval.train_scenes": at_least(1),
     "train.seed": at_least(0), "train.batch_size": at_least(1), "train.log_every": at_least(1),
     "train.eval_every": at_least(1), "train.ckpt_every": at_least(1), "train.keep_checkpoints": at_least(1),

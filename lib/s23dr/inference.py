@@ -161,7 +161,8 @@ def score_model(model, scenes, params, device, criterion=None):
 
 
 class Validation:
-    """A run's evaluations, made ready once: the first `eval.max_scenes` validation scenes and,
+    """A run's evaluations, made ready once: the first `n` validation scenes (default
+    `eval.max_scenes`; the final evaluation's are `eval.final_scenes`, `final_scenes`) and,
     with `train_scenes`, a fixed sample of as many training scenes, the first
     `eval.train_scenes` (the whole training split would cost an evaluation many times the
     validation's), decoded, fitted and batched at the start of the run and kept on `device`.
@@ -179,8 +180,8 @@ class Validation:
     overfitting measure, the book, Results).
     """
 
-    def __init__(self, val_scenes, params, device, train_scenes=None):
-        n = params["eval"]["max_scenes"]
+    def __init__(self, val_scenes, params, device, train_scenes=None, n=None):
+        n = n or params["eval"]["max_scenes"]
         self.params, self.device = params, device
         self.scenes = first(val_scenes, n)
         self.val = list(scene_batches(self.scenes, params, device))
@@ -203,3 +204,11 @@ class Validation:
                     "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(self.scenes, scores.scenes)},
                     **ratio}
         return scored
+
+
+def final_scenes(params):
+    """How many validation scenes the final evaluation scores (`eval.final_scenes`, null: as
+    many as every evaluation, `eval.max_scenes`): the one every verdict reads, on more scenes
+    than the curves' evaluations where a larger split narrows the verdicts' intervals at little
+    cost (the book, Results: how many seeds)."""
+    return params["eval"]["final_scenes"] or params["eval"]["max_scenes"]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, rundir
 from .data import SceneDataset, collate, data_uri, open_split, to_device
 from .experiments import upstream_run_dir
-from .inference import Validation, how_it_ran, outputs_and_losses, scoring_pool, usable_cpus, uses_bf16
+from .inference import Validation, final_scenes, how_it_ran, outputs_and_losses, scoring_pool, usable_cpus, uses_bf16
 from .losses import Criterion
 from .model import Perceiver, param_groups
 
@@ -127,13 +127,15 @@ def forward_loss(model, criterion, params, device, world=1):
     """`ForwardLoss` as the trainer runs it: `torch.compile`d in `train.compile_mode` when
     `train.compile` asks for it (never in deterministic mode), then, across `world` processes,
     in DDP for a static graph (the Fourier buffer is constant, every parameter is used every
-    step; the docs' order: compile the inner module, then wrap it)."""
+    step; the docs' order: compile the inner module, then wrap it). Static shapes: a process
+    that trains several runs (`pipeline.prepare_runs`) reuses the graph of each shape it
+    compiled, and a second shape gets its own graph, not a dynamic-shape one for both."""
     forward = ForwardLoss(model, criterion, params, device)
     cfg = params["train"]
     if cfg["compile"] and not cfg["deterministic"]:
         if device.type == "cpu":
             check_cpu_compiler()
-        forward.compile(mode=cfg["compile_mode"])
+        forward.compile(mode=cfg["compile_mode"], dynamic=False)
     if world > 1:
         forward = torch.nn.parallel.DistributedDataParallel(
             forward, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
@@ -184,15 +186,17 @@ class Evaluations:
         self.pool = scoring_pool(scoring_workers(params))
         self.thread = ThreadPoolExecutor(1)
 
-    def submit(self, step, scored):
-        """Score `scored` (what `inference.Validation.run` returns) for `step` in the background."""
-        self.pending.append((step, self.thread.submit(scored)))
+    def submit(self, step, scored, kinds=("eval",)):
+        """Score `scored` (what `inference.Validation.run` returns) for `step` in the background,
+        logged as a row of each of `kinds`."""
+        self.pending.append((step, kinds, self.thread.submit(scored)))
 
     def write(self, wait=False):
         """Log the evaluations scored by now, in step order (with `wait`, every pending one)."""
-        while self.pending and (wait or self.pending[0][1].done()):
-            step, future = self.pending.pop(0)
-            self.log.write({"step": step, "kind": "eval", **future.result()})
+        while self.pending and (wait or self.pending[0][-1].done()):
+            step, kinds, future = self.pending.pop(0)
+            for kind in kinds:
+                self.log.write({"step": step, "kind": kind, **future.result()})
 
     def close(self):
         """Log every pending evaluation and stop the thread and the processes."""
@@ -330,6 +334,10 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     forward = forward_loss(model, criterion, params, device, world)
     evaluations = Evaluations(log, params) if rank == 0 else None
     validation = Validation(val_scenes, params, device, train_scenes) if rank == 0 else None
+    # The final evaluation scores eval.final_scenes; where those are the evaluations' scenes, it is the last one.
+    n_final = min(len(val_scenes), final_scenes(params) or len(val_scenes))
+    more = rank == 0 and n_final > len(validation.scenes)
+    final = Validation(val_scenes, params, device, train_scenes, n_final) if more else None
 
     def save(at_step):
         if rank == 0:
@@ -339,15 +347,24 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
                             checkpoint.path_for(run_dir, at_step))
             checkpoint.prune(run_dir, cfg["keep_checkpoints"])
 
-    def run_eval(at_step):
+    def due(at_step):
+        """The kinds of evaluation due at `at_step`: the final one too at the end step."""
+        return ("eval", "final") if at_step == sched["end_step"] else ("eval",)
+
+    def run_eval(at_step, kinds):
         if rank == 0:
-            evaluations.submit(at_step, validation.run(model, criterion, evaluations.pool))
+            if final is None:  # one evaluation logged as each kind
+                evaluations.submit(at_step, validation.run(model, criterion, evaluations.pool), kinds)
+            for kind, on in (("eval", validation), ("final", final)) if final is not None else ():
+                if kind in kinds:
+                    evaluations.submit(at_step, on.run(model, criterion, evaluations.pool), (kind,))
             model.train()
 
     try:  # a failed run logs the evaluations it made before it stops
         eval_due = step % cfg["eval_every"] == 0 or step == sched["end_step"]
-        if resume is not None and eval_due and not log.evaluated(step):
-            run_eval(step)  # the run was killed between this checkpoint and its evaluation
+        missing = [kind for kind in due(step) if not log.evaluated(step, kind)]
+        if resume is not None and eval_due and missing:
+            run_eval(step, missing)  # the run was killed between this checkpoint and its evaluation
         bar = tqdm(total=sched["end_step"], initial=step, disable=not progress or rank != 0,
                    desc=params["stage"] or "train", dynamic_ncols=True)
         model.train()
@@ -385,7 +402,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
             if save_now or stop:
                 save(step)
             if eval_now:
-                run_eval(step)
+                run_eval(step, due(step))
             if rank == 0:
                 evaluations.write()
             if stop:

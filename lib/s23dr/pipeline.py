@@ -13,11 +13,15 @@ Every stage's runs are trained first, side by side where the recipe allows
 """
 
 import argparse
+import contextlib
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import traceback
+from concurrent.futures import ProcessPoolExecutor
 from importlib.resources import files
 from pathlib import Path
 
@@ -38,9 +42,6 @@ CHECK = "# NBVAL_CHECK_OUTPUT"  # marks a cell whose output nbval compares
 #: The notebooks that train nothing, in execution order, with the notebooks each reads
 #: ("stages": the page of every stage); a stage's page comes from `stage_notebooks`.
 PAGES = {"data": [], "reproducibility": [], "results": ["reproducibility", "stages"]}
-
-#: Notebooks executed with nothing beside them: reproducibility times training steps (s23dr.bench).
-ALONE = ("reproducibility",)
 
 
 def stage_notebooks():
@@ -126,9 +127,9 @@ def book_inputs(profile, runs):
 
 
 def execute_notebooks(profile, runs="runs", only=None):
-    """Execute the notebooks with papermill, skipping current ones: those in ALONE first, one
-    by one, then the rest side by side on the CPU's threads, each once the notebooks it
-    reads are done. A notebook that fails stops the job with the tail of its log."""
+    """Execute the notebooks with papermill, skipping current ones, side by side on the CPU's
+    threads (one thread each), each once the notebooks it reads are done. A notebook that fails
+    stops the job with the tail of its log."""
     EXECUTED.mkdir(parents=True, exist_ok=True)
     graph, inputs, stale = notebooks(), all_notebook_inputs(profile, runs), []
     for name in graph:
@@ -141,18 +142,16 @@ def execute_notebooks(profile, runs="runs", only=None):
             stale.append(name)
     workers = max(1, torch.get_num_threads())
 
-    def execute(name, threads=1):
+    def execute(name):
         print(f"{name}: executing")
         run_logged([sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb", str(EXECUTED / f"{name}.ipynb"),
                     "-r", "profile", profile, "-r", "runs", str(runs), "--cwd", str(Path.cwd()), "-k", "python3",
-                    "--no-progress-bar"], EXECUTED / f"{name}.log", {**os.environ, "OMP_NUM_THREADS": str(threads)},
+                    "--no-progress-bar"], EXECUTED / f"{name}.log", {**os.environ, "OMP_NUM_THREADS": "1"},
                    f"executing notebooks/{name}.ipynb")
         rundir.mark_current(EXECUTED / f"{name}.ipynb", inputs[name])
         print(f"{name}: executed")
 
-    for name in [n for n in stale if n in ALONE]:
-        execute(name, workers)
-    run_graph({n: [r for r in graph[n] if r in stale] for n in stale if n not in ALONE}, execute, workers)
+    run_graph({n: [r for r in graph[n] if r in stale] for n in stale}, execute, workers)
 
 
 def run_graph(tasks, run, workers, priority=None):
@@ -288,30 +287,50 @@ def training_runs(profile):
 def prepare_runs(profile, runs="runs", workers=None):
     """The data and every stage's runs of a profile, trained before any notebook reads them.
 
-    Each run of a stage and training seed (`training_runs`) trains in its own process
-    (`python -m s23dr.train --seed`) once the run it starts from is done, side by side with
-    one CPU thread each: on a small CPU two one-thread trainings make nearly twice the
-    samples per second of one two-thread training (`python -m s23dr.bench`). The notebooks
-    then find their runs current. A run that fails stops the job with its stage and the
-    tail of its log.
+    Each run of a stage and training seed (`training_runs`) trains once the run it starts from
+    is done (`python -m s23dr.train --seed`, called in a trainer process with its output in
+    `<runs>/<profile>/logs/`), side by side in one trainer process per CPU thread, each on one
+    thread: on a small CPU two one-thread trainings make nearly twice the samples per second of
+    one two-thread training (`python -m s23dr.bench`). A trainer process trains run after run,
+    so it compiles each shape of step once (`loop.forward_loss`), not once per run. The
+    notebooks then find their runs current. A run that fails stops the job with its stage and
+    the tail of its log.
     """
     build_data(profile)
     tasks, chain = training_runs(profile)
     files = stage_files()
     workers = workers or max(1, min(len(tasks), torch.get_num_threads()))
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, torch.get_num_threads() // workers))}
+    threads = max(1, torch.get_num_threads() // workers)
     logs = Path(runs) / profile / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    trainers = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=torch.set_num_threads, initargs=(threads,))
 
     def train(task):
         name, seed = task
-        run_logged([sys.executable, "-m", "s23dr.train", str(files[name]), "--profile", profile,
-                    "--runs", str(runs), "--restart", "--seed", str(seed)],
-                   logs / f"{name}-seed{seed}.log", env, f"training {name} (seed {seed})")
+        log = logs / f"{name}-seed{seed}.log"
+        argv = [str(files[name]), "--profile", profile, "--runs", str(runs), "--restart", "--seed", str(seed)]
+        if trainers.submit(train_logged, argv, log).result():
+            tail = [line for line in log.read_text().splitlines() if line.strip()][-1:] or ["(empty log)"]
+            raise RuntimeError(f"training {name} (seed {seed}) failed ({log}): {tail[0]}")
         print(f"{name} seed {seed}: trained or current")
 
     print(f"training {len(tasks)} runs of {len(files)} stages on {workers} worker(s)")
-    run_graph(tasks, train, workers, priority=chain.get)
+    with trainers:
+        run_graph(tasks, train, workers, priority=chain.get)
+
+
+def train_logged(argv, log):
+    """`python -m s23dr.train` with `argv`, in this process, its output in the file `log`;
+    returns its exit status (an error it does not catch is written to the log too)."""
+    from . import train
+
+    with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            return train.main(argv)
+        except Exception:
+            traceback.print_exc()
+            return 1
 
 
 def separate_compile_caches():

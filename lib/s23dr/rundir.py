@@ -245,8 +245,9 @@ def check_unlocked(run_dir):
 # --- the metrics log ------------------------------------------------------------------
 
 class MetricsLog:
-    """Append-only JSONL of rows with a `step` and a `kind` ("train", "eval", "run": how it computed),
-    picked by `evals`, `trains` and `run_row` so no reader spells the kinds. On resume, rows past
+    """Append-only JSONL of rows with a `step` and a `kind` ("train", "eval", "final": the last
+    step's evaluation on `eval.final_scenes`, "run": how it computed), picked by `evals`,
+    `final`, `trains` and `run_row` so no reader spells the kinds. On resume, rows past
     the step are dropped (the log rewritten atomically, so a kill then loses none of the rows kept)."""
 
     FILE = "metrics.jsonl"  #: the log's name in a run directory
@@ -261,6 +262,12 @@ class MetricsLog:
     @staticmethod
     def evals(rows):
         return [r for r in rows if r["kind"] == "eval"]
+
+    @staticmethod
+    def final(rows):
+        """The final evaluation (the row every verdict reads), or, in a log without one (an
+        unfinished run), its last evaluation."""
+        return next((r for r in reversed(rows) if r["kind"] == "final"), None) or MetricsLog.evals(rows)[-1]
 
     @staticmethod
     def trains(rows):
@@ -295,6 +302,6 @@ class MetricsLog:
             rows.append(row)
         return rows
 
-    def evaluated(self, step):
-        """Whether the log holds the evaluation of `step`."""
-        return self.path.is_file() and any(r["step"] == step for r in self.evals(self.read(self.path)))
+    def evaluated(self, step, kind="eval"):
+        """Whether the log holds the evaluation of `step` (of `kind`, "eval" or "final")."""
+        return self.path.is_file() and any(r["step"] == step and r["kind"] == kind for r in self.read(self.path))

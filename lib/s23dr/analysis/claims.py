@@ -2,7 +2,7 @@
 its test means something (the book, Results: the verdicts); `ruling` turns them into verdicts.
 
 A claim has *parts*: each a difference "arm A minus arm B" of one metric, read seed by seed
-(`verdicts.seed_interval`) at each run's last evaluation. A decisive part is a sub-claim: one
+(`verdicts.seed_interval`) at each run's final evaluation. A decisive part is a sub-claim: one
 sentence of the seed, quoted, tested as written (`verdicts`: an effect that matters, a share
 of a gain, a loss beyond Δ or its absence) on two arms that differ in one thing (a control:
 `evidence.changed_keys` lists what differs, from the params). A part shown beside it splits
@@ -22,7 +22,7 @@ from ..experiments import stage_files, stage_runs
 @dataclass(frozen=True)
 class Part:
     """metric(a) - metric_b(b) per training seed (metric_b is metric unless named). Metrics: an
-    evaluation's hss, f1, iou or ratio (val over train loss) at a run's last evaluation, or
+    evaluation's hss, f1, iou or ratio (val over train loss) at a run's final evaluation, or
     `peak hss` (its best). A part that decides is a sub-claim (`key`, e.g. "2b") testing the
     seed's `words` by its `test` (`verdicts`: exists, share, beyond or within); a share part also
     names the `whole` difference (a, b) it is a share of."""

@@ -1,6 +1,6 @@
 """What a verdict reads from the runs (the book, Results: the verdicts): each arm's metrics logs
 by training seed (`gather`: `{arm: {seed: rows}}`, the *evidence*), the evaluation a metric
-reads from a log (`value`: the last one, or the best), the per-seed difference of two arms
+reads from a log (`value`: the final one, or the best), the per-seed difference of two arms
 (`per_seed`), and what tells two arms' recipes apart (`changed_keys`).
 
 An arm is a stage, or `<stage> lr=<LR>` for one rate of a sweep (`arm_of`); a stage's final
@@ -37,13 +37,13 @@ def gather(recipes, runs):
 
 
 def evaluation(rows, metric):
-    """The evaluation row a metric reads: the last one, or the best / worst by HSS."""
-    rows = MetricsLog.evals(rows)
+    """The evaluation row a metric reads: the final one (`MetricsLog.final`, on `eval.final_scenes`),
+    or the best / worst by HSS of the evaluations along the run."""
     if metric == "peak hss":
-        return max(rows, key=lambda r: r["hss"])
+        return max(MetricsLog.evals(rows), key=lambda r: r["hss"])
     if metric == "lowest hss":
-        return min(rows, key=lambda r: r["hss"])
-    return rows[-1]
+        return min(MetricsLog.evals(rows), key=lambda r: r["hss"])
+    return MetricsLog.final(rows)
 
 
 def value(rows, metric):

@@ -3,8 +3,8 @@ seed's "HSS @ 2048" column rebuilt, which splits what denser input adds at infer
 training on it adds, and the starting point of a finetune (stage 1's model scored at the
 finetune's point count) that claim 3 measures forgetting from.
 
-A run's own evaluation is read from its log; only the other point count is scored here, on
-the same first `eval.max_scenes` validation scenes of that point count's split.
+A run's own final evaluation is read from its log; only the other point count is scored here, on
+the same first `eval.final_scenes` validation scenes of that point count's split.
 """
 
 import pandas as pd
@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .. import checkpoint
 from ..data import data_uri, open_dataset
 from ..experiments import stage_runs
-from ..inference import first, score_model
+from ..inference import final_scenes, first, score_model
 from ..predict import load_model
 from .evidence import at_points, value
 
@@ -29,8 +29,8 @@ def point_counts(recipes):
 
 def rescore(recipes, runs, device=None, arms=ARMS):
     """{at_points(arm, n): {seed: [its evaluation row]}}: the final checkpoint of every run of
-    `arms`'s stages scored at the point count it was not trained on, as an evaluation row of its log
-    (hss, f1, iou and per-scene scores)."""
+    `arms`'s stages scored at the point count it was not trained on, as a final evaluation row of its
+    log (hss, f1, iou and per-scene scores)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     found, read = {}, {}  # read: the validation scenes by (split, count), decoded once for every run
     runs_of = [(params, run, run_dir) for name in arms for params in [recipes[name]]
@@ -42,13 +42,13 @@ def rescore(recipes, runs, device=None, arms=ARMS):
         other = next(n for n in point_counts(recipes) if n != run["data"]["points"])
         model, trained = load_model(final, device)
         at = {**trained, "data": {**trained["data"], "points": other}}
-        split = (data_uri(at, "val"), at["eval"]["max_scenes"])
+        split = (data_uri(at, "val"), final_scenes(at))
         if split not in read:
             read[split] = first(open_dataset(split[0]), split[1])
         scenes = read[split]
         _, scores, _ = score_model(model, scenes, at, device)
         found.setdefault(at_points(params["stage"], other), {})[run["train"]["seed"]] = [{
-            "kind": "eval", "step": run["schedule"]["end_step"], "hss": scores.mean.hss, "f1": scores.mean.f1,
+            "kind": "final", "step": run["schedule"]["end_step"], "hss": scores.mean.hss, "f1": scores.mean.f1,
             "iou": scores.mean.iou, "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}]
     return found
 

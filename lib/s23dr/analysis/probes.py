@@ -9,7 +9,7 @@ import torch
 from ..data import SceneDataset, collate, data_uri, open_dataset
 from ..experiments import run_label, stage_runs
 from ..inference import first, predict_segments, score_model, score_predictions
-from ..loop import build, forward_loss, train_step
+from ..loop import ForwardLoss, build, train_step
 from ..matcher import matched_mass_at_cost
 from ..metrics import mean_score
 from ..postprocess import kept_queries
@@ -40,7 +40,7 @@ def first_losses(params, steps=4):
         scenes = first(open_dataset(data_uri(run, "train")), run["train"]["batch_size"])
         items = SceneDataset(scenes, run["data"]["points"], run["data"]["augment"], run["train"]["seed"])
         batch = collate([items[i] for i in range(len(items))])
-        step = forward_loss(model, criterion, run, cpu)
+        step = ForwardLoss(model, criterion, run, cpu)  # uncompiled: a compile would cost a page some 40 s
         at_init = train_step(step, optimizer, batch)
         for _ in range(steps - 1):
             train_step(step, optimizer, batch)

@@ -35,10 +35,10 @@ def run_metrics(params, runs="runs"):
 
 
 def summary(rows, params):
-    """A run's headline numbers: the last evaluation's HSS, F1, IoU and train/val loss ratio,
-    its final global step, and its minutes of training (the training loop's time read from
-    the log's throughput, evaluations not counted)."""
-    last = MetricsLog.evals(rows)[-1]
+    """A run's headline numbers: the final evaluation's HSS, F1, IoU and train/val loss ratio
+    (`MetricsLog.final`), its final global step, and its minutes of training (the training
+    loop's time read from the log's throughput, evaluations not counted)."""
+    last = MetricsLog.final(rows)
     step, seconds = params["schedule"]["start_step"], 0.0
     for row in MetricsLog.trains(rows):
         seconds += (row["step"] - step) * params["train"]["batch_size"] / row["samples_per_s"]
@@ -61,7 +61,7 @@ def arm_numbers(params, runs="runs"):
 
 def key_numbers(recipes, numbers, baseline):
     """The baseline's "Key Numbers" table from our runs: per stage the mean (and standard deviation)
-    over its seeds of the last evaluation (`arm_numbers`), beside the baseline's figures."""
+    over its seeds of the final evaluation (`arm_numbers`), beside the baseline's figures."""
     rows = []
     for name in ("stage1", "stage2", "stage3"):
         table, theirs = numbers[name][name], baseline["stages"][name]
@@ -92,5 +92,5 @@ def all_benchmarks(recipes, numbers, baseline, profile):
 
 
 def final_ratios(numbers):
-    """The last evaluation's val/train loss ratio of every run, one row per arm, one column per seed."""
+    """The final evaluation's val/train loss ratio of every run, one row per arm, one column per seed."""
     return pd.DataFrame({arm: table["ratio"] for by_arm in numbers.values() for arm, table in by_arm.items()}).T

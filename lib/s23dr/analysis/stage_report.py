@@ -99,7 +99,7 @@ class StageReport:
     def forgetting(self, stage1, stage2):
         """Claim 3 seed by seed (the book, Results): each finetune run (this sweep's and
         `stage2`'s, params) against the model it started from, stage 1's final checkpoint scored
-        at the finetune's point count (`point_counts`); its lowest and last evaluation, the fall
+        at the finetune's point count (`point_counts`); its lowest and final evaluations, the fall
         from the start to the last against Δ (params/verdicts.yaml), and whether any training
         loss of the run rose above the untrained model's (`claims.divergence`): divergence, which
         says nothing about forgetting. Glued as `<stage>_forgetting`, and the fewest evaluations
