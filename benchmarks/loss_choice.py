@@ -45,11 +45,11 @@ def main(argv=None):
         params = load_params(f"params/{name}.yaml", args.profile, args.set)
         first_seed = params["train"]["seed"]  # one run of each stage: its first seed's
         final = run_stage(params, runs, restart=True, progress=False, seed=first_seed)[0]
-        variant, run_dir = next(r for r in stage_runs(params, runs) if r[0]["train"]["seed"] == first_seed)
-        rows = MetricsLog.read(run_dir / MetricsLog.FILE)
+        run = next(r for r in stage_runs(params, runs) if r.seed == first_seed)
+        rows = MetricsLog.read(run.dir / MetricsLog.FILE)
         evals = MetricsLog.evals(rows)
         last = evals[-1]
-        stages[name] = {"params": variant, "eval": evals, "run": MetricsLog.run_row(rows)}
+        stages[name] = {"params": run.params, "eval": evals, "run": MetricsLog.run_row(rows)}
         print(f"{name}: HSS {last['hss']:.3f}  F1 {last['f1']:.3f}  IoU {last['iou']:.3f}  "
               f"val loss {last['val_loss']:.4f}  ({final})", flush=True)
     learns = all(stages[s]["eval"][-1]["hss"] >= t for s, t in LEARNS.items())

@@ -36,12 +36,12 @@ PAIRS = (("stage2", "control_points", "hss"), ("stage3", "control_endpoint", "f1
 def scores(params, runs, split, device):
     """{seed: per-scene scores [scenes, (hss, f1, iou)]} of every run of `params` on `split` (scenes)."""
     found = {}
-    for run, run_dir in stage_runs(params, runs):
-        final = checkpoint.path_for(run_dir, run["schedule"]["end_step"])
+    for run in stage_runs(params, runs):
+        final = checkpoint.path_for(run.dir, run.params["schedule"]["end_step"])
         if final.is_file():
             model, trained = load_model(final, device)
             per_scene = score_model(model, split, trained, device)[1].scenes
-            found[run["train"]["seed"]] = np.array([[s.hss, s.f1, s.iou] for s in per_scene])
+            found[run.seed] = np.array([[s.hss, s.f1, s.iou] for s in per_scene])
     return found
 
 

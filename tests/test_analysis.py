@@ -141,7 +141,8 @@ def test_train_stage_names_the_runs_it_trained(tmp_path, monkeypatch):
         return finals
 
     monkeypatch.setattr(run_summaries, "run_stage", run_stage)
-    assert run_summaries.train_stage(load_params(PARAMS / "stage2.yaml", "smoke"), tmp_path) == (finals, ["stage2 seed=354"])
+    trained = run_summaries.train_stage(load_params(PARAMS / "stage2.yaml", "smoke"), tmp_path)
+    assert trained[0] == finals and [run.label for run in trained[1]] == ["stage2 seed=354"]
 
 
 def test_notebook_parameters_are_checked_for_name_and_type():

@@ -2,6 +2,7 @@
 drawn beside, their runs per LR and seed, the order they train in, the book's pages."""
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 
 from s23dr import pipeline
 from s23dr.config import ParamsError
-from s23dr.experiments import run_label, stage_files, stage_params, stage_runs, upstream_run_dir, upstream_stages
+from s23dr.experiments import stage_files, stage_params, stage_runs, upstream_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params"
@@ -58,21 +59,35 @@ def test_a_broken_experiment_graph_is_one_line_naming_the_files(tmp_path, files,
 
 def test_runs_per_lr_and_seed_and_their_labels():
     params = stage_params("cpu", PARAMS)["ablation_high_lr"]
-    runs = stage_runs(params, "r")
+    runs = stage_runs(params, "r", PARAMS)
     assert len(runs) == len(params["sweep_lr"]) * params["seeds"]
-    run, run_dir = runs[1]
-    lr, seed = run["schedule"]["lr"], params["train"]["seed"] + 1
-    assert run["train"]["seed"] == seed and run_dir == Path("r/cpu/ablation_high_lr") / f"lr{lr:g}" / f"seed{seed}"
-    assert run_label(params, run) == f"ablation_high_lr lr={lr:g} seed={seed}"
-    single = stage_params("full", PARAMS)["stage1"]
-    assert stage_runs(single, "r") == [(single, Path("r/full/stage1"))] and run_label(single, single) == "stage1"
+    run = runs[1]
+    lr, seed = float(params["sweep_lr"][0]), params["train"]["seed"] + 1
+    assert (run.stage, run.lr, run.seed) == ("ablation_high_lr", lr, seed)
+    assert run.params["train"]["seed"] == seed and run.params["schedule"]["lr"] == lr
+    assert run.dir == Path("r/cpu/ablation_high_lr") / f"lr{lr:g}" / f"seed{seed}"
+    assert run.arm == f"ablation_high_lr lr={lr:g}" and run.label == f"ablation_high_lr lr={lr:g} seed={seed}"
+    (single,) = stage_runs(stage_params("full", PARAMS)["stage1"], "r", PARAMS)
+    assert (single.dir, single.label, single.lr, single.upstream) == (Path("r/full/stage1"), "stage1", None, None)
 
 
 def test_a_run_starts_from_its_upstream_run_of_the_same_seed(tmp_path):
-    params = stage_runs(stage_params("cpu", PARAMS)["stage2"], tmp_path)[2][0]
-    assert upstream_run_dir(params, tmp_path) == tmp_path / "cpu" / "stage1"  # a single-seed upstream
-    (tmp_path / "cpu" / "stage1" / f"seed{params['train']['seed']}").mkdir(parents=True)
-    assert upstream_run_dir(params, tmp_path) == tmp_path / "cpu" / "stage1" / f"seed{params['train']['seed']}"
+    stages = stage_params("cpu", PARAMS)
+    run = stage_runs(stages["stage2"], tmp_path, PARAMS)[2]
+    assert run.upstream == stage_runs(stages["stage1"], tmp_path, PARAMS)[2] and run.upstream.seed == run.seed
+
+
+def test_a_seed_its_upstream_lacks_starts_from_its_first_whatever_directories_exist(tmp_path):
+    folder = tmp_path / "params"
+    shutil.copytree(PARAMS, folder)
+    stage1 = (folder / "stage1.yaml").read_text()
+    (folder / "stage1.yaml").write_text(re.sub(r"(?m)^seeds: \d+", "seeds: 1", stage1))
+    stages = stage_params("cpu", folder)
+    run = stage_runs(stages["stage2"], tmp_path, folder)[1]
+    (tmp_path / "cpu" / "stage1" / f"seed{run.seed}").mkdir(parents=True)  # a stale directory of that seed
+    assert run.seed != stages["stage1"]["train"]["seed"]
+    assert run.upstream == stage_runs(stages["stage1"], tmp_path, folder)[0]
+    assert run.upstream.dir == tmp_path / "cpu" / "stage1"
 
 
 def test_training_runs_wait_for_their_upstream_run(monkeypatch):
@@ -80,7 +95,7 @@ def test_training_runs_wait_for_their_upstream_run(monkeypatch):
     for profile in ("full", "cpu", "smoke"):
         tasks, chain = pipeline.training_runs(profile)
         stages = stage_params(profile)
-        assert set(tasks) == {(n, run["train"]["seed"]) for n, p in stages.items() for run, _ in stage_runs(p, ".")}
+        assert set(tasks) == {(run.stage, run.seed) for p in stages.values() for run in stage_runs(p, ".")}
         for (name, seed), after in tasks.items():
             assert after == ([] if not stages[name]["init_from"] else [(stages[name]["init_from"], seed)])
             assert all(chain[a] > chain[(name, seed)] for a in after)

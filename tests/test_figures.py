@@ -1,6 +1,8 @@
 """The figures the notebooks and the book rely on: curves with one line per run, 3D views
 with the points, the GT and the predicted wireframe of every scene, HTML that works offline."""
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,8 +12,10 @@ import numpy as np
 import pytest
 
 from s23dr.analysis import figures, views3d
+from s23dr.experiments import stage_params, stage_runs
 from s23dr.schema import POINT_CLASSES
 
+PARAMS = Path(__file__).resolve().parents[1] / "params"
 ROWS = [
     {"step": 1, "kind": "train", "lr": 1e-4, "total": 0.5},
     {"step": 2, "kind": "train", "lr": 2e-4, "total": 0.4},
@@ -158,7 +162,8 @@ def test_offline_html_leaves_plotly_js_to_the_page(make_scene):
 
 
 def test_seeds_of_one_arm_share_a_colour_and_a_legend_entry():
-    fig = figures.curves({"stage1 seed=1": ROWS, "stage1 seed=2": ROWS, "stage2": ROWS}, ("hss",))
+    two = stage_runs(stage_params("cpu", PARAMS)["stage1"], "r", PARAMS)[:2]
+    fig = figures.curves({two[0]: ROWS, two[1]: ROWS, "stage2": ROWS}, ("hss",))
     drawn = fig.axes[0].get_lines()
     assert drawn[0].get_color() == drawn[1].get_color() != drawn[2].get_color()
     assert [line.get_label() for line in drawn] == ["stage1 (2 seeds)", "_nolegend_", "stage2"]

@@ -10,8 +10,11 @@ train.seed + 1, ...); a run of seed s starts from its upstream stage's run of se
 pipeline, the notebooks' dependencies and the tests follow from these functions.
 """
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checkpoint import flatten
 from .config import ParamsError, load_params, read_yaml
 
 PARAMS = Path("params")
@@ -94,12 +97,42 @@ def seeds(params):
     return [params["train"]["seed"] + i for i in range(params["seeds"])]
 
 
-def stage_runs(params, runs_dir):
-    """(params, run directory) of each run of a stage, in `<runs>/<profile>/<stage>`: one, or one
-    per LR of `sweep_lr` (`lr<LR>/`), and with several seeds one per seed (`seed<N>/`); each
-    checked to lie, resolved, within `<runs>/<profile>`."""
+@dataclass(frozen=True)
+class Run:
+    """One run of a stage, as `stage_runs` makes it: its stage, sweep LR (None without a sweep),
+    training seed and directory, its full params, and the `Run` it starts from (None from
+    scratch). Runs are equal by stage, LR, seed and directory."""
+    stage: str
+    lr: float | None
+    seed: int
+    dir: Path
+    params: dict = field(compare=False, repr=False)
+    upstream: "Run | None" = field(compare=False, repr=False)
+
+    @property
+    def arm(self):
+        """The arm the run belongs to: the stage, or `<stage> lr=<LR>` for a run of a sweep (its
+        seeds are the arm's repeats)."""
+        return self.stage if self.lr is None else f"{self.stage} lr={self.lr:g}"
+
+    @property
+    def label(self):
+        """How the book names the run: its `arm`, then ` seed=<N>` when the stage has several seeds."""
+        return self.arm + (f" seed={self.seed}" if self.params["seeds"] > 1 else "")
+
+
+def stage_runs(params, runs_dir, folder=PARAMS):
+    """The `Run`s of a stage, in `<runs>/<profile>/<stage>`: one, or one per LR of `sweep_lr`
+    (`lr<LR>/`), and with several seeds one per seed (`seed<N>/`); each directory checked to
+    lie, resolved, within `<runs>/<profile>`. A run of seed s starts from its `init_from`
+    stage's run of seed s, or from that stage's first seed when it has no run of s (params
+    alone decide it, never which directories exist: `upstream_params`, read from `folder`)."""
     root = Path(runs_dir) / params["profile"]
     stage_dir = root / params["stage"]
+    upstream = stage_runs(upstream_params(params, folder), runs_dir, folder) if params["init_from"] else []
+    if any(run.lr is not None for run in upstream):
+        raise ParamsError(f"stage {params['stage']} starts from {params['init_from']}, which sweeps LRs: "
+                          f"a stage can start only from a stage of one run per seed")
     runs = []
     for lr in params["sweep_lr"] or [None]:
         lr_dir = stage_dir if lr is None else stage_dir / f"lr{lr:g}"
@@ -107,31 +140,28 @@ def stage_runs(params, runs_dir):
             variant = {**params, "train": {**params["train"], "seed": seed}}
             if lr is not None:
                 variant["schedule"] = {**params["schedule"], "lr": float(lr)}
-            runs.append((variant, lr_dir if params["seeds"] == 1 else lr_dir / f"seed{seed}"))
-    for _, run_dir in runs:  # a link within the runs could lead a training's writes or removals elsewhere
-        if not run_dir.resolve().is_relative_to(root.resolve()):
-            raise ValueError(f"{run_dir} lies outside {root} (it resolves to {run_dir.resolve()}); "
-                             f"a run directory must lie within its runs directory")
+            run_dir = lr_dir if params["seeds"] == 1 else lr_dir / f"seed{seed}"
+            if not run_dir.resolve().is_relative_to(root.resolve()):  # a link could lead a training's writes elsewhere
+                raise ValueError(f"{run_dir} lies outside {root} (it resolves to {run_dir.resolve()}); "
+                                 f"a run directory must lie within its runs directory")
+            start = next((up for up in upstream if up.seed == seed), upstream[0]) if upstream else None
+            runs.append(Run(params["stage"], None if lr is None else float(lr), seed, run_dir, variant, start))
     return runs
 
 
-def run_label(params, run):
-    """How the book names one run of a stage: the stage, then ` lr=<LR>` for a run of a sweep
-    and ` seed=<N>` when the stage has several seeds."""
-    label = params["stage"]
-    if params["sweep_lr"]:
-        label += f" lr={run['schedule']['lr']:g}"
-    if params["seeds"] > 1:
-        label += f" seed={run['train']['seed']}"
-    return label
-
-
-def upstream_run_dir(params, runs_dir):
-    """The run directory a run starts from: its `init_from` stage's run of the same training
-    seed, or that stage's only run."""
-    stage_dir = Path(runs_dir) / params["profile"] / params["init_from"]
-    seeded = stage_dir / f"seed{params['train']['seed']}"
-    return seeded if seeded.is_dir() else stage_dir
+def upstream_params(params, folder=PARAMS):
+    """The params of the stage that stage `params` starts from: its `init_from` stage's recipe
+    now, at the same profile and with the keys `params` sets beyond its own file's recipe (a
+    --set override, a notebook's data or seed) but for its own `schedule` and sweep."""
+    files = named_stages(folder)
+    for name in (params["stage"], params["init_from"]):
+        if name not in files:
+            raise ParamsError(f"stage {name} is named by no params file in {folder}; name the folder of its recipes")
+    recipe = flatten(load_params(files[params["stage"]], params["profile"]))
+    own = ("schedule", "sweep_lr", "stage", "init_from", "profile")
+    overrides = [f"{key}={json.dumps(value)}" for key, value in flatten(params).items()
+                 if value != recipe.get(key) and key.split(".")[0] not in own]
+    return load_params(files[params["init_from"]], params["profile"], overrides)
 
 
 def stage_params(profile, folder=PARAMS, overrides=()):

@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, rundir
 from .data import SceneDataset, collate, data_uri, open_split, to_device
-from .experiments import upstream_run_dir
 from .inference import Validation, final_scenes, how_it_ran, outputs_and_losses, scoring_pool, usable_cpus, uses_bf16
 from .losses import Criterion
 from .model import Perceiver, param_groups
@@ -241,14 +240,13 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def upstream_checkpoint(params, runs_dir):
-    """The checkpoint a run starts from: its `init_from` stage's run of the same training seed
-    (`experiments.upstream_run_dir`), at our start step."""
-    path = checkpoint.path_for(upstream_run_dir(params, runs_dir), params["schedule"]["start_step"])
+def upstream_checkpoint(run):
+    """The checkpoint a `Run` starts from: its upstream run's (`experiments.stage_runs`), at our start step."""
+    path = checkpoint.path_for(run.upstream.dir, run.params["schedule"]["start_step"])
     if not path.is_file():
         raise FileNotFoundError(
-            f"stage {params['stage']} (seed {params['train']['seed']}) starts from {path}, which does not "
-            f"exist: run stage {params['init_from']} first (same profile and runs directory)")
+            f"stage {run.stage} (seed {run.seed}) starts from {path}, which does not "
+            f"exist: run stage {run.upstream.stage} first (same profile and runs directory)")
     return path
 
 

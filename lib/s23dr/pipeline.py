@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from . import rundir
-from .experiments import seeds, stage_files, stage_params, upstream_stages
+from .experiments import stage_files, stage_params, stage_runs, upstream_stages
 from .data import trains_on_synthetic
 
 EXECUTED = Path("book/executed")
@@ -264,20 +264,17 @@ def build_book(profile="cpu", runs="runs"):
 
 
 def training_runs(profile):
-    """{(stage, seed): the (stage, seed) it starts from} of every stage's runs at `profile`, and
-    {(stage, seed): the samples x points its training and what starts from it still need}
-    (the longest chain first keeps every worker busy to the end)."""
-    stages = stage_params(profile)
+    """{(stage, seed): the (stage, seed) it starts from} of every stage's runs at `profile`
+    (`experiments.stage_runs`), and {(stage, seed): the samples x points its training and what
+    starts from it still need} (the longest chain first keeps every worker busy to the end)."""
     tasks, cost = {}, {}
-    for name, params in stages.items():
+    for name, params in stage_params(profile).items():
         sched = params["schedule"]
         work = ((sched["end_step"] - sched["start_step"]) * params["train"]["batch_size"]
                 * params["data"]["points"] * len(params["sweep_lr"] or [None]))
-        for seed in seeds(params):
-            upstream = stages.get(params["init_from"])
-            tasks[(name, seed)] = [] if upstream is None else [
-                (params["init_from"], seed if seed in seeds(upstream) else seeds(upstream)[0])]
-            cost[(name, seed)] = work
+        for run in stage_runs(params, "."):  # a task trains every LR of its seed
+            tasks[(name, run.seed)] = [] if run.upstream is None else [(run.upstream.stage, run.upstream.seed)]
+            cost[(name, run.seed)] = work
     chain = {}
     for task in reversed(list(tasks)):  # stage_files order: what starts from a task comes after it
         chain[task] = cost[task] + max((chain[t] for t, after in tasks.items() if task in after), default=0)

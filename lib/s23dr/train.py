@@ -7,7 +7,6 @@ several `seeds` one per training seed in `seed<N>` (`experiments.stage_runs`).
 """
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, loop, rundir
 from .config import ParamsError, load_params
 from .data import check_device
-from .experiments import PARAMS, named_stages, stage_files, stage_runs, upstream_run_dir
+from .experiments import PARAMS, stage_files, stage_runs
 from .loop import train, upstream_checkpoint
 
 
@@ -30,44 +29,21 @@ def is_current(params, run_dir, init):
                              checkpoint.inputs_of(params, init_state))
 
 
-def upstream_run(params, run, runs_dir, folder=PARAMS):
-    """(stage params, run params, run directory) of the run that `run`, a run of stage `params`,
-    starts from: its `init_from` stage's recipe now, at the same profile and with the keys `params`
-    sets beyond its own file's recipe (a --set override, a notebook's data or seed) but for its
-    own `schedule` and sweep, and of its runs the one in `experiments.upstream_run_dir`; run
-    params None when that directory is none of the recipe's runs."""
-    files = named_stages(folder)
-    for name in (params["stage"], params["init_from"]):
-        if name not in files:
-            raise ParamsError(f"stage {name} is named by no params file in {folder}; name the folder of its recipes")
-    ours = checkpoint.flatten(params)
-    recipe = checkpoint.flatten(load_params(files[params["stage"]], params["profile"]))
-    own = ("schedule", "sweep_lr", "stage", "init_from", "profile")
-    overrides = [f"{key}={json.dumps(value)}" for key, value in ours.items()
-                 if value != recipe.get(key) and key.split(".")[0] not in own]
-    upstream = load_params(files[params["init_from"]], params["profile"], overrides)
-    run_dir = upstream_run_dir(run, runs_dir)
-    found = [variant for variant, there in stage_runs(upstream, runs_dir) if there == run_dir]
-    return upstream, (found[0] if found else None), run_dir
-
-
-def stale_upstream(params, run, runs_dir, folder=PARAMS):
-    """The oldest run upstream of `run` (a run of stage `params`) that is not current at its
-    stage's recipe now (`upstream_run`, `is_current`), as (stage, run directory), or None.
+def stale_upstream(run):
+    """The oldest run upstream of `run` (a `Run`) that is not current at its stage's recipe now
+    (`experiments.upstream_params`, `is_current`), as (stage, run directory), or None.
 
     The one staleness rule of a chain: a run is current when its own stamp matches (its params,
     code and the stamp of the checkpoint it starts from) and the run it starts from is current
     too, so editing stage 1's params makes stage 2 stale before stage 1 is trained again."""
-    if not run["init_from"]:
-        return None
-    stage, upstream, run_dir = upstream_run(params, run, runs_dir, folder)
+    upstream = run.upstream
     if upstream is None:
-        return params["init_from"], run_dir
-    further = stale_upstream(stage, upstream, runs_dir, folder)
+        return None
+    further = stale_upstream(upstream)
     if further:
         return further
-    init = upstream_checkpoint(upstream, runs_dir) if upstream["init_from"] else None
-    return None if is_current(upstream, run_dir, init) else (params["init_from"], run_dir)
+    init = upstream_checkpoint(upstream) if upstream.upstream else None
+    return None if is_current(upstream.params, upstream.dir, init) else (upstream.stage, upstream.dir)
 
 
 def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, restart=False, progress=True,
@@ -85,15 +61,17 @@ def run_stage(params, runs_dir="runs", device=None, init=None, resume=None, rest
     its recipe no longer makes.
     """
     finals = []
-    runs = [(v, d) for v, d in stage_runs(params, runs_dir) if seed is None or v["train"]["seed"] == seed]
+    every = stage_runs(params, runs_dir, folder)
+    runs = [run for run in every if seed is None or run.seed == seed]
     if not runs:
         raise ValueError(f"stage {params['stage']} has no run of training seed {seed}; its seeds are "
-                         f"{sorted({v['train']['seed'] for v, _ in stage_runs(params, runs_dir)})}")
-    for variant, run_dir in runs:
+                         f"{sorted({run.seed for run in every})}")
+    for run in runs:
+        variant, run_dir = run.params, run.dir
         start = init
-        if start is None and variant["init_from"]:
-            start = upstream_checkpoint(variant, runs_dir)
-            stale = stale_upstream(params, variant, runs_dir, folder)
+        if start is None and run.upstream:
+            start = upstream_checkpoint(run)
+            stale = stale_upstream(run)
             if stale:
                 raise ValueError(f"{run_dir} starts, directly or through another run, from {stale[1]}, which is not current (its stage's params, "
                                  f"code or upstream run changed since it was trained): train stage {stale[0]} "
@@ -163,12 +141,11 @@ def main(argv=None):
     parser.add_argument("--allow-long", action="store_true",
                         help=f"train a schedule more than {LONG}x as long as the stage's recipe at the profile")
     args = parser.parse_args(argv)
-    params = None
+    params, folder = None, Path(args.params).parent
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         params = load_params(args.params, args.profile, args.set)
         check_length(params, args.params, args.allow_long)
-        folder = Path(args.params).parent
         if params["init_from"] and params["init_from"] not in stage_files(folder):  # the graph checked too
             raise ParamsError(f"{args.params}: init_from {params['init_from']} names no stage in {folder}")
         if args.device is not None:  # an empty --device is refused, not taken as the default
@@ -182,7 +159,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         for bar in list(getattr(tqdm, "_instances", ())):  # the loop's progress bar: end its line first
             bar.close()
-        print(f"interrupted: {where_stopped(params, args.runs)}", file=sys.stderr)
+        print(f"interrupted: {where_stopped(params, args.runs, folder)}", file=sys.stderr)
         return 130
     finally:
         for sig, handler in previous.items():
@@ -200,11 +177,11 @@ def interrupt(signum, frame):
     loop.STOP.set()
 
 
-def where_stopped(params, runs_dir):
+def where_stopped(params, runs_dir, folder=PARAMS):
     """An interrupted training in one line: the step its run reached and how to resume it
     (the loop keeps a checkpoint every train.ckpt_every steps, and one where a stop asked it to;
     the same command resumes)."""
-    logs = [run_dir / rundir.MetricsLog.FILE for _, run_dir in stage_runs(params, runs_dir)] if params else []
+    logs = [run.dir / rundir.MetricsLog.FILE for run in stage_runs(params, runs_dir, folder)] if params else []
     logs = [log for log in logs if log.is_file()]
     if not logs:
         return "before the first logged step; nothing to resume"

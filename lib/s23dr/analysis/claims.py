@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import verdicts
-from .evidence import arm_of, at_points, passes_per_scene, seed_passes, value
+from .evidence import at_points, passes_per_scene, seed_passes, value
 from ..config import load_params
 from ..experiments import stage_files, stage_runs
 
@@ -119,8 +119,7 @@ def high_lr_rates(recipes):
     alike: `profiles.yaml`), so that each is read against the seed's threshold."""
     ablation, full = recipes["ablation_high_lr"], load_params(stage_files()["ablation_high_lr"])
     scale = ablation["schedule"]["lr"] / full["schedule"]["lr"]
-    return {arm_of(ablation, run): run["schedule"]["lr"] / scale for run, _ in stage_runs(ablation, ".")
-            if run["train"]["seed"] == ablation["train"]["seed"]}
+    return {run.arm: run.lr / scale for run in stage_runs(ablation, ".") if run.seed == ablation["train"]["seed"]}
 
 
 def finetune_parts(arm, lr, threshold, dense, letters):

@@ -3,7 +3,7 @@ by training seed (`gather`: `{arm: {seed: rows}}`, the *evidence*), the evaluati
 reads from a log (`value`: the final one, or the best), the per-seed difference of two arms
 (`per_seed`), and what tells two arms' recipes apart (`changed_keys`).
 
-An arm is a stage, or `<stage> lr=<LR>` for one rate of a sweep (`arm_of`); a stage's final
+An arm is a stage, or `<stage> lr=<LR>` for one rate of a sweep (`experiments.Run.arm`); a stage's final
 checkpoints scored at the other point count are the arm `at_points(stage, points)`
 (`point_counts`).
 """
@@ -19,20 +19,14 @@ SCENE_SCORES = ("hss", "f1", "iou")
 NOT_RECIPE = ("stage", "init_from", "profile", "sweep_lr", "seeds", "train.seed")
 
 
-def arm_of(params, run):
-    """The arm a run of a stage belongs to: the stage, or `<stage> lr=<LR>` for a run of a sweep
-    (its seeds are the arm's repeats)."""
-    return params["stage"] + (f" lr={run['schedule']['lr']:g}" if params["sweep_lr"] else "")
-
-
 def gather(recipes, runs):
     """{arm: {seed: metrics rows}} of every run of `recipes` ({stage: params}) found under `runs`."""
     found = {}
     for params in recipes.values():
-        for run, run_dir in stage_runs(params, runs):
-            log = run_dir / MetricsLog.FILE
+        for run in stage_runs(params, runs):
+            log = run.dir / MetricsLog.FILE
             if log.is_file():
-                found.setdefault(arm_of(params, run), {})[run["train"]["seed"]] = MetricsLog.read(log)
+                found.setdefault(run.arm, {})[run.seed] = MetricsLog.read(log)
     return found
 
 
@@ -67,10 +61,9 @@ def at_points(arm, points):
 
 
 def arm_params(recipes, arm):
-    """The params of the first run of `arm` (a stage, or `<stage> lr=<LR>`)."""
-    stage, _, lr = arm.partition(" lr=")
-    runs = stage_runs(recipes[stage], ".")
-    return next(r for r, _ in runs if not lr or f"{r['schedule']['lr']:g}" == lr)
+    """The params of the first run of `arm` (a `Run.arm`: a stage, or one LR of a sweep)."""
+    return next(run.params for params in recipes.values() if params["sweep_lr"] or params["stage"] == arm
+                for run in stage_runs(params, ".") if run.arm == arm)
 
 
 def seed_passes():

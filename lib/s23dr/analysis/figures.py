@@ -26,8 +26,8 @@ REFERENCE_STYLES = (":", "--", "-.")
 def curves(runs, keys, kind="eval", references=None):
     """One panel per metrics-log key against the global step, one line per run, one legend.
 
-    runs: {label: rows}; kind: which rows to draw, "train" or "eval". The seeds of one arm
-    (labels "<arm> seed=<N>") share a colour and one legend entry.
+    runs: {Run: rows} (`experiments.Run`), or {name: rows} of single runs; kind: which rows to
+    draw, "train" or "eval". The seeds of one arm (`Run.arm`) share a colour and one legend entry.
     references: {key: {label: value}}, drawn as grey horizontal lines (the baseline's figures),
     one line style per label; a None value is left out.
     """
@@ -37,12 +37,13 @@ def curves(runs, keys, kind="eval", references=None):
     styles = {name: REFERENCE_STYLES[i % len(REFERENCE_STYLES)] for i, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(keys), figsize=(min(10.5, 1 + 3.6 * len(keys)), 3.3), squeeze=False)
     pick = {"eval": MetricsLog.evals, "train": MetricsLog.trains}[kind]
-    arms = list(dict.fromkeys(label.split(" seed=")[0] for label in runs))
-    seeds = {arm: sum(label.split(" seed=")[0] == arm for label in runs) for arm in arms}
+    arm_of = {run: getattr(run, "arm", run) for run in runs}
+    arms = list(dict.fromkeys(arm_of.values()))
+    seeds = {arm: list(arm_of.values()).count(arm) for arm in arms}
     for ax, key in zip(axes[0], keys):
         labelled = set()
-        for label, rows in runs.items():
-            arm = label.split(" seed=")[0]
+        for run, rows in runs.items():
+            arm = arm_of[run]
             points = [(r["step"], r[key]) for r in pick(rows) if r.get(key) is not None]
             if points:
                 steps, values = zip(*points)

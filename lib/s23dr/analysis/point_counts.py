@@ -33,13 +33,12 @@ def rescore(recipes, runs, device=None, arms=ARMS):
     log (hss, f1, iou and per-scene scores)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     found, read = {}, {}  # read: the validation scenes by (split, count), decoded once for every run
-    runs_of = [(params, run, run_dir) for name in arms for params in [recipes[name]]
-               for run, run_dir in stage_runs(params, runs)]
-    for params, run, run_dir in tqdm(runs_of, desc="scoring at the other point count"):
-        final = checkpoint.path_for(run_dir, run["schedule"]["end_step"])
+    runs_of = [run for name in arms for run in stage_runs(recipes[name], runs)]
+    for run in tqdm(runs_of, desc="scoring at the other point count"):
+        final = checkpoint.path_for(run.dir, run.params["schedule"]["end_step"])
         if not final.is_file():
             continue
-        other = next(n for n in point_counts(recipes) if n != run["data"]["points"])
+        other = next(n for n in point_counts(recipes) if n != run.params["data"]["points"])
         model, trained = load_model(final, device)
         at = {**trained, "data": {**trained["data"], "points": other}}
         split = (data_uri(at, "val"), final_scenes(at))
@@ -47,8 +46,8 @@ def rescore(recipes, runs, device=None, arms=ARMS):
             read[split] = first(open_dataset(split[0]), split[1])
         scenes = read[split]
         _, scores, _ = score_model(model, scenes, at, device)
-        found.setdefault(at_points(params["stage"], other), {})[run["train"]["seed"]] = [{
-            "kind": "final", "step": run["schedule"]["end_step"], "hss": scores.mean.hss, "f1": scores.mean.f1,
+        found.setdefault(at_points(run.stage, other), {})[run.seed] = [{
+            "kind": "final", "step": run.params["schedule"]["end_step"], "hss": scores.mean.hss, "f1": scores.mean.f1,
             "iou": scores.mean.iou, "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}]
     return found
 

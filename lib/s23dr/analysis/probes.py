@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from ..data import SceneDataset, collate, data_uri, open_dataset
-from ..experiments import run_label, stage_runs
+from ..experiments import stage_runs
 from ..inference import first, predict_segments, score_model, score_predictions
 from ..loop import ForwardLoss, build, train_step
 from ..matcher import matched_mass_at_cost
@@ -32,22 +32,23 @@ def first_losses(params, steps=4):
     is zero, so the points reach the loss only from the third update on.
     """
     lines, cpu = [], torch.device("cpu")
-    for run, _ in stage_runs(params, "."):
-        if run["train"]["seed"] != params["train"]["seed"]:
+    for run in stage_runs(params, "."):
+        if run.seed != params["train"]["seed"]:
             continue
-        model, criterion, optimizer = build(run)
+        used = run.params
+        model, criterion, optimizer = build(used)
         model.eval()
-        scenes = first(open_dataset(data_uri(run, "train")), run["train"]["batch_size"])
-        items = SceneDataset(scenes, run["data"]["points"], run["data"]["augment"], run["train"]["seed"])
+        scenes = first(open_dataset(data_uri(used, "train")), used["train"]["batch_size"])
+        items = SceneDataset(scenes, used["data"]["points"], used["data"]["augment"], used["train"]["seed"])
         batch = collate([items[i] for i in range(len(items))])
-        step = ForwardLoss(model, criterion, run, cpu)  # uncompiled: a compile would cost a page some 40 s
+        step = ForwardLoss(model, criterion, used, cpu)  # uncompiled: a compile would cost a page some 40 s
         at_init = train_step(step, optimizer, batch)
         for _ in range(steps - 1):
             train_step(step, optimizer, batch)
         with torch.no_grad():
             after = step(batch)["total"]
         parts = ", ".join(f"{k} {v.item():.4f}" for k, v in at_init.items() if k != "total")
-        lines.append(f"{run_label(params, run)}: loss at init {at_init['total'].item():.4f} ({parts}), "
+        lines.append(f"{run.label}: loss at init {at_init['total'].item():.4f} ({parts}), "
                      f"after {steps} steps {after.item():.3f}")
     return "\n".join(lines)
 

@@ -7,21 +7,21 @@ from .. import checkpoint
 from .evidence import passes
 from ..config import load_params
 from ..data import data_uri, trains_on_synthetic
-from ..experiments import run_label, stage_runs
+from ..experiments import stage_runs
 
 
 def recipe_table(params):
     """The keys that tell the stages apart, one row per run (one per LR of `sweep_lr`)."""
     rows = []
-    for run, run_dir in stage_runs(params, "."):
-        sched = run["schedule"]
+    for run in stage_runs(params, "."):
+        used, sched = run.params, run.params["schedule"]
         cooldown = sched["cooldown_start"]
-        rows.append({"run": run_label(params, run), "init_from": run["init_from"] or "scratch",
-                     "points": run["data"]["points"], "batch": run["train"]["batch_size"],
+        rows.append({"run": run.label, "init_from": used["init_from"] or "scratch",
+                     "points": used["data"]["points"], "batch": used["train"]["batch_size"],
                      "steps": f"{sched['start_step']} -> {sched['end_step']}", "lr": f"{sched['lr']:g}",
                      "warmup": sched["warmup"],
                      "cooldown": "none" if cooldown is None else f"{cooldown} +{sched['cooldown_steps']}",
-                     "endpoint": run["loss"]["endpoint"]["weight"], "train data": data_uri(run, "train")})
+                     "endpoint": used["loss"]["endpoint"]["weight"], "train data": data_uri(used, "train")})
     return pd.DataFrame(rows).set_index("run")
 
 

@@ -18,7 +18,7 @@ import torch
 from .. import bench, checkpoint
 from ..config import load_params
 from ..data import SceneDataset, collate, data_uri, open_dataset, to_device
-from ..experiments import run_label, stage_runs
+from ..experiments import stage_runs
 from ..inference import first
 from ..loop import train, upstream_checkpoint
 from ..model import output_tensors
@@ -101,14 +101,14 @@ def stage_twice(params, runs, within, device=None):
     by final HSS, which the baseline's two such runs put `within` apart. Returns (the comparison row,
     {"stage": "bit-identical" or not, "stage_hss": both HSS, "within_hss": `within`, "within":
     whether they are})."""
-    run, run_dir = stage_runs(params, runs)[0]
-    final = checkpoint.path_for(run_dir, run["schedule"]["end_step"])
-    log = MetricsLog.read(run_dir / MetricsLog.FILE)
+    run = stage_runs(params, runs)[0]
+    final = checkpoint.path_for(run.dir, run.params["schedule"]["end_step"])
+    log = MetricsLog.read(run.dir / MetricsLog.FILE)
     threads = MetricsLog.run_row(log)["threads"]
     work, before = Path(tempfile.mkdtemp(prefix="s23dr-twice-")), torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        again = train(run, work / "again", init=upstream_checkpoint(run, runs), device=device)
+        again = train(run.params, work / "again", init=upstream_checkpoint(run), device=device)
         row = compare(final, again)
         hss = [evaluation(log, "hss")["hss"], evaluation(MetricsLog.read(work / "again" / MetricsLog.FILE), "hss")["hss"]]
     finally:
@@ -116,7 +116,7 @@ def stage_twice(params, runs, within, device=None):
         shutil.rmtree(work)
     outcome = {"stage": "bit-identical" if row["bit-identical"] == row["tensors"] else "not bit-identical",
                "stage_hss": hss, "within_hss": within, "within": abs(hss[0] - hss[1]) <= within}
-    return {f"{run_label(params, run)} trained twice": row}, outcome
+    return {f"{run.label} trained twice": row}, outcome
 
 
 #: What benchmarks/gpu_check.py writes in benchmarks/results/: bench's rows of each variant

@@ -43,13 +43,13 @@ class ResultsPage:
         for name, recipe in self.recipes.items():
             self.finals[name], now = train_stage(recipe, runs, device)
             self.trained += now
-        self.logs = {label: rows for recipe in self.recipes.values() for label, rows in run_metrics(recipe, runs).items()}
+        self.logs = {run: rows for recipe in self.recipes.values() for run, rows in run_metrics(recipe, runs).items()}
         self.numbers = {name: arm_numbers(recipe, runs) for name, recipe in self.recipes.items()}
         self.conf_threshold = self.recipes["stage3"]["eval"]["conf_threshold"]
 
     def train(self):
         """Which runs this page had to train, in words."""
-        return f"trained now: {', '.join(self.trained)}" if self.trained else "nothing to train: every run was current"
+        return f"trained now: {', '.join(run.label for run in self.trained)}" if self.trained else "nothing to train: every run was current"
 
     def key_numbers(self):
         """The baseline's "Key Numbers" rebuilt (`run_summaries.key_numbers`), glued as `results_key_numbers`."""

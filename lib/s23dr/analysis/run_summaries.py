@@ -5,9 +5,8 @@ import time
 
 import pandas as pd
 
-from .evidence import arm_of
 from .recipes import what_changed
-from ..experiments import run_label, stage_runs
+from ..experiments import stage_runs
 from ..rundir import MetricsLog
 from ..train import run_stage
 
@@ -15,22 +14,21 @@ from ..train import run_stage
 def train_stage(params, runs="runs", device=None, init=None):
     """Train every run of a stage unless current (`train.run_stage`, retraining a stale run).
 
-    Returns the final checkpoints (in `stage_runs` order) and the labels (`run_label`) of the runs
-    trained now, so a page that only reads its runs can say when it had to train one.
+    Returns the final checkpoints (in `stage_runs` order) and the `Run`s trained now, so a page
+    that only reads its runs can say when it had to train one.
     """
     start = time.time()
     finals = run_stage(params, runs, device, init=init, restart=True, progress=False)
-    return finals, [run_label(params, run) for (run, _), path in zip(stage_runs(params, runs), finals)
-                    if path.stat().st_mtime >= start]
+    return finals, [run for run, path in zip(stage_runs(params, runs), finals) if path.stat().st_mtime >= start]
 
 
 def run_metrics(params, runs="runs"):
-    """{run_label: metrics rows} of each run of a stage; a run not trained yet is left out."""
+    """{Run: metrics rows} of each run of a stage; a run not trained yet is left out."""
     out = {}
-    for run, run_dir in stage_runs(params, runs):
-        log = run_dir / MetricsLog.FILE
+    for run in stage_runs(params, runs):
+        log = run.dir / MetricsLog.FILE
         if log.is_file():
-            out[run_label(params, run)] = MetricsLog.read(log)
+            out[run] = MetricsLog.read(log)
     return out
 
 
@@ -50,12 +48,9 @@ def summary(rows, params):
 def arm_numbers(params, runs="runs"):
     """{arm: DataFrame of `summary` per seed (rows) with its mean and standard deviation} of
     each arm of a stage (the stage, or each LR of its sweep), from the runs' logs."""
-    logs = run_metrics(params, runs)
     tables = {}
-    for run, _ in stage_runs(params, runs):
-        label = run_label(params, run)
-        if label in logs:
-            tables.setdefault(arm_of(params, run), {})[run["train"]["seed"]] = summary(logs[label], run)
+    for run, rows in run_metrics(params, runs).items():
+        tables.setdefault(run.arm, {})[run.seed] = summary(rows, run.params)
     return {arm: pd.DataFrame(rows).T.rename_axis("seed") for arm, rows in tables.items()}
 
 
@@ -75,7 +70,7 @@ def key_numbers(recipes, numbers, baseline):
 
 def how_runs_ran(params, runs="runs"):
     """One row per run of a stage: how it computed (`inference.how_it_ran`, logged at its start)."""
-    rows = {label: MetricsLog.run_row(log) or {} for label, log in run_metrics(params, runs).items()}
+    rows = {run.label: MetricsLog.run_row(log) or {} for run, log in run_metrics(params, runs).items()}
     return pd.DataFrame({label: {k: v for k, v in row.items() if k not in ("step", "kind")}
                          for label, row in rows.items()}).T
 

@@ -18,7 +18,7 @@ from .notebook import baseline_results, notebook_params
 from .probes import evaluate_checkpoint, first_losses
 from .recipes import BASELINE_RECIPE, departures, recipe_table
 from .run_summaries import arm_numbers, how_runs_ran, run_metrics, train_stage
-from ..experiments import run_label, stage_runs, upstream_stages
+from ..experiments import stage_runs, upstream_stages
 from ..rundir import MetricsLog
 
 
@@ -54,8 +54,8 @@ class StageReport:
 
     def checkpoints(self):
         """The checkpoints each run wrote, one line per run."""
-        return "\n".join(f"{run_label(self.recipe, run)}: " + " ".join(sorted(p.name for p in final.parent.glob("step*.pt")))
-                          for (run, _), final in zip(stage_runs(self.recipe, self.runs), self.finals))
+        return "\n".join(f"{run.label}: " + " ".join(sorted(p.name for p in final.parent.glob("step*.pt")))
+                          for run, final in zip(stage_runs(self.recipe, self.runs), self.finals))
 
     def how_it_ran(self):
         """How each run computed (precision, device, CPU kernels, torch version, threads)."""
@@ -135,15 +135,16 @@ class StageReport:
         seeds, glued as `<stage>_<key>` (a sweep's arm as `<stage>_<LR as the params file
         writes it>_<key>`), beside the baseline's (`baseline_numbers`, None where it reports
         none) and the arms of the stage params `beside` (not glued)."""
-        as_written = {f"{lr:g}": written for lr, written in
+        as_written = {float(lr): written for lr, written in
                       zip(self.recipe["sweep_lr"] or [], notebook_params(self.path, "full")["sweep_lr"] or [])}
+        lr_of = {run.arm: run.lr for run in stage_runs(self.recipe, self.runs)}
         columns = {}
         for recipe in [self.recipe] + ([beside] if beside else []):
             for arm, table in arm_numbers(recipe, self.runs).items():
                 mean = table.mean()
                 if recipe is self.recipe:
-                    lr = arm.partition(" lr=")[2]
-                    prefix = self.stage + (f"_{as_written[lr]:g}" if lr else "")
+                    lr = lr_of[arm]
+                    prefix = self.stage + (f"_{as_written[lr]:g}" if lr is not None else "")
                     for key, number in mean.items():
                         glue(f"{prefix}_{key}", float(number), display=False)
                 columns[f"{arm}: mean of {len(table)}"] = mean
