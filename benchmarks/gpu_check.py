@@ -46,13 +46,13 @@ import torch
 from s23dr import bench, checkpoint
 from s23dr.config import load_params
 from s23dr.data import check_device
+from s23dr.experiments import point_stages
 from s23dr.loop import build, forward_loss, train
 from s23dr.rundir import MetricsLog, check_writable
 from s23dr.synthetic_data import build_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks/results/gpu_check.json"
-STAGES = ("stage1", "stage2")
 PHASES = ("forward_s", "backward_s", "optimizer_s")
 
 
@@ -180,7 +180,7 @@ def main(argv=None):
         return 2
     cuda = device.type == "cuda"
     steps, profile = args.steps or (30 if cuda else 3), "full" if cuda else "smoke"
-    stages = {s: load_params(ROOT / f"params/{s}.yaml", profile) for s in STAGES}
+    stages = point_stages(profile, ROOT / "params")
     scenes = max(64 if cuda else 4, *(p["train"]["batch_size"] for p in stages.values()))  # a split holds a batch
     variants = ("compiled", "eager") if cuda else ("eager",)  # compiling on a CPU takes minutes
     record = {"device": bench.device_name(device), "torch": torch.__version__, "python": platform.python_version(),

@@ -23,10 +23,9 @@ from pathlib import Path
 from s23dr.bench import save_result
 from s23dr.config import load_params
 from s23dr.rundir import MetricsLog
-from s23dr.experiments import stage_runs
+from s23dr.experiments import main_chain, stage_runs
 from s23dr.train import run_stage
 
-STAGES = ("stage1", "stage2", "stage3")
 #: Validation HSS at the seed's threshold that a loss must reach to count as learning here.
 LEARNS = {"stage1": 0.10, "stage3": 0.25}
 
@@ -41,8 +40,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runs = Path(args.runs or tempfile.mkdtemp(prefix="loss_choice_"))
     stages = {}
-    for name in STAGES:
-        params = load_params(f"params/{name}.yaml", args.profile, args.set)
+    for name, path in main_chain().items():
+        params = load_params(path, args.profile, args.set)
         first_seed = params["train"]["seed"]  # one run of each stage: its first seed's
         final = run_stage(params, runs, restart=True, progress=False, seed=first_seed)[0]
         run = next(r for r in stage_runs(params, runs) if r.seed == first_seed)

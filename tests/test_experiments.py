@@ -10,7 +10,7 @@ import yaml
 
 from s23dr import pipeline
 from s23dr.config import ParamsError
-from s23dr.experiments import stage_files, stage_params, stage_runs, upstream_stages
+from s23dr.experiments import main_chain, point_stages, stage_files, stage_params, stage_runs, upstream_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params"
@@ -99,6 +99,13 @@ def test_training_runs_wait_for_their_upstream_run(monkeypatch):
         for (name, seed), after in tasks.items():
             assert after == ([] if not stages[name]["init_from"] else [(stages[name]["init_from"], seed)])
             assert all(chain[a] > chain[(name, seed)] for a in after)
+
+
+def test_the_main_chain_is_the_stages_no_other_stage_file_changes():
+    assert list(main_chain(PARAMS)) == ["stage1", "stage2", "stage3"]
+    for profile in ("full", "cpu", "smoke"):
+        stages = point_stages(profile, PARAMS)
+        assert list(stages) == ["stage1", "stage2"] and stages["stage1"]["data"]["points"] < stages["stage2"]["data"]["points"]
 
 
 def test_every_notebook_is_in_the_table_of_contents_and_reads_what_it_draws(monkeypatch):

@@ -38,8 +38,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import rundir
-from .config import ParamsError, load_params
+from .config import ParamsError
 from .data import SceneDataset, check_device, collate, open_split, to_device
+from .experiments import point_stages
 from .inference import NO_AUGMENT, Validation, score_predictions, scoring_pool, uses_bf16
 from .world.sampling import sample_scene
 from .world.synthetic import generate_scene
@@ -240,8 +241,7 @@ def bench(args):
     cuda = device.type == "cuda"
     steps = args.steps or (100 if cuda else 3)
     warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
-    stages = {stage: load_params(Path(__file__).resolve().parents[2] / "params" / f"{stage}.yaml",
-                                 args.profile, args.set) for stage in ("stage1", "stage2")}
+    stages = point_stages(args.profile, Path(__file__).resolve().parents[2] / "params", args.set)
     with tempfile.TemporaryDirectory(prefix="s23dr-bench-") as folder:
         data = args.data
         if data is None:

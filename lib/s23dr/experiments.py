@@ -63,6 +63,24 @@ def stage_files(folder=PARAMS):
     return {name: found[name] for name in ordered}
 
 
+def main_chain(folder=PARAMS):
+    """{stage: params file} of the recipe's own stages, in training order: the stage files that
+    inherit no other stage's file (an ablation, a control arm or a variant inherits the file of
+    the stage it changes)."""
+    return {name: path for name, path in stage_files(folder).items() if not inherited_stage(path)}
+
+
+def point_stages(profile, folder=PARAMS, overrides=()):
+    """{stage: params} of the `main_chain`'s first stage at each point count it trains on, at
+    `profile`: the stages whose data and step cost differ (stage 1 and the finetune)."""
+    found = {}
+    for name, path in main_chain(folder).items():
+        params = load_params(path, profile, overrides)
+        if all(p["data"]["points"] != params["data"]["points"] for p in found.values()):
+            found[name] = params
+    return found
+
+
 def inherited_stage(path):
     """The stage whose params file `path` inherits (an ablation's or a control arm's), or None."""
     inherit = read_yaml(path).get("inherit")

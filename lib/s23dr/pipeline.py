@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from . import rundir
-from .experiments import stage_files, stage_params, stage_runs, upstream_stages
+from .experiments import point_stages, stage_files, stage_params, stage_runs, upstream_stages
 from .data import trains_on_synthetic
 
 EXECUTED = Path("book/executed")
@@ -62,9 +62,8 @@ def notebooks():
 
 
 def synthetic_points(profile):
-    """The point counts a profile trains on (stage 1's and stage 2's)."""
-    stages = stage_params(profile)
-    return sorted({stages[name]["data"]["points"] for name in ("stage1", "stage2")})
+    """The point counts a profile trains on (`experiments.point_stages`: stage 1's and stage 2's)."""
+    return sorted(params["data"]["points"] for params in point_stages(profile).values())
 
 
 def build_data(profile):

@@ -17,7 +17,7 @@ from typing import Callable
 from . import verdicts
 from .evidence import at_points, passes_per_scene, seed_passes, value
 from ..config import load_params
-from ..experiments import stage_files, stage_runs
+from ..experiments import main_chain, stage_files, stage_runs
 
 @dataclass(frozen=True)
 class Part:
@@ -144,7 +144,7 @@ def claims(recipes, baseline, evidence, rules):
     (params/baseline_results.yaml), `rules` params/verdicts.yaml. The evidence holds every
     run's metrics log and the final checkpoints of stages 1 to 3 and the points control scored
     at the other point count too (`at_points`)."""
-    s1, s2, s3 = (baseline["stages"][s] for s in ("stage1", "stage2", "stage3"))
+    s1, s2, s3 = (baseline["stages"][s] for s in main_chain())
     ratios, share = baseline["train_val_ratio"], rules["share"]
     sparse, dense = recipes["stage1"]["data"]["points"], recipes["stage2"]["data"]["points"]
     high_rates, threshold = high_lr_rates(recipes), baseline["high_finetune_lr_threshold"]

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint
 from ..data import data_uri, open_dataset
-from ..experiments import stage_runs
+from ..experiments import main_chain, stage_runs
 from ..inference import final_scenes, first, score_model
 from ..predict import load_model
 from .evidence import at_points, value
@@ -23,8 +23,8 @@ ARMS = ("stage1", "stage2", "stage3", "control_points")
 
 
 def point_counts(recipes):
-    """The profile's two point counts: stage 1's and stage 2's."""
-    return recipes["stage1"]["data"]["points"], recipes["stage2"]["data"]["points"]
+    """The profile's point counts, in the `main_chain`'s order: stage 1's and stage 2's."""
+    return tuple(dict.fromkeys(recipes[name]["data"]["points"] for name in main_chain()))
 
 
 def rescore(recipes, runs, device=None, arms=ARMS):

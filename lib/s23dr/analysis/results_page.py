@@ -21,11 +21,8 @@ from .probes import (best_and_worst, confidence_ceiling, evaluate_checkpoint, ne
                      scores_by_threshold)
 from .run_summaries import all_benchmarks, arm_numbers, final_ratios, key_numbers, run_metrics, train_stage
 from ..data import data_uri
-from ..experiments import stage_files
+from ..experiments import main_chain, point_stages, stage_files
 from ..rundir import MetricsLog
-
-#: The stages whose first seed's final checkpoint the probes score.
-STAGES = ("stage1", "stage2", "stage3")
 
 
 class ResultsPage:
@@ -36,8 +33,9 @@ class ResultsPage:
         self.profile, self.runs, self.device = profile, runs, device
         self.baseline = baseline_results()
         self.recipes = {name: notebook_params(path, profile, data, seed) for name, path in stage_files().items()}
+        self.chain = list(main_chain())  # the stages whose first seed's final checkpoint the probes score
         glue("profile", profile, display=False)
-        uris = [data_uri(self.recipes[name], "train").rsplit(":", 1)[0] for name in ("stage1", "stage2")]
+        uris = [data_uri(self.recipes[name], "train").rsplit(":", 1)[0] for name in point_stages(profile)]
         glue("data_uri", " and ".join(uris), display=False)
         self.finals, self.trained = {}, []
         for name, recipe in self.recipes.items():
@@ -63,7 +61,7 @@ class ResultsPage:
         `results_conf_threshold` and `results_highest_conf`; returns the HSS table."""
         thresholds = sorted({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, self.conf_threshold})
         sweeps, confidences = {}, {}
-        for name in STAGES:
+        for name in self.chain:
             sweeps[name], confidences[name] = scores_by_threshold(self.finals[name][0], thresholds, self.device)
         glue("results_conf_threshold", self.conf_threshold, display=False)
         glue("results_highest_conf", max(float(c.max()) for c in confidences.values()), display=False)
@@ -86,7 +84,7 @@ class ResultsPage:
         (`probes.nearest_errors`), glued as `results_nearest_errors` (the figure),
         `results_vert_thresh` and `results_nearest_{median,within}_<stage>`."""
         vert_thresh = self.recipes["stage3"]["eval"]["vert_thresh"]
-        nearest = {name: nearest_errors(self.finals[name][0], self.device) for name in (*STAGES, "full_world")}
+        nearest = {name: nearest_errors(self.finals[name][0], self.device) for name in (*self.chain, "full_world")}
         glue("results_nearest_errors", figures.nearest_errors({name: m for name, (m, _) in nearest.items()}, vert_thresh),
              display=False)
         glue("results_vert_thresh", vert_thresh, display=False)

@@ -6,7 +6,7 @@ import time
 import pandas as pd
 
 from .recipes import what_changed
-from ..experiments import stage_runs
+from ..experiments import main_chain, stage_runs
 from ..rundir import MetricsLog
 from ..train import run_stage
 
@@ -58,7 +58,7 @@ def key_numbers(recipes, numbers, baseline):
     """The baseline's "Key Numbers" table from our runs: per stage the mean (and standard deviation)
     over its seeds of the final evaluation (`arm_numbers`), beside the baseline's figures."""
     rows = []
-    for name in ("stage1", "stage2", "stage3"):
+    for name in main_chain():
         table, theirs = numbers[name][name], baseline["stages"][name]
         rows.append({"stage": name, "seeds": len(table), "steps": recipes[name]["schedule"]["end_step"],
                      "HSS": table["hss"].mean(), "HSS sd": table["hss"].std(), "F1": table["f1"].mean(),
@@ -82,7 +82,7 @@ def all_benchmarks(recipes, numbers, baseline, profile):
                "IoU": r["iou"]} for r in baseline["benchmarks"]]
     ours = [{"model": f"ours ({profile}): {arm}, mean of {len(table)}", "points": recipes[name]["data"]["points"],
              "HSS": table["hss"].mean(), "F1": table["f1"].mean(), "IoU": table["iou"].mean()}
-            for name in ("stage1", "stage2", "stage3") for arm, table in numbers[name].items()]
+            for name in main_chain() for arm, table in numbers[name].items()]
     return pd.DataFrame(theirs + ours).set_index("model").astype({"points": "Int64"})
 
 
