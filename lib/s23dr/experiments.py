@@ -5,9 +5,10 @@ A params file is a *stage* when it names one (`stage:`). It starts from the fina
 checkpoint of its `init_from` stage, and an ablation or control arm that inherits another
 stage's file (`inherit: stage2.yaml`) is drawn and compared beside that stage. A stage
 has one run per learning rate of `sweep_lr` and per training seed (`seeds`: train.seed,
-train.seed + 1, ...); a run of seed s starts from its upstream stage's run of seed s
-(or from its only run, when that stage has one seed). Nothing here is typed twice: the
-pipeline, the notebooks' dependencies and the tests follow from these functions.
+train.seed + 1, ...), a `Run`; a run of seed s starts from its upstream stage's run of seed s
+(or from that stage's first run, when it has no seed s). The recipe's own stages are the
+`main_chain`. Nothing here is typed twice: the pipeline, the notebooks' dependencies, the
+analysis and the tests follow from these functions.
 """
 
 import json

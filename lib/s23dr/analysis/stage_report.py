@@ -124,7 +124,7 @@ class StageReport:
                              "fall from the start": start - last, f"fall beyond Δ {smallest:g}": start - last > smallest,
                              "diverged": claims.divergence(log, evidence[stage1["stage"]][seed]) is not None})
         frame = pd.DataFrame(rows).set_index(["arm", "seed"])
-        own = frame[frame.index.get_level_values("arm").str.startswith(self.stage)]
+        own = frame[frame.index.get_level_values("arm").isin({run.arm for run in stage_runs(self.recipe, self.runs)})]
         glue(f"{self.stage}_evaluations", int(own["evaluations"].min()) if len(own) else 0, display=False)
         table = frame.style.format(precision=3)
         glue(f"{self.stage}_forgetting", table, display=False)
