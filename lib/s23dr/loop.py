@@ -351,10 +351,11 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
 
     def run_eval(at_step, kinds):
         if rank == 0:
-            if final is None:  # one evaluation logged as each kind
+            if final is None:  # the final evaluation is this one, logged as both kinds
                 evaluations.submit(at_step, validation.run(model, criterion, evaluations.pool), kinds)
-            for kind, on in (("eval", validation), ("final", final)) if final is not None else ():
-                if kind in kinds:
+            else:
+                for kind in kinds:
+                    on = final if kind == "final" else validation
                     evaluations.submit(at_step, on.run(model, criterion, evaluations.pool), (kind,))
             model.train()
 
