@@ -18,6 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("S23DR_PROFILE", "smoke")  # the kernels nbval starts inherit it
 ROOT = Path(__file__).resolve().parent
+collect_ignore = ["notebooks/templates"]  # a template's markers are no notebook to run; its pages are checked
 
 
 @functools.cache

@@ -110,10 +110,35 @@ def test_the_main_chain_is_the_stages_no_other_stage_file_changes():
 
 def test_every_notebook_is_in_the_table_of_contents_and_reads_what_it_draws(monkeypatch):
     monkeypatch.chdir(ROOT)
-    toc = (ROOT / "_toc.yml").read_text()
     graph = pipeline.notebooks()
     assert set(graph) == {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
-    assert all(f"file: book/executed/{name}\n" in toc for name in graph)
+    assert {f"book/executed/{name}" for name in graph} <= set(pipeline.toc_pages(ROOT / "_toc.yml"))
     for name, reads in pipeline.stage_notebooks().items():
         assert reads == [s for s in upstream_stages(PARAMS / f"{name}.yaml") if s in graph]
     assert set(graph["results"]) == set(graph) - {"data", "results"}
+
+
+def test_an_ablation_is_its_params_file_and_a_page_made_from_the_template(tmp_path, monkeypatch):
+    """Issue 31's "three files": a new ablation's page is written from the template (its title and
+    introduction from the params file's opening comment), the pipeline then executes it beside the
+    other pages and the table of contents lists it; an existing page is never overwritten."""
+    import nbformat
+
+    shutil.copytree(PARAMS, tmp_path / "params")
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks")
+    shutil.copy(ROOT / "_toc.yml", tmp_path / "_toc.yml")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params" / "ablation_no_aux.yaml").write_text(
+        "# Ablation: stage 2 without the auxiliary decoder losses. Does the finetune need them?\n"
+        "inherit: stage2.yaml\nstage: ablation_no_aux\nloss: {aux: {weight: 0.0}}\n")
+    page = pipeline.ablation_page("params/ablation_no_aux.yaml")
+    text = "\n".join(cell.source for cell in nbformat.read(page, 4).cells)
+    assert "# Ablation: stage 2 without the auxiliary decoder losses\n" in text
+    assert "Does the finetune need them?" in text and 'params = "params/ablation_no_aux.yaml"' in text
+    assert "<<" not in text
+    assert pipeline.notebooks()["ablation_no_aux"] == ["stage1", "stage2"]
+    assert "book/executed/ablation_no_aux" in pipeline.toc_pages()
+    with pytest.raises(FileExistsError, match="notebooks/ablation_no_aux.ipynb exists"):
+        pipeline.ablation_page("params/ablation_no_aux.yaml")
+    with pytest.raises(ValueError, match="inherits a stage's file"):
+        pipeline.ablation_page("params/stage1.yaml")

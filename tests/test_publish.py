@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from s23dr import publish, rundir
+from s23dr import pipeline, publish, rundir
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = {"sources": "as built"}
@@ -14,17 +14,7 @@ INPUTS = {"sources": "as built"}
 
 def chapters():
     """Every page of the book's table of contents (_toc.yml), as its path without suffix."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            pages.append(entry["file"])
-            walk(entry.get("sections", []))
-
-    for part in toc["parts"]:
-        walk(part["chapters"])
-    return pages
+    return pipeline.toc_pages(ROOT / "_toc.yml")
 
 
 @pytest.fixture

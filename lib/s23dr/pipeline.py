@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from . import rundir
-from .experiments import point_stages, stage_files, stage_params, stage_runs, upstream_stages
+from .config import read_yaml
+from .experiments import inherited_stage, point_stages, stage_files, stage_params, stage_runs, upstream_stages
 from .data import trains_on_synthetic
 
 EXECUTED = Path("book/executed")
@@ -50,6 +51,28 @@ def stage_notebooks():
     files = stage_files()
     pages = [name for name in files if Path(f"notebooks/{name}.ipynb").is_file()]
     return {name: [s for s in upstream_stages(files[name]) if s in pages] for name in pages}
+
+
+def toc_pages(toc=Path("_toc.yml")):
+    """Every page of the book's table of contents, as its path without suffix; a `glob` entry
+    (book/executed/<pattern>) stands for the notebooks in `notebooks/` it matches."""
+    import yaml
+
+    tree, pages = yaml.safe_load(Path(toc).read_text()), []
+
+    def walk(entries):
+        for entry in entries:
+            if "glob" in entry:
+                found = sorted(Path(toc).parent.joinpath("notebooks").glob(Path(entry["glob"]).name + ".ipynb"))
+                pages.extend((EXECUTED / p.stem).as_posix() for p in found)
+            else:
+                pages.append(entry["file"])
+            walk(entry.get("sections", []))
+
+    pages.append(tree["root"])
+    for part in tree["parts"]:
+        walk(part["chapters"])
+    return pages
 
 
 def notebooks():
@@ -184,10 +207,10 @@ def run_logged(command, log, env, what):
         raise RuntimeError(f"{what} failed ({log}): {tail[0]}")
 
 
-def record_checks(profile="smoke", runs="runs"):
+def record_checks(profile="smoke", runs="runs", only=None):
     """Store in `notebooks/` the outputs that nbval compares (the cells marked
-    `# NBVAL_CHECK_OUTPUT`): each notebook is executed at `profile` on one thread, as
-    conftest.py runs them, and its check cells' outputs are copied into the template.
+    `# NBVAL_CHECK_OUTPUT`): each notebook (of `only`, when given) is executed at `profile`
+    on one thread, as conftest.py runs them, and its check cells' outputs are copied into it.
     Run it after a change that is meant to move those numbers, and review the diff."""
     import nbformat
     import papermill
@@ -196,7 +219,7 @@ def record_checks(profile="smoke", runs="runs"):
     torch.set_num_threads(1)
     prepare_runs(profile, runs)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in notebooks():
+        for name in [n for n in notebooks() if not only or n in only]:
             template, out = Path(f"notebooks/{name}.ipynb"), Path(tmp) / f"{name}.ipynb"
             papermill.execute_notebook(str(template), str(out), cwd=str(Path.cwd()),
                                        parameters={"profile": profile, "runs": str(runs)},
@@ -209,6 +232,44 @@ def record_checks(profile="smoke", runs="runs"):
                     cell.execution_count = executed[cell.source].execution_count
             nbformat.write(notebook, template)
             print(f"{template}: {sum(CHECK in c.source for c in notebook.cells)} check cells recorded")
+
+
+#: The page of an ablation without a notebook of its own (`ablation_page`).
+ABLATION_TEMPLATE = Path("notebooks/templates/ablation.ipynb")
+
+
+def ablation_page(path):
+    """Write `notebooks/<stage>.ipynb`, the page of the stage file `path` (an ablation: a file
+    that inherits a stage's and changes one thing), from `ABLATION_TEMPLATE`: its title the
+    first sentence of the file's opening comment, its introduction the rest. The pipeline then
+    executes it with the other pages, and the book lists it under Ablations (_toc.yml reads
+    `book/executed/ablation_*`). An existing notebook is refused, not overwritten."""
+    import nbformat
+
+    path = Path(path)
+    stage = read_yaml(path).get("stage")
+    if not stage or not inherited_stage(path):
+        raise ValueError(f"{path}: an ablation's params file names its stage (stage:) and inherits a stage's file (inherit:)")
+    if not stage.startswith("ablation_"):
+        raise ValueError(f"{path}: an ablation's stage is named ablation_<what it changes>, got {stage}")
+    out = Path(f"notebooks/{stage}.ipynb")
+    if out.exists():
+        raise FileExistsError(f"{out} exists; remove it first to make it again from {ABLATION_TEMPLATE}")
+    opening = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        opening.append(line.lstrip("#").strip())
+    title, _, rest = " ".join(opening).partition(". ")
+    if not title:
+        raise ValueError(f"{path}: open the file with a comment saying what the ablation changes and why (its page's text)")
+    fill = {"<<TITLE>>": title.rstrip("."), "<<DESCRIPTION>>": rest, "<<STAGE>>": stage, "<<PARAMS>>": path.as_posix()}
+    notebook = nbformat.read(ABLATION_TEMPLATE, 4)
+    for cell in notebook.cells:
+        for marker, value in fill.items():
+            cell.source = cell.source.replace(marker, value)
+    nbformat.write(notebook, out)
+    return out
 
 
 def repository_url():
@@ -345,13 +406,15 @@ def separate_compile_caches():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["data", "notebooks", "book", "checks"],
-                        help="checks: record the outputs that nbval compares, at the smoke profile by default")
+    parser.add_argument("what", choices=["data", "notebooks", "book", "checks", "ablation"],
+                        help="checks: record the outputs that nbval compares, at the smoke profile by default; "
+                             "ablation: make the page of the ablation PARAMS from the template and record its checks")
+    parser.add_argument("params", nargs="?", help="ablation: its params file (params/ablation_<name>.yaml)")
     parser.add_argument("--profile", default=None, help="default: cpu (checks: smoke)")
     parser.add_argument("--runs", default="runs", help="root of the run directories (default: runs)")
     parser.add_argument("--only", nargs="*", help="execute only these notebooks")
     args = parser.parse_args(argv)
-    args.profile = args.profile or ("smoke" if args.what == "checks" else "cpu")
+    args.profile = args.profile or ("smoke" if args.what in ("checks", "ablation") else "cpu")
     separate_compile_caches()
     if args.what == "book":
         try:
@@ -361,7 +424,16 @@ def main(argv=None):
     if args.what == "data":
         build_data(args.profile)
     elif args.what == "checks":
-        record_checks(args.profile, args.runs)
+        record_checks(args.profile, args.runs, args.only)
+    elif args.what == "ablation":
+        if not args.params:
+            parser.error("ablation needs its params file: python -m s23dr.pipeline ablation params/ablation_<name>.yaml")
+        try:
+            page = ablation_page(args.params)
+        except (ValueError, OSError) as err:
+            parser.error(str(err))
+        record_checks(args.profile, args.runs, [page.stem])
+        print(f"{page}: made; `make book` trains the ablation and adds its page to the book")
     else:
         prepare_runs(args.profile, args.runs)
         execute_notebooks(args.profile, args.runs, args.only)
