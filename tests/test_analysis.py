@@ -92,7 +92,7 @@ def test_notebooks_execute_side_by_side_after_what_they_read(tmp_path, monkeypat
         name = Path(cmd[3]).stem
         with lock:
             events.append(("start", name))
-        time.sleep(0.02)
+        time.sleep(0.2)  # long enough that a loaded machine still starts the second beside it
         Path(cmd[4]).write_text("{}")
         with lock:
             events.append(("end", name))
@@ -269,22 +269,22 @@ def test_the_overfitting_sweep_reads_each_arm_at_each_size(tmp_path):
     assert (row["passes per scene"], row["ratio at the end"], row["highest ratio"], row["HSS at the end"]) == (250, 1.1, 1.3, 0.1)
 
 
-def test_the_pipeline_keeps_one_compile_cache_per_cpu_kernel_class(monkeypatch):
+def test_training_keeps_one_compile_cache_per_cpu_kernel_class(monkeypatch):
     """A step compiled under one ATEN_CPU_CAPABILITY was served from inductor's cache to a process
-    under another, which then failed; the pipeline's trainings and notebooks get a cache per class,
-    and a cache the user named is kept."""
+    under another, which then failed; the trainer's command line and the pipeline's trainings and
+    notebooks get a cache per class, and a cache the user named is kept."""
     import os
 
     import torch
 
-    from s23dr import pipeline
+    from s23dr import loop
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    pipeline.separate_compile_caches()
+    loop.separate_compile_caches()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"].endswith(f"{os.sep}avx2")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")
-    pipeline.separate_compile_caches()
+    loop.separate_compile_caches()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"
 
 

@@ -153,6 +153,20 @@ def check_cpu_compiler():
                            f"and none was found ({type(error).__name__}); install one or set train.compile=false") from None
 
 
+def separate_compile_caches():
+    """One inductor cache per CPU kernel class (`torch.backends.cpu.get_cpu_capability`), for
+    the compiled steps of this process and those it starts (the trainer's command line and the
+    pipeline call it first): torch 2.13 served a step compiled under the AVX-512 kernels from
+    its cache to a process under ATEN_CPU_CAPABILITY=avx2, whose first step then failed
+    ("tuple args required"). A cache the user chose (TORCHINDUCTOR_CACHE_DIR) is kept."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:  # read before importing inductor, which sets it
+        return
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    folder = Path(default_cache_dir()) / torch.backends.cpu.get_cpu_capability().lower()
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+
+
 def train_step(forward, optimizer, batch, lr=None):
     """One update as the trainer makes it, at `lr` when given: the loss terms of `batch` from
     `forward` (a `ForwardLoss`, as `forward_loss` makes it), backward, AdamW. Returns the terms

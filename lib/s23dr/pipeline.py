@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from . import rundir
+from . import loop, rundir
 from .config import read_yaml
 from .experiments import inherited_stage, point_stages, stage_files, stage_params, stage_runs, upstream_stages
 from .data import trains_on_synthetic
@@ -390,20 +390,6 @@ def train_logged(argv, log):
             return 1
 
 
-def separate_compile_caches():
-    """One inductor cache per CPU kernel class (`torch.backends.cpu.get_cpu_capability`), for
-    the compiled steps of the trainings and notebooks this starts: torch 2.13 served a step
-    compiled under the AVX-512 kernels from its cache to a process under
-    ATEN_CPU_CAPABILITY=avx2, whose first step then failed ("tuple args required"). A cache
-    the user chose (TORCHINDUCTOR_CACHE_DIR) is kept."""
-    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:  # read before importing inductor, which sets it
-        return
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
-    folder = Path(default_cache_dir()) / torch.backends.cpu.get_cpu_capability().lower()
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m s23dr.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["data", "notebooks", "book", "checks", "ablation"],
@@ -415,7 +401,7 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="execute only these notebooks")
     args = parser.parse_args(argv)
     args.profile = args.profile or ("smoke" if args.what in ("checks", "ablation") else "cpu")
-    separate_compile_caches()
+    loop.separate_compile_caches()
     if args.what == "book":
         try:
             repository_url()  # before the training, not after it

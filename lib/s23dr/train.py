@@ -141,6 +141,7 @@ def main(argv=None):
     parser.add_argument("--allow-long", action="store_true",
                         help=f"train a schedule more than {LONG}x as long as the stage's recipe at the profile")
     args = parser.parse_args(argv)
+    loop.separate_compile_caches()
     params, folder = None, Path(args.params).parent
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -23,8 +23,9 @@ ARMS = ("stage1", "stage2", "stage3", "control_points")
 
 
 def point_counts(recipes):
-    """The profile's point counts, in the `main_chain`'s order: stage 1's and stage 2's."""
-    return tuple(dict.fromkeys(recipes[name]["data"]["points"] for name in main_chain()))
+    """The profile's point counts, in the `main_chain`'s order (stage 1's and stage 2's), from
+    the chain's stages among `recipes` ({stage: params})."""
+    return tuple(dict.fromkeys(recipes[name]["data"]["points"] for name in main_chain() if name in recipes))
 
 
 def rescore(recipes, runs, device=None, arms=ARMS):
