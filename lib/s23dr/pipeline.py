@@ -203,8 +203,13 @@ def run_logged(command, log, env, what):
     with open(log, "w") as out:
         done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode:
-        tail = [line for line in log.read_text().splitlines() if line.strip()][-1:] or ["(empty log)"]
-        raise RuntimeError(f"{what} failed ({log}): {tail[0]}")
+        raise failed(what, log)
+
+
+def failed(what, log):
+    """The error of a job that failed: `what`, its log and the log's last line."""
+    tail = [line for line in Path(log).read_text().splitlines() if line.strip()][-1:] or ["(empty log)"]
+    return RuntimeError(f"{what} failed ({log}): {tail[0]}")
 
 
 def record_checks(profile="smoke", runs="runs", only=None):
@@ -368,8 +373,7 @@ def prepare_runs(profile, runs="runs", workers=None):
         log = logs / f"{name}-seed{seed}.log"
         argv = [str(files[name]), "--profile", profile, "--runs", str(runs), "--restart", "--seed", str(seed)]
         if trainers.submit(train_logged, argv, log).result():
-            tail = [line for line in log.read_text().splitlines() if line.strip()][-1:] or ["(empty log)"]
-            raise RuntimeError(f"training {name} (seed {seed}) failed ({log}): {tail[0]}")
+            raise failed(f"training {name} (seed {seed})", log)
         print(f"{name} seed {seed}: trained or current")
 
     print(f"training {len(tasks)} runs of {len(files)} stages on {workers} worker(s)")
