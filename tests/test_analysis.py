@@ -303,11 +303,15 @@ def test_the_validation_size_table_reads_each_pair_at_each_size(tmp_path):
 
 def test_a_training_that_fails_in_a_trainer_process_is_one_line_naming_it_and_its_log(tmp_path, monkeypatch):
     """`pipeline.prepare_runs` calls the trainer's command line in its trainer processes with the
-    output in a log (`train_logged`); a failure stops the job naming the run, the log and its last line."""
+    output in a log (`logged`); a failure stops the job naming the run, the log and its last line,
+    and a follow-up that raises is a failure with its traceback in its log."""
     from s23dr import pipeline
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # the trainer's command line sets it
     log = tmp_path / "stage1-seed353.log"
-    assert pipeline.train_logged([str(tmp_path / "missing.yaml"), "--profile", "smoke"], log) == 2
+    assert pipeline.logged(log, pipeline.train_main, [str(tmp_path / "missing.yaml"), "--profile", "smoke"]) == 2
     error = str(pipeline.failed("training stage1 (seed 353)", log))
     assert error.startswith(f"training stage1 (seed 353) failed ({log}): error: ") and "missing.yaml" in error
+    follow = tmp_path / "stage1-seed353-scored.log"
+    assert pipeline.logged(follow, pipeline.follow_up, pipeline.SCORED, "stage1", 353, "smoke", str(tmp_path / "none")) == 1
+    assert "FileNotFoundError" in follow.read_text() and "no final checkpoint" in follow.read_text()

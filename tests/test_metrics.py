@@ -5,7 +5,7 @@ import pytest
 import torch
 import trimesh
 
-from s23dr.metrics import _cylinders, _pairwise_intersection_volume, score_scenes, hss
+from s23dr.metrics import _cylinder, _cylinders, _frame, _pairwise_intersection_volume, score_scenes, hss
 
 R = 0.5  # the 2026 thresholds
 HEXAGON = 1.5 * np.sqrt(3) * R**2  # area of the 6-section cross-section
@@ -71,6 +71,20 @@ def test_cylinders_keep_the_official_sheared_frame():
     cyl = _cylinders([[0, 0, 0], [1, 1, 0]], [[0, 1]], R)[0]
     volume = trimesh.Trimesh(cyl.vertices, cyl.faces).volume
     assert volume == pytest.approx(HEXAGON * np.sqrt(2) * 0.5, rel=1e-9)
+
+
+def test_cylinders_are_trimeshs_cylinder_bit_for_bit():
+    """The cylinders are made from one cached unit cylinder; each must be the official
+    `trimesh.primitives.Cylinder` exactly, vertex for vertex, for the scores to be the official ones."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p1, p2 = rng.uniform(-6, 6, 3), rng.uniform(-6, 6, 3)
+        if rng.random() < 0.3:
+            p2[1] = p1[1]  # horizontal edges take the other branch of the frame
+        length = np.linalg.norm(p2 - p1)
+        official = trimesh.primitives.Cylinder(radius=R, height=length, transform=_frame(p1, p2, length), sections=6)
+        ours = _cylinder(p1, p2, R)
+        assert np.array_equal(ours.vertices, official.vertices) and np.array_equal(ours.faces, official.faces)
 
 
 def test_disjoint_boxes_and_non_touching_cylinders_score_zero():

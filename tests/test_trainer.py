@@ -732,3 +732,32 @@ def test_a_schedule_far_beyond_the_recipe_is_refused_without_allow_long(tmp_path
         f"1250 steps from start_step 0; add --allow-long to train that long\n")
     assert s23dr_train.main(args + ["--allow-long"]) == 0
     assert s23dr_train.main(args[:-1] + ["schedule.end_step=12500"]) == 0
+
+
+def test_a_runs_follow_ups_are_kept_beside_its_checkpoint_and_read_while_it_is_current(synthetic_root, tmp_path, monkeypatch):
+    """What the pipeline does on a trained run in its trainer processes (`pipeline.follow_ups`), the
+    checkpoint scored at the other point count and the run trained again, is kept beside the final
+    checkpoint and read, not made again, until the checkpoint changes."""
+    from s23dr.analysis import point_counts, reproducibility
+
+    params = smoke("stage1", synthetic_root, "schedule.end_step=2", "train.deterministic=true", "eval.max_scenes=2")
+    run = SimpleNamespace(dir=tmp_path / "stage1", params=params, upstream=None)
+    final = train(params, run.dir, progress=False)
+    counts = (params["data"]["points"], 2 * params["data"]["points"])
+    row = point_counts.at_other_points(run, counts, "cpu")
+    twice = reproducibility.trained_twice(run, "cpu")
+    assert row["points"] == counts[1] and len(row["scenes"]) == 2
+    assert twice["row"]["bit-identical"] == twice["row"]["tensors"] and twice["hss"][0] == twice["hss"][1]
+
+    def made_again(*args, **kwargs):
+        raise AssertionError("made again while current")
+
+    monkeypatch.setattr(point_counts, "score_model", made_again)
+    monkeypatch.setattr(reproducibility, "train", made_again)
+    assert point_counts.at_other_points(run, counts, "cpu") == row
+    assert reproducibility.trained_twice(run, "cpu") == twice
+    rundir.mark_current(final, {"another": "checkpoint"})  # the run trained anew from other inputs
+    with pytest.raises(AssertionError, match="made again"):
+        point_counts.at_other_points(run, counts, "cpu")
+    with pytest.raises(AssertionError, match="made again"):
+        reproducibility.trained_twice(run, "cpu")

@@ -16,6 +16,7 @@ its key, not a traceback part-way through a run. The result is a plain nested di
 
 import copy
 import difflib
+import functools
 import math
 import re
 from pathlib import Path
@@ -97,15 +98,23 @@ class ParamsError(ValueError):
 
 
 def read_yaml(path):
+    """The mapping in the YAML file `path` (a copy the caller may change). The stage graph reads
+    every params file many times a run; each text is parsed once (`_parse`, keyed by the text,
+    so an edited file is read anew)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
+    return copy.deepcopy(_parse(path.read_text(), str(path)))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text, where):
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
+        raise ParamsError(f"{where}: not valid YAML ({_yaml_problem(err)})") from None
     if not isinstance(data, dict):
-        raise ParamsError(f"{path}: expected a mapping of keys at the top level")
+        raise ParamsError(f"{where}: expected a mapping of keys at the top level")
     return data
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from . import loop, rundir
+from . import checkpoint, loop, rundir
 from .config import read_yaml
 from .experiments import inherited_stage, point_stages, stage_files, stage_params, stage_runs, upstream_stages
 from .data import trains_on_synthetic
@@ -346,6 +346,41 @@ def training_runs(profile):
     return tasks, chain
 
 
+#: The kinds of work on a trained run that pages read (`follow_ups`).
+SCORED, AGAIN = "scored at the other point count", "trained again"
+
+
+def follow_ups(profile):
+    """{(kind, stage, seed): [(stage, seed), the training run it reads]}: every run of
+    `point_counts.ARMS` scored at the other point count (`SCORED`), and the first run of
+    `reproducibility.TWICE` trained again (`AGAIN`). Each keeps its result beside the run's
+    final checkpoint, where the Results and Reproducibility pages read it."""
+    from .analysis import point_counts, reproducibility
+
+    recipes, found = stage_params(profile), {}
+    for kind, stages in ((SCORED, point_counts.ARMS), (AGAIN, (reproducibility.TWICE,))):
+        for name in (s for s in stages if s in recipes):
+            runs = stage_runs(recipes[name], ".")
+            for run in runs[:1] if kind == AGAIN else runs:
+                found[(kind, name, run.seed)] = [(name, run.seed)]
+    return found
+
+
+def follow_up(kind, stage, seed, profile, runs):
+    """Do the follow-up `kind` (`follow_ups`) of `stage`'s run of training seed `seed`."""
+    from .analysis import point_counts, reproducibility
+
+    recipes = stage_params(profile)
+    run = next(r for r in stage_runs(recipes[stage], runs) if r.seed == seed)
+    final = checkpoint.path_for(run.dir, run.params["schedule"]["end_step"])
+    if not final.is_file():
+        raise FileNotFoundError(f"{final}: stage {stage} (seed {seed}) has no final checkpoint to be {kind}")
+    if kind == SCORED:
+        point_counts.at_other_points(run, point_counts.point_counts(recipes))
+    else:
+        reproducibility.trained_twice(run)
+
+
 def prepare_runs(profile, runs="runs", workers=None):
     """The data and every stage's runs of a profile, trained before any notebook reads them.
 
@@ -354,12 +389,14 @@ def prepare_runs(profile, runs="runs", workers=None):
     `<runs>/<profile>/logs/`), side by side in one trainer process per CPU thread, each on one
     thread: on a small CPU two one-thread trainings make nearly twice the samples per second of
     one two-thread training (`python -m s23dr.bench`). A trainer process trains run after run,
-    so it compiles each shape of step once (`loop.forward_loss`), not once per run. The
+    so it compiles each shape of step once (`loop.forward_loss`), not once per run. The work on
+    trained runs that pages read (`follow_ups`) is done there too, once its run is trained. The
     notebooks then find their runs current. A run that fails stops the job with its stage and
     the tail of its log.
     """
     build_data(profile)
     tasks, chain = training_runs(profile)
+    after = follow_ups(profile)
     files = stage_files()
     workers = workers or max(1, min(len(tasks), torch.get_num_threads()))
     threads = max(1, torch.get_num_threads() // workers)
@@ -368,30 +405,42 @@ def prepare_runs(profile, runs="runs", workers=None):
     trainers = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=torch.set_num_threads, initargs=(threads,))
 
-    def train(task):
+    def work(task):
+        if task in after:
+            kind, name, seed = task
+            log = logs / f"{name}-seed{seed}-{kind.replace(' ', '-')}.log"
+            if trainers.submit(logged, log, follow_up, kind, name, seed, profile, str(runs)).result():
+                raise failed(f"{name} (seed {seed}) {kind}", log)
+            print(f"{name} seed {seed}: {kind}")
+            return
         name, seed = task
         log = logs / f"{name}-seed{seed}.log"
         argv = [str(files[name]), "--profile", profile, "--runs", str(runs), "--restart", "--seed", str(seed)]
-        if trainers.submit(train_logged, argv, log).result():
+        if trainers.submit(logged, log, train_main, argv).result():
             raise failed(f"training {name} (seed {seed})", log)
         print(f"{name} seed {seed}: trained or current")
 
-    print(f"training {len(tasks)} runs of {len(files)} stages on {workers} worker(s)")
-    with trainers:
-        run_graph(tasks, train, workers, priority=chain.get)
+    print(f"training {len(tasks)} runs of {len(files)} stages on {workers} worker(s), and {len(after)} follow-ups")
+    with trainers:  # a follow-up goes first once its run is trained: the longest chains still end the job
+        run_graph({**tasks, **after}, work, workers, priority=lambda task: chain.get(task, float("inf")))
 
 
-def train_logged(argv, log):
-    """`python -m s23dr.train` with `argv`, in this process, its output in the file `log`;
-    returns its exit status (an error it does not catch is written to the log too)."""
-    from . import train
-
+def logged(log, function, *args):
+    """`function(*args)` in this process, its output in the file `log`; returns its exit status:
+    what it returns (None: 0), or 1 when it raised (the traceback in the log too)."""
     with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
-            return train.main(argv)
+            return function(*args) or 0
         except Exception:
             traceback.print_exc()
             return 1
+
+
+def train_main(argv):
+    """`python -m s23dr.train` with `argv`: its exit status."""
+    from . import train
+
+    return train.main(argv)
 
 
 def main(argv=None):

@@ -7,11 +7,13 @@ A run's own final evaluation is read from its log; only the other point count is
 the same first `eval.final_scenes` validation scenes of that point count's split.
 """
 
+import json
+
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import checkpoint
+from .. import checkpoint, rundir
 from ..data import data_uri, open_dataset
 from ..experiments import main_chain, stage_runs
 from ..inference import final_scenes, first, score_model
@@ -30,27 +32,58 @@ def point_counts(recipes):
 
 def rescore(recipes, runs, device=None, arms=ARMS):
     """{at_points(arm, n): {seed: [its evaluation row]}}: the final checkpoint of every run of
-    `arms`'s stages scored at the point count it was not trained on, as a final evaluation row of its
-    log (hss, f1, iou and per-scene scores)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    `arms`'s stages scored at the point count it was not trained on (`at_other_points`)."""
     found, read = {}, {}  # read: the validation scenes by (split, count), decoded once for every run
+    counts = point_counts(recipes)
     runs_of = [run for name in arms for run in stage_runs(recipes[name], runs)]
     for run in tqdm(runs_of, desc="scoring at the other point count"):
-        final = checkpoint.path_for(run.dir, run.params["schedule"]["end_step"])
-        if not final.is_file():
-            continue
-        other = next(n for n in point_counts(recipes) if n != run.params["data"]["points"])
-        model, trained = load_model(final, device)
-        at = {**trained, "data": {**trained["data"], "points": other}}
-        split = (data_uri(at, "val"), final_scenes(at))
-        if split not in read:
-            read[split] = first(open_dataset(split[0]), split[1])
-        scenes = read[split]
-        _, scores, _ = score_model(model, scenes, at, device)
-        found.setdefault(at_points(run.stage, other), {})[run.seed] = [{
-            "kind": "final", "step": run.params["schedule"]["end_step"], "hss": scores.mean.hss, "f1": scores.mean.f1,
-            "iou": scores.mean.iou, "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}]
+        row = at_other_points(run, counts, device, read)
+        if row is not None:
+            found.setdefault(at_points(run.stage, other_count(run, counts)), {})[run.seed] = [row]
     return found
+
+
+def other_count(run, counts):
+    """The one of the profile's point `counts` that `run` (a `Run`) did not train on."""
+    return next(n for n in counts if n != run.params["data"]["points"])
+
+
+def at_other_points(run, counts, device=None, read=None):
+    """`run`'s final checkpoint scored at the point count of `counts` it was not trained on, on the
+    first `eval.final_scenes` validation scenes of that count's split, as a final evaluation row
+    (hss, f1, iou and per-scene scores); None while the run has no final checkpoint.
+
+    The row is kept beside the checkpoint (`final_at_<N>_points.json`) and read from there while it
+    is current (`rundir.is_current`: the same checkpoint, scored by the same code), so the
+    pipeline scores it in a trainer process once the run is trained (`pipeline.prepare_runs`) and
+    the pages that read it do not score it again. `read` caches decoded splits between calls."""
+    final = checkpoint.path_for(run.dir, run.params["schedule"]["end_step"])
+    if not final.is_file():
+        return None
+    other = other_count(run, counts)
+    saved = run.dir / f"final_at_{other}_points.json"
+    made_by = rundir.stamp_file(final)
+    inputs = {"checkpoint": made_by.read_text() if made_by.is_file() else None,
+              "code": rundir.code_version("analysis.point_counts"), "points": other}
+    if rundir.is_current(saved, inputs):
+        return json.loads(saved.read_text())
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, trained = load_model(final, device)
+    at = {**trained, "data": {**trained["data"], "points": other}}
+    split = (data_uri(at, "val"), final_scenes(at))
+    read = {} if read is None else read
+    if split not in read:
+        read[split] = first(open_dataset(split[0]), split[1])
+    scenes = read[split]
+    _, scores, _ = score_model(model, scenes, at, device)
+    row = {"kind": "final", "step": run.params["schedule"]["end_step"], "points": other, "hss": scores.mean.hss,
+           "f1": scores.mean.f1, "iou": scores.mean.iou,
+           "scenes": {str(s["order_id"]): [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}
+    rundir.mark_stale(saved)
+    with rundir.atomic_write(saved) as f:
+        f.write(json.dumps(row).encode())
+    rundir.mark_current(saved, inputs)
+    return row
 
 
 def table(recipes, evidence, baseline):

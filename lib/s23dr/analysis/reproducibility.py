@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import bench, checkpoint
+from .. import bench, checkpoint, rundir
 from ..config import load_params
 from ..data import SceneDataset, collate, data_uri, open_dataset, to_device
 from ..experiments import stage_runs
@@ -93,30 +93,57 @@ def record(path, dev, outcome, table):
     path.write_text(json.dumps({"device": str(dev), **outcome, "checks": table.to_dict(orient="index")}, indent=1))
 
 
+#: The stage the baseline trained twice from one upstream checkpoint, which `stage_twice` trains again.
+TWICE = "stage3"
+
+
 def stage_twice(params, runs, within, device=None):
     """The baseline's two statements on a real stage of the profile, not a smoke run: the first
-    run of `params` (stage 3: the baseline trained it twice from one stage-2 checkpoint) trained
-    once more from the same upstream checkpoint, with the threads its log records, into a
-    temporary folder, and compared with the pipeline's run tensor by tensor (`compare`) and
-    by final HSS, which the baseline's two such runs put `within` apart. Returns (the comparison row,
-    {"stage": "bit-identical" or not, "stage_hss": both HSS, "within_hss": `within`, "within":
-    whether they are})."""
+    run of `params` (stage 3, `TWICE`: the baseline trained it twice from one stage-2 checkpoint)
+    trained once more from the same upstream checkpoint (`trained_twice`) and compared with the
+    pipeline's run tensor by tensor (`compare`) and by final HSS, which the baseline's two such
+    runs put `within` apart. Returns (the comparison row, {"stage": "bit-identical" or not,
+    "stage_hss": both HSS, "within_hss": `within`, "within": whether they are})."""
     run = stage_runs(params, runs)[0]
+    found = trained_twice(run, device)
+    hss = found["hss"]
+    outcome = {"stage": "bit-identical" if found["row"]["bit-identical"] == found["row"]["tensors"] else "not bit-identical",
+               "stage_hss": hss, "within_hss": within, "within": abs(hss[0] - hss[1]) <= within}
+    return {f"{run.label} trained twice": found["row"]}, outcome
+
+
+def trained_twice(run, device=None):
+    """{"row": `compare` of `run`'s final checkpoint with the same run trained again, "hss": the two
+    final HSS}. The second training starts from the same upstream checkpoint, with the threads
+    the first one's log records, in a temporary folder that is removed after.
+
+    The result is kept beside the run's final checkpoint (`trained_twice.json`) while it is
+    current (`rundir.is_current`: the same checkpoint, the same training code), so the pipeline
+    trains it in a trainer process beside the other runs (`pipeline.prepare_runs`) and the
+    Reproducibility page reads it."""
     final = checkpoint.path_for(run.dir, run.params["schedule"]["end_step"])
+    saved, made_by = run.dir / "trained_twice.json", rundir.stamp_file(final)
+    inputs = {"checkpoint": made_by.read_text() if made_by.is_file() else None,
+              "code": rundir.code_version("analysis.reproducibility")}
+    if rundir.is_current(saved, inputs):
+        return json.loads(saved.read_text())
     log = MetricsLog.read(run.dir / MetricsLog.FILE)
     threads = MetricsLog.run_row(log)["threads"]
     work, before = Path(tempfile.mkdtemp(prefix="s23dr-twice-")), torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        again = train(run.params, work / "again", init=upstream_checkpoint(run), device=device)
-        row = compare(final, again)
-        hss = [evaluation(log, "hss")["hss"], evaluation(MetricsLog.read(work / "again" / MetricsLog.FILE), "hss")["hss"]]
+        again = train(run.params, work / "again", init=upstream_checkpoint(run) if run.upstream else None,
+                      device=device)
+        found = {"row": compare(final, again),
+                 "hss": [evaluation(log, "hss")["hss"], evaluation(MetricsLog.read(work / "again" / MetricsLog.FILE), "hss")["hss"]]}
     finally:
         torch.set_num_threads(before)
         shutil.rmtree(work)
-    outcome = {"stage": "bit-identical" if row["bit-identical"] == row["tensors"] else "not bit-identical",
-               "stage_hss": hss, "within_hss": within, "within": abs(hss[0] - hss[1]) <= within}
-    return {f"{run.label} trained twice": row}, outcome
+    rundir.mark_stale(saved)
+    with rundir.atomic_write(saved) as f:
+        f.write(json.dumps(found).encode())
+    rundir.mark_current(saved, inputs)
+    return found
 
 
 #: What benchmarks/gpu_check.py writes in benchmarks/results/: bench's rows of each variant
