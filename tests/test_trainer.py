@@ -147,6 +147,22 @@ def test_the_final_evaluation_scores_final_scenes_and_the_others_max_scenes(synt
     assert list(last["scenes"])[:2] == list(MetricsLog.evals(rows)[-1]["scenes"]), "the curves' scenes come first"
 
 
+@pytest.mark.parametrize("curve, final", [(2, 5), (4, 8)])  # the curve's scenes end inside a batch of 4, at its end
+def test_the_curves_last_evaluation_read_from_the_final_one_is_the_one_it_would_make(synthetic_root, tmp_path, curve, final):
+    """At the end step the curve's evaluation is the final one's first scenes, not evaluated again
+    (`Validation.run`'s `first`): its row is the row a `Validation` of those scenes makes."""
+    params = smoke("stage1", synthetic_root, f"eval.max_scenes={curve}", f"eval.final_scenes={final}")
+    end = train(params, tmp_path / "run", progress=False)
+    logged = MetricsLog.evals(MetricsLog.read(end.parent / MetricsLog.FILE))[-1]
+    model, criterion, _ = loop.build(params)
+    model.load_state_dict(checkpoint.load(end)["model"])
+    device = torch.device("cpu")
+    alone = inference.Validation(open_split(params, "val"), params, device, open_split(params, "train")).run(model, criterion)()
+    assert logged["step"] == params["schedule"]["end_step"] and len(logged["scenes"]) == curve
+    assert logged.keys() - {"step", "kind"} == alone.keys() and logged["scenes"] == alone["scenes"]
+    assert {k: logged[k] for k in alone if k != "scenes"} == pytest.approx({k: v for k, v in alone.items() if k != "scenes"}, rel=1e-12)
+
+
 def test_resume_is_bit_identical_to_an_uninterrupted_run(synthetic_root, tmp_path):
     det = ("train.deterministic=true", "train.ckpt_every=3")
     straight = train(smoke("stage1", synthetic_root, *det, "schedule.end_step=8"), tmp_path / "a", progress=False)
@@ -229,8 +245,8 @@ def test_evaluations_are_logged_in_step_order_as_they_are_scored(tmp_path):
     log = MetricsLog(tmp_path / MetricsLog.FILE)
     evaluations = loop.Evaluations(log, {"data": {"num_workers": 0}})
     scored = threading.Event()
-    evaluations.submit(10, lambda: scored.wait() and {"hss": 0.1})
-    evaluations.submit(20, lambda: {"hss": 0.2})
+    evaluations.submit(10, lambda: scored.wait() and {"eval": {"hss": 0.1}})
+    evaluations.submit(20, lambda: {"eval": {"hss": 0.2}})
     evaluations.write()
     assert not log.path.exists()  # step 10 is being scored, and 20 waits behind it
     scored.set()

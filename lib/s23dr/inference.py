@@ -14,7 +14,7 @@ import torch
 
 from .config import CHOICES
 from .data import SceneDataset, collate, to_device
-from .metrics import score_scenes
+from .metrics import mean_score, score_scenes
 from .postprocess import segments_to_wireframe
 
 NO_AUGMENT = {"rotate": False, "flip": False}
@@ -84,8 +84,10 @@ def predict_segments(model, scenes, params, device, criterion=None):
 
 
 @torch.no_grad()
-def predict_batches(model, batches, params, device, criterion=None):
-    """`predict_segments` of scenes already batched (`scene_batches`).
+def predict_batches(model, batches, params, device, criterion=None, first=None):
+    """`predict_segments` of scenes already batched (`scene_batches`); with `first`, the loss is
+    a pair: over every scene, and over the first `first` scenes where they end at a batch's end
+    (else None: a batch's loss does not split into its scenes').
 
     Outputs and the loss sum stay on the device until the last batch, so the host queues
     batch after batch without waiting for one (on CUDA); the sum is float64, as a Python
@@ -94,16 +96,21 @@ def predict_batches(model, batches, params, device, criterion=None):
     model.eval()
     bf16 = uses_bf16(params, device)
     segments, conf, loss_sum, count = [], [], torch.zeros((), dtype=torch.float64, device=device), 0
+    first_sum = None
     for batch in batches:
         out, losses = outputs_and_losses(model, criterion, batch, device, bf16)
         if criterion is not None:
             loss_sum += losses["total"].double() * len(batch["order_id"])
         count += len(batch["order_id"])
+        if count == first:
+            first_sum = loss_sum.clone()
         segments.append(out["segments"].float())
         if "conf_logits" in out:
             conf.append(torch.sigmoid(out["conf_logits"].float()))
     model.train(was_training)
     loss = loss_sum.item() / count if criterion is not None else None
+    if first is not None:
+        loss = (loss, first_sum.item() / first if criterion is not None and first_sum is not None else None)
     return torch.cat(segments).cpu().numpy(), torch.cat(conf).cpu().numpy() if conf else None, loss
 
 
@@ -177,7 +184,9 @@ class Validation:
     F1 / IoU (their means, and per validation scene as `scenes`: {order_id: [hss, f1, iou]},
     which the verdicts pair between runs), and with `train_scenes` the train/val loss ratio
     (val loss over train loss, both without dropout or augmentation: our reading of the seed's
-    overfitting measure, the book, Results).
+    overfitting measure, the book, Results). With `first`, it returns a pair of rows: over
+    every scene, and over the first `first` alone, the row a `Validation` of those scenes would
+    make (the same batches, scored alike), without running the model on them twice.
     """
 
     def __init__(self, val_scenes, params, device, train_scenes=None, n=None):
@@ -185,24 +194,39 @@ class Validation:
         self.params, self.device = params, device
         self.scenes = first(val_scenes, n)
         self.val = list(scene_batches(self.scenes, params, device))
-        self.train = None
+        self.train_scenes, self.train = None, None
         if train_scenes is not None:
             sample = params["eval"]["train_scenes"] if n is None else min(n, params["eval"]["train_scenes"])
-            self.train = list(scene_batches(first(train_scenes, sample), params, device))
+            self.train_scenes = first(train_scenes, sample)
+            self.train = list(scene_batches(self.train_scenes, params, device))
 
-    def run(self, model, criterion, pool=None):
+    def run(self, model, criterion, pool=None, first=None):
         params, device = self.params, self.device
-        segments, conf, val_loss = predict_batches(model, self.val, params, device, criterion)
-        ratio = {}
-        if self.train is not None:
-            _, _, train_loss = predict_batches(model, self.train, params, device, criterion)
-            ratio = {"train_loss": train_loss, "ratio": val_loss / max(train_loss, 1e-12)}
+
+        def losses(batches, scenes):
+            """Their loss, and with `first` the loss of the first `first` of `scenes` too (from
+            their own batches where those scenes end inside one: a batch's loss does not split)."""
+            segments, conf, loss = predict_batches(model, batches, params, device, criterion,
+                                                   None if first is None else min(first, len(scenes)))
+            if first is None:
+                return segments, conf, (loss,)
+            if loss[1] is None and criterion is not None:
+                loss = (loss[0], predict_segments(model, scenes[:first], params, device, criterion)[2])
+            return segments, conf, loss
+
+        segments, conf, val_loss = losses(self.val, self.scenes)
+        train_loss = (None, None) if self.train is None else losses(self.train, self.train_scenes)[2]
+
+        def row(scenes, scores, val, train):
+            ratio = {} if train is None else {"train_loss": train, "ratio": val / max(train, 1e-12)}
+            mean = mean_score(scores)
+            return {"val_loss": val, "hss": mean.hss, "f1": mean.f1, "iou": mean.iou,
+                    "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores)}, **ratio}
 
         def scored():
-            _, scores = score_predictions(self.scenes, segments, conf, params, pool)
-            return {"val_loss": val_loss, "hss": scores.mean.hss, "f1": scores.mean.f1, "iou": scores.mean.iou,
-                    "scenes": {s["order_id"]: [r.hss, r.f1, r.iou] for s, r in zip(self.scenes, scores.scenes)},
-                    **ratio}
+            scores = score_predictions(self.scenes, segments, conf, params, pool)[1].scenes
+            every = row(self.scenes, scores, val_loss[0], train_loss[0])
+            return every if first is None else (every, row(self.scenes[:first], scores[:first], val_loss[1], train_loss[1]))
         return scored
 
 

@@ -199,17 +199,16 @@ class Evaluations:
         self.pool = scoring_pool(scoring_workers(params))
         self.thread = ThreadPoolExecutor(1)
 
-    def submit(self, step, scored, kinds=("eval",)):
-        """Score `scored` (what `inference.Validation.run` returns) for `step` in the background,
-        logged as a row of each of `kinds`."""
-        self.pending.append((step, kinds, self.thread.submit(scored)))
+    def submit(self, step, scored):
+        """Score `scored` (a function returning {kind: row}) for `step` in the background."""
+        self.pending.append((step, self.thread.submit(scored)))
 
     def write(self, wait=False):
         """Log the evaluations scored by now, in step order (with `wait`, every pending one)."""
         while self.pending and (wait or self.pending[0][-1].done()):
-            step, kinds, future = self.pending.pop(0)
-            for kind in kinds:
-                self.log.write({"step": step, "kind": kind, **future.result()})
+            step, future = self.pending.pop(0)
+            for kind, row in future.result().items():
+                self.log.write({"step": step, "kind": kind, **row})
 
     def close(self):
         """Log every pending evaluation and stop the thread and the processes."""
@@ -364,13 +363,20 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
         return ("eval", "final") if at_step == sched["end_step"] else ("eval",)
 
     def run_eval(at_step, kinds):
+        """Evaluate the model now, logged as each of `kinds`. Where the sets coincide, the final
+        evaluation is the curve's, logged as both kinds; else the curve's scenes, the first of the
+        final evaluation's, are read from it, not evaluated again (`Validation.run`'s `first`)."""
         if rank == 0:
-            if final is None:  # the final evaluation is this one, logged as both kinds
-                evaluations.submit(at_step, validation.run(model, criterion, evaluations.pool), kinds)
+            if final is None or "final" not in kinds:
+                scored = validation.run(model, criterion, evaluations.pool)
+                evaluations.submit(at_step, lambda: dict.fromkeys(kinds, scored()))
             else:
-                for kind in kinds:
-                    on = final if kind == "final" else validation
-                    evaluations.submit(at_step, on.run(model, criterion, evaluations.pool), (kind,))
+                scored = final.run(model, criterion, evaluations.pool, first=len(validation.scenes))
+
+                def rows():
+                    made = dict(zip(("final", "eval"), scored()))
+                    return {kind: made[kind] for kind in kinds}
+                evaluations.submit(at_step, rows)
             model.train()
 
     try:  # a failed run logs the evaluations it made before it stops
