@@ -111,6 +111,26 @@ def mark_current(product, inputs):
         f.write(stamp(inputs).encode())
 
 
+def stamp_of(product):
+    """The stamp beside `product`, or None where it has none (not made, or not yet complete)."""
+    file = stamp_file(product)
+    return file.read_text() if file.is_file() else None
+
+
+def kept(path, inputs, make):
+    """`make()`'s JSON-able result, kept in the file `path`: read from there while it is current
+    (`is_current` with `inputs`), else made, written whole and stamped. What a page reads of a
+    finished run (its checkpoint scored otherwise, say) is made once, beside the run."""
+    if is_current(path, inputs):
+        return json.loads(Path(path).read_text())
+    found = make()
+    mark_stale(path)
+    with atomic_write(path) as f:
+        f.write(json.dumps(found).encode())
+    mark_current(path, inputs)
+    return found
+
+
 # --- atomic writes --------------------------------------------------------------------
 
 #: The temporary file of `atomic_write`: `.<name>.tmp<pid>` beside the file it becomes.

@@ -7,8 +7,6 @@ A run's own final evaluation is read from its log; only the other point count is
 the same first `eval.final_scenes` validation scenes of that point count's split.
 """
 
-import json
-
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -39,7 +37,7 @@ def rescore(recipes, runs, device=None, arms=ARMS):
     for run in tqdm(runs_of, desc="scoring at the other point count"):
         row = at_other_points(run, counts, device, read)
         if row is not None:
-            found.setdefault(at_points(run.stage, other_count(run, counts)), {})[run.seed] = [row]
+            found.setdefault(at_points(run.stage, row["points"]), {})[run.seed] = [row]
     return found
 
 
@@ -60,30 +58,23 @@ def at_other_points(run, counts, device=None, read=None):
     final = checkpoint.path_for(run.dir, run.params["schedule"]["end_step"])
     if not final.is_file():
         return None
-    other = other_count(run, counts)
-    saved = run.dir / f"final_at_{other}_points.json"
-    made_by = rundir.stamp_file(final)
-    inputs = {"checkpoint": made_by.read_text() if made_by.is_file() else None,
-              "code": rundir.code_version("analysis.point_counts"), "points": other}
-    if rundir.is_current(saved, inputs):
-        return json.loads(saved.read_text())
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, trained = load_model(final, device)
-    at = {**trained, "data": {**trained["data"], "points": other}}
-    split = (data_uri(at, "val"), final_scenes(at))
-    read = {} if read is None else read
-    if split not in read:
-        read[split] = first(open_dataset(split[0]), split[1])
-    scenes = read[split]
-    _, scores, _ = score_model(model, scenes, at, device)
-    row = {"kind": "final", "step": run.params["schedule"]["end_step"], "points": other, "hss": scores.mean.hss,
-           "f1": scores.mean.f1, "iou": scores.mean.iou,
-           "scenes": {str(s["order_id"]): [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}
-    rundir.mark_stale(saved)
-    with rundir.atomic_write(saved) as f:
-        f.write(json.dumps(row).encode())
-    rundir.mark_current(saved, inputs)
-    return row
+    other, cache = other_count(run, counts), {} if read is None else read
+
+    def score():
+        on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model, trained = load_model(final, on)
+        at = {**trained, "data": {**trained["data"], "points": other}}
+        split = (data_uri(at, "val"), final_scenes(at))
+        if split not in cache:
+            cache[split] = first(open_dataset(split[0]), split[1])
+        scenes = cache[split]
+        _, scores, _ = score_model(model, scenes, at, on)
+        return {"kind": "final", "step": run.params["schedule"]["end_step"], "points": other, "hss": scores.mean.hss,
+                "f1": scores.mean.f1, "iou": scores.mean.iou,
+                "scenes": {str(s["order_id"]): [r.hss, r.f1, r.iou] for s, r in zip(scenes, scores.scenes)}}
+
+    inputs = {"checkpoint": rundir.stamp_of(final), "code": rundir.code_version("analysis.point_counts"), "points": other}
+    return rundir.kept(run.dir / f"final_at_{other}_points.json", inputs, score)
 
 
 def table(recipes, evidence, baseline):

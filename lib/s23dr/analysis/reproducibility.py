@@ -122,28 +122,22 @@ def trained_twice(run, device=None):
     trains it in a trainer process beside the other runs (`pipeline.prepare_runs`) and the
     Reproducibility page reads it."""
     final = checkpoint.path_for(run.dir, run.params["schedule"]["end_step"])
-    saved, made_by = run.dir / "trained_twice.json", rundir.stamp_file(final)
-    inputs = {"checkpoint": made_by.read_text() if made_by.is_file() else None,
-              "code": rundir.code_version("analysis.reproducibility")}
-    if rundir.is_current(saved, inputs):
-        return json.loads(saved.read_text())
-    log = MetricsLog.read(run.dir / MetricsLog.FILE)
-    threads = MetricsLog.run_row(log)["threads"]
-    work, before = Path(tempfile.mkdtemp(prefix="s23dr-twice-")), torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        again = train(run.params, work / "again", init=upstream_checkpoint(run) if run.upstream else None,
-                      device=device)
-        found = {"row": compare(final, again),
-                 "hss": [evaluation(log, "hss")["hss"], evaluation(MetricsLog.read(work / "again" / MetricsLog.FILE), "hss")["hss"]]}
-    finally:
-        torch.set_num_threads(before)
-        shutil.rmtree(work)
-    rundir.mark_stale(saved)
-    with rundir.atomic_write(saved) as f:
-        f.write(json.dumps(found).encode())
-    rundir.mark_current(saved, inputs)
-    return found
+
+    def train_again():
+        log = MetricsLog.read(run.dir / MetricsLog.FILE)
+        work, before = Path(tempfile.mkdtemp(prefix="s23dr-twice-")), torch.get_num_threads()
+        try:
+            torch.set_num_threads(MetricsLog.run_row(log)["threads"])
+            again = train(run.params, work / "again", init=upstream_checkpoint(run) if run.upstream else None,
+                          device=device)
+            return {"row": compare(final, again),
+                    "hss": [evaluation(log, "hss")["hss"], evaluation(MetricsLog.read(work / "again" / MetricsLog.FILE), "hss")["hss"]]}
+        finally:
+            torch.set_num_threads(before)
+            shutil.rmtree(work)
+
+    inputs = {"checkpoint": rundir.stamp_of(final), "code": rundir.code_version("analysis.reproducibility")}
+    return rundir.kept(run.dir / "trained_twice.json", inputs, train_again)
 
 
 #: What benchmarks/gpu_check.py writes in benchmarks/results/: bench's rows of each variant
