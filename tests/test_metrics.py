@@ -5,6 +5,7 @@ import pytest
 import torch
 import trimesh
 
+from s23dr import metrics
 from s23dr.metrics import _cylinder, _cylinders, _frame, _pairwise_intersection_volume, score_scenes, hss
 
 R = 0.5  # the 2026 thresholds
@@ -108,6 +109,22 @@ def test_pairwise_fallback_agrees_with_the_union_path():
         engine="manifold",
     ).volume
     assert _pairwise_intersection_volume(pred, gt) == pytest.approx(direct, rel=1e-6)
+
+
+def test_a_gt_wireframe_scored_again_gives_what_it_gave_made_anew():
+    """The GT side is made once per wireframe in a process (`metrics._gt_cylinders`): scored
+    against other predictions, and against copies of itself, the same scores to the bit."""
+    metrics._cached_cylinders.cache_clear()
+    _, _, gt_v, gt_e = house(seed=3)
+    preds = [house(seed=3 + k)[:2] for k in range(1, 4)]
+    first = [hss(pv, pe, gt_v, gt_e) for pv, pe in preds]
+    again = [hss(pv, pe, gt_v.copy(), gt_e.copy()) for pv, pe in preds]
+    assert metrics._cached_cylinders.cache_info().currsize == 1  # one GT, made once
+    metrics._cached_cylinders.cache_clear()
+    anew = [hss(pv, pe, gt_v, gt_e) for pv, pe in preds]
+    assert first == again == anew
+    hss(*preds[0], gt_v.astype(np.float32), gt_e)  # coordinates keep their dtype (official): another key
+    assert metrics._cached_cylinders.cache_info().currsize == 2
 
 
 def test_input_types_agree():

@@ -567,10 +567,10 @@ def test_what_retrains_is_what_a_training_run_imports():
 
     trained = names("train")
     assert {"train", "loop", "model", "losses", "matcher", "data", "features", "config", "checkpoint",
-            "rundir"} <= trained
+            "rundir", "memory"} <= trained
     assert not {t for t in trained if t.startswith(("analysis", "world"))} | trained & {"pipeline", "bench", "synthetic_data"}
     assert names("synthetic_data") == {"synthetic_data", "world/__init__", "world/synthetic", "world/sampling",
-                                       "world/houses", "schema"}
+                                       "world/houses", "schema", "memory"}
 
 
 # --- the GPU trainer's data path, evaluation and step (checked on the CPU) -----------------

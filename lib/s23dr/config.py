@@ -62,7 +62,7 @@ def above(low):
 #: null passes only where base.yaml has null (the merge refuses it elsewhere).
 LIMITS = {
     **{f"model.{key}": at_least(1) for key in (
-        "hidden", "ff", "latent_tokens", "latent_layers", "decoder_layers", "cross_attn_interval",
+        "hidden", "ff", "input_ff", "latent_tokens", "latent_layers", "decoder_layers", "cross_attn_interval",
         "num_heads", "kv_heads_cross", "kv_heads_self", "segments")},
     **{f"model.{key}": at_least(0) for key in (
         "encoder_layers", "behind_emb_dim", "fourier_freqs", "class_emb_dim",

@@ -24,6 +24,7 @@ from . import checkpoint, rundir
 from .data import SceneDataset, collate, data_uri, open_split, to_device
 from .inference import Validation, final_scenes, how_it_ran, outputs_and_losses, scoring_pool, usable_cpus, uses_bf16
 from .losses import Criterion
+from .memory import keep_freed_memory
 from .model import Perceiver, param_groups
 
 
@@ -211,10 +212,9 @@ class Evaluations:
                 self.log.write({"step": step, "kind": kind, **row})
 
     def close(self):
-        """Log every pending evaluation and stop the thread and the processes."""
+        """Log every pending evaluation and stop the thread (the processes serve the next run)."""
         self.write(wait=True)
         self.thread.shutdown()
-        self.pool.shutdown()
 
 
 def _distributed():
@@ -302,6 +302,7 @@ def _train(params, run_dir, init, resume, device, progress, rank, world):
     device = _device(device, rank)
     cfg, sched = params["train"], params["schedule"]
     _set_deterministic(cfg["deterministic"])
+    keep_freed_memory()  # a CPU step's activations stay in the heap from one step to the next
     if cfg["batch_size"] % world:
         raise ValueError(f"train.batch_size {cfg['batch_size']} is not divisible by {world} processes")
 

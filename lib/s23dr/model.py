@@ -145,18 +145,21 @@ class Perceiver(nn.Module):
     `decoder_reads_points`: before each decoder layer the queries cross-attend to the point tokens
     themselves, not only to the latents (an option of the seed's public code, off in its recipe;
     the `cpu` profile turns it on: the book, Method).
+    `input_ff`: the input projection's inner width, `ff` where None (the seed's code); applied to
+    every point, it is most of a step's arithmetic, and the `cpu` profile narrows it (the book, Method).
     """
 
     def __init__(self, *, hidden, ff, latent_tokens, latent_layers, encoder_layers, decoder_layers,
                  cross_attn_interval, num_heads, kv_heads_cross, kv_heads_self, qk_norm, rms_norm, dropout,
                  segments, segment_conf, behind_emb_dim, vote_features, fourier_freqs, fourier_scale,
-                 class_emb_dim, source_emb_dim, decoder_reads_points):
+                 class_emb_dim, source_emb_dim, decoder_reads_points, input_ff=None):
         super().__init__()
         layer = partial(Layer, hidden, ff, num_heads, kv_heads_cross, kv_heads_self, qk_norm, dropout, rms_norm)
 
         self.tokenizer = PointTokenizer(fourier_freqs, fourier_scale, class_emb_dim, source_emb_dim,
                                         behind_emb_dim, vote_features)
-        self.input_proj = nn.Sequential(nn.Linear(self.tokenizer.out_dim, ff), nn.GELU(), nn.Linear(ff, hidden))
+        width = input_ff or ff
+        self.input_proj = nn.Sequential(nn.Linear(self.tokenizer.out_dim, width), nn.GELU(), nn.Linear(width, hidden))
         self.point_norm = make_norm(hidden, rms_norm)
 
         self.cross_layers = cross_attn_layers(latent_layers, cross_attn_interval)

@@ -13,7 +13,6 @@ there, and `--world` changes that world key by key.
 """
 
 import argparse
-import ctypes
 import multiprocessing
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
+from .memory import keep_freed_memory
 from .world.sampling import sample_sizes, structural_coverage
 from .schema import hf_features
 from .world.synthetic import WORLD_KEYS, World, generate_scene, parse_world
@@ -34,21 +34,6 @@ def scene_rows(task):
     """(seed, split, index, points, world) -> {S: row}: one fused cloud sampled at every S."""
     seed, split, index, points, world = task
     return sample_sizes(generate_scene(seed, index, split, world), points, seed)
-
-
-def keep_freed_memory():
-    """Ask glibc to keep freed memory instead of returning it to the OS.
-
-    The generator allocates many large numpy temporaries; on our VMs the fresh page faults
-    of returned-and-remapped memory cost about a tenth of the run time. No-op without glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
-    libc.mallopt(m_mmap_threshold, 256 << 20)
-    libc.mallopt(m_trim_threshold, 1 << 30)
 
 
 def generate_rows(tasks, workers=2, progress=False):
