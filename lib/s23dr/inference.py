@@ -6,7 +6,6 @@ are computed the same way.
 """
 
 import contextlib
-import functools
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -139,25 +138,21 @@ def first(scenes, n):
 def score_predictions(scenes, segments, conf, params, pool=None):
     """(wireframes, official scores per scene and mean) of predicted segments and confidences.
 
-    The scenes are scored in the processes of `pool` (a trainer's `scoring_pool`), else in
-    this process's `scoring_pool` of as many as it may use CPUs: the edge IoU's mesh booleans
-    cost some 0.1 CPU-second a scene, most of an evaluation at the `full` profile."""
+    The scenes are scored in the processes of `pool` (a trainer's `scoring_pool`), else in as
+    many as this process may use CPUs: the edge IoU's mesh booleans cost some 0.1 CPU-second
+    a scene, most of an evaluation at the `full` profile."""
     ev = params["eval"]
     frames = to_wireframes(scenes, segments, conf, params)
     scores = score_scenes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
                           vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"],
-                          workers=usable_cpus(), pool=pool or scoring_pool(usable_cpus()))
+                          workers=usable_cpus(), pool=pool)
     return frames, scores
 
 
-@functools.cache
 def scoring_pool(workers):
     """`workers` processes to score scenes in while this process goes on: started by
     forkserver, not fork, because a fork copies the locks that this process's other threads
-    (a trainer's) may hold at that moment, locked for good. One pool per size, kept for the
-    process's life: a trainer process that trains run after run (`pipeline.prepare_runs`)
-    starts its scoring processes once, and they keep each validation scene's GT side of the
-    metric from one evaluation to the next (`metrics._gt_cylinders`)."""
+    (a trainer's) may hold at that moment, locked for good."""
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
 
 

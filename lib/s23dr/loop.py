@@ -212,9 +212,10 @@ class Evaluations:
                 self.log.write({"step": step, "kind": kind, **row})
 
     def close(self):
-        """Log every pending evaluation and stop the thread (the processes serve the next run)."""
+        """Log every pending evaluation and stop the thread and the processes."""
         self.write(wait=True)
         self.thread.shutdown()
+        self.pool.shutdown()
 
 
 def _distributed():

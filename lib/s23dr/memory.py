@@ -3,9 +3,11 @@
 Both free and allocate the same large blocks over and over (the generator's numpy
 temporaries, a training step's activations). Under glibc's defaults a block above its mmap
 threshold goes back to the OS when freed and is faulted in again, page by page, when it is
-allocated next; some thousands of page faults a training step. Kept in the heap, the
-generator ran about a tenth faster and a compiled step of the `cpu` profile some 11%, with
-the same arithmetic, bit for bit (the book, Method: training; benchmarks/allocator.py).
+allocated next; thousands of page faults a training step. Kept in the heap, the generator
+ran about a tenth faster, and a compiled step of the `cpu` profile, in a process training
+alone, took 6 to 9% less CPU with the same weights, bit for bit (benchmarks/allocator.py);
+in the book's build, two trainer processes side by side, the build's time did not change
+measurably (the book, Method: training).
 """
 
 import ctypes
