@@ -145,8 +145,9 @@ class Perceiver(nn.Module):
     `decoder_reads_points`: before each decoder layer the queries cross-attend to the point tokens
     themselves, not only to the latents (an option of the seed's public code, off in its recipe;
     the `cpu` profile turns it on: the book, Method).
-    `input_ff`: the input projection's inner width, `ff` where None (the seed's code); applied to
-    every point, it is most of a step's arithmetic, and the `cpu` profile narrows it (the book, Method).
+    `input_ff`: the input projection's inner width, `ff` where None (the seed's code, and every
+    profile's); applied to every point, it is most of a step's arithmetic, but narrower it
+    learnt slower at the `cpu` budget (the book, Method).
     """
 
     def __init__(self, *, hidden, ff, latent_tokens, latent_layers, encoder_layers, decoder_layers,
