@@ -23,10 +23,10 @@ import time
 
 import torch
 
-from s23dr.bench import save_result
+from s23dr.bench import save_result, trainer_parts
 from s23dr.data import SceneDataset, open_split, to_device
 from s23dr.experiments import stage_params
-from s23dr.loop import batches, build, forward_loss, train_step
+from s23dr.loop import train_step
 from s23dr.memory import keep_freed_memory
 
 
@@ -37,17 +37,14 @@ def one(stage, steps, keep):
     torch.set_num_threads(1)
     params = stage_params("cpu")[stage]
     device = torch.device("cpu")
-    model, criterion, optimizer = build(params, device)
-    scenes = open_split(params, "train", False)
-    data = batches(SceneDataset(scenes, params["data"]["points"], params["data"]["augment"], params["train"]["seed"]),
-                   params, device)
-    forward = forward_loss(model, criterion, params, device)
-    lr = params["schedule"]["lr"]
+    dataset = SceneDataset(open_split(params, "train", False), params["data"]["points"], params["data"]["augment"],
+                           params["train"]["seed"])
+    model, _, optimizer, forward, data = trainer_parts(params, device, dataset)
     for _ in range(3):
-        train_step(forward, optimizer, to_device(next(data), device), lr)["total"].item()
+        train_step(forward, optimizer, to_device(next(data), device))["total"].item()
     cpu, faults = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(steps):
-        train_step(forward, optimizer, to_device(next(data), device), lr)["total"].item()
+        train_step(forward, optimizer, to_device(next(data), device))["total"].item()
     cpu, faults = time.process_time() - cpu, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     weights = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()[:16]
     return {"cpu_s_per_step": cpu / steps, "faults_per_step": faults / steps, "weights": weights}

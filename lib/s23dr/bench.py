@@ -117,13 +117,18 @@ def loader_rate(dataset, params, workers):
     return items / (time.perf_counter() - start)
 
 
-def trainer_rate(params, device, dataset, steps, warmup):
-    """Samples/s of the trainer's whole step: its loader (`loop.batches`), the copies to the
-    device and `loop.train_step`, as `loop.train` runs them; the model as `measure` builds it."""
+def trainer_parts(params, device, dataset):
+    """(model, criterion, optimizer, compiled forward, batches) as `loop.train` starts them,
+    the model as `measure` builds it: what a measurement of the trainer's step runs."""
     model, criterion, optimizer = build({**params, "train": {**params["train"], "seed": 0}}, device)
     model.train()
-    forward = forward_loss(model, criterion, params, device)
-    data = batches(dataset, params, device)
+    return model, criterion, optimizer, forward_loss(model, criterion, params, device), batches(dataset, params, device)
+
+
+def trainer_rate(params, device, dataset, steps, warmup):
+    """Samples/s of the trainer's whole step: its loader (`loop.batches`), the copies to the
+    device and `loop.train_step`, as `loop.train` runs them (`trainer_parts`)."""
+    model, criterion, optimizer, forward, data = trainer_parts(params, device, dataset)
     for _ in range(warmup):
         train_step(forward, optimizer, to_device(next(data), device))
     sync(device)

@@ -5,7 +5,7 @@ temporaries, a training step's activations). Under glibc's defaults a block abov
 threshold goes back to the OS when freed and is faulted in again, page by page, when it is
 allocated next; thousands of page faults a training step. Kept in the heap, the generator
 ran about a tenth faster, and a compiled step of the `cpu` profile, in a process training
-alone, took 6 to 9% less CPU with the same weights, bit for bit (benchmarks/allocator.py);
+alone, took 4 to 9% less CPU with the same weights, bit for bit (benchmarks/allocator.py);
 in the book's build, two trainer processes side by side, the build's time did not change
 measurably (the book, Method: training).
 """
