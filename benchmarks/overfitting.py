@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/overfitting.py [--scenes 2000 320 80] [--profile cpu]
         [--stages stage1 ablation_4096_scratch] [--seed 353] [--jobs 2] [--runs /tmp/overfitting]
-        [--out benchmarks/results/overfitting/sweep.json]
+        [--out benchmarks/results/overfitting/NAME.json]
 
 The seed says that 4096 points from scratch overfits (val/train loss ratio 1.47 against
 1.19 at 2048), after its stage 1 saw each training scene about 242 times. At the `cpu`
@@ -12,8 +12,8 @@ first N training scenes of the synthetic dataset (the same generator and seed: t
 scenes of the book's training split), for each N of `--scenes`, at the stage's own steps,
 batch and schedule, so fewer scenes means more passes over each; and prints, at each
 evaluation, the validation HSS and the val/train loss ratio (the training loss on the
-first `eval.max_scenes` training scenes, all of them when N is smaller). The JSON in
-benchmarks/results/ is such a run; the Results chapter reads it for claim 1's regime.
+first `eval.max_scenes` training scenes, all of them when N is smaller). The JSONs in
+benchmarks/results/overfitting/ are such runs; the Results chapter tables them all for claim 1's regime.
 """
 
 import argparse

@@ -253,19 +253,24 @@ def test_run_summaries_read_the_last_evaluation_and_the_training_time():
     assert final_ratios(numbers).loc["stage3"].tolist() == [1.0, 1.5]
 
 
-def test_the_overfitting_sweep_reads_each_arm_at_each_size(tmp_path):
-    """Claim 1's regime as the book tabulates it: the passes, the last and highest ratio, per arm and size."""
+def test_the_overfitting_sweep_reads_each_arm_at_each_size_and_batch(tmp_path):
+    """Claim 1's regime as the book tabulates it, from every sweep saved in the folder: the batch
+    (from the sweep's params), the passes, the last and highest ratio, per arm and size."""
     import json
 
     from s23dr.analysis.benchmark_tables import overfitting_table
 
     evals = [{"step": 1, "hss": 0.0, "ratio": 1.3}, {"step": 2, "hss": 0.1, "ratio": 1.1}]
-    runs = [{"stage": stage, "train_scenes": n, "points": points, "passes": 20000 / n, "evals": evals}
-            for n in (80, 320) for stage, points in (("ablation_4096_scratch", 1024), ("stage1", 512))]
-    (tmp_path / "sweep.json").write_text(json.dumps({"runs": runs}))
-    table = overfitting_table(tmp_path / "sweep.json")
-    assert list(table.index) == [(320, "stage1"), (320, "ablation_4096_scratch"), (80, "stage1"), (80, "ablation_4096_scratch")]
-    row = table.loc[(80, "stage1")]
+    arms = (("ablation_4096_scratch", 1024), ("stage1", 512))
+    for name, n, batch in (("a", 80, 16), ("b", 40, 8)):
+        runs = [{"stage": stage, "train_scenes": n, "points": points, "passes": 1250 * batch / n, "evals": evals}
+                for stage, points in arms]
+        params = {stage: {"train": {"batch_size": batch}} for stage, _ in arms}
+        (tmp_path / f"{name}.json").write_text(json.dumps({"runs": runs, "params": params}))
+    table = overfitting_table(tmp_path)
+    assert list(table.index) == [(80, 16, "stage1"), (80, 16, "ablation_4096_scratch"),
+                                 (40, 8, "stage1"), (40, 8, "ablation_4096_scratch")]
+    row = table.loc[(40, 8, "stage1")]
     assert (row["passes per scene"], row["ratio at the end"], row["highest ratio"], row["HSS at the end"]) == (250, 1.1, 1.3, 0.1)
 
 

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from .precision import fp32
 from .schema import NUM_BEHIND_CLASSES, NUM_SOURCES, POINT_CLASSES
 
 #: Seed of the Fourier matrix. Its own generator keeps the matrix independent of the
@@ -60,21 +61,22 @@ class PointTokenizer(nn.Module):
         self.vote_features = vote_features
         self.out_dim = 3 + 2 * fourier_freqs + class_emb_dim + source_emb_dim + behind_emb_dim + 2 * vote_features
 
-        self.fields = {"xyz_norm", "mask"}
-        self.fields |= {"class_id"} if class_emb_dim else set()
-        self.fields |= {"source"} if source_emb_dim else set()
-        self.fields |= {"behind"} if behind_emb_dim else set()
-        self.fields |= {"n_views_voted", "vote_frac"} if vote_features else set()
+        # A tuple, not a set: the compiled step reads the batch's fields in this order, and a set's
+        # order changes with each process's string hashing, which made the step's graph another
+        # one in every process, so inductor's cache never served it (the book, Method: training).
+        self.fields = ("xyz_norm", "mask", *(("class_id",) if class_emb_dim else ()),
+                       *(("source",) if source_emb_dim else ()), *(("behind",) if behind_emb_dim else ()),
+                       *(("n_views_voted", "vote_frac") if vote_features else ()))
 
     def forward(self, batch: dict) -> torch.Tensor:
-        missing = [name for name in self.fields if name not in batch]  # set - dict_keys breaks torch.compile's graph
+        missing = [name for name in self.fields if name not in batch]
         if missing:
             raise ValueError(f"batch lacks field(s) {sorted(missing)} that the tokenizer needs")
         xyz = batch["xyz_norm"].float()
         parts = [xyz]
         if self.fourier is not None:
             # fp32 even under autocast: phases reach ~30 rad, and bf16 would be off by ~0.1 rad.
-            with torch.autocast(xyz.device.type, enabled=False):
+            with fp32(xyz.device.type):
                 phase = (2 * math.pi) * xyz @ self.fourier
             parts += [phase.sin(), phase.cos()]
         if self.class_emb is not None:

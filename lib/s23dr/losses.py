@@ -21,6 +21,7 @@ from torch import nn
 
 from .config import CHOICES
 from .matcher import hungarian_plan, segment_cost, sinkhorn
+from .precision import fp32
 
 MATCHINGS = CHOICES["loss.matching"]
 
@@ -108,7 +109,7 @@ class Criterion(nn.Module):
     def set_terms(self, outputs: dict, batch: dict) -> dict:
         """The terms of one set of predictions (the last decoder layer's, or an earlier one's)."""
         pred = outputs["segments"]
-        with torch.autocast(pred.device.type, enabled=False):
+        with fp32(pred.device.type):
             gt_mask = batch["gt_mask"]
             cost, plan = self.match(outputs, batch)
             P = cost.shape[1]

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .precision import fp32
+
 #: log of a zero mass: large and finite, so that no -inf - -inf can make a NaN.
 LOG_ZERO = -1e4
 
@@ -57,7 +59,7 @@ def sinkhorn(cost: torch.Tensor, gt_mask: torch.Tensor, eps: float, iters: int, 
     """
     if iters < 1:
         raise ValueError(f"loss.sinkhorn.iters must be >= 1, got {iters}")
-    with torch.autocast(cost.device.type, enabled=False):
+    with fp32(cost.device.type):
         cost = cost.float()
         B, P, G = cost.shape
         n_gt = gt_mask.sum(-1).float()

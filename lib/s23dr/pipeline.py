@@ -14,6 +14,7 @@ Every stage's runs are trained first, side by side where the recipe allows
 
 import argparse
 import contextlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -176,25 +177,36 @@ def execute_notebooks(profile, runs="runs", only=None):
     run_graph({n: [r for r in graph[n] if r in stale] for n in stale}, execute, workers)
 
 
-def run_graph(tasks, run, workers, priority=None):
+def run_graph(tasks, run, workers, priority=None, shape=None):
     """Call `run(task)` for each task of `tasks` ({task: the tasks it waits for}) on `workers`
     threads, each once those it waits for are done, the ready one of highest `priority(task)`
-    first (default: in the order given). The first failure stops the job: it is raised once the
-    running tasks have ended."""
+    first (default: in the order given). With `shape` (task -> its compiled step's key, or None),
+    a task whose shape is running for the first time waits while another ready task can start
+    instead: the second process then loads that step from inductor's cache rather than
+    compiling it at the same time (`step_shape`). No worker waits for it. The first failure
+    stops the job: it is raised once the running tasks have ended."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    pending, running = list(tasks), {}
+    pending, running, done = list(tasks), {}, set()
     rank = priority or (lambda task: -list(tasks).index(task))
+    shape = shape or (lambda task: None)
     with ThreadPoolExecutor(workers) as pool:
         while pending or running:
             ready = sorted((t for t in pending if not any(d in pending or d in running for d in tasks[t])),
                            key=rank, reverse=True)
-            for task in ready[:workers - len(running)]:
+            first, later = [], []  # `later`: a shape whose first run is under way
+            compiling = {shape(t) for t in running}
+            for task in ready:
+                key = shape(task)
+                (later if key in compiling and key not in done and key is not None else first).append(task)
+                compiling.add(key)
+            for task in (first + later)[:workers - len(running)]:
                 pending.remove(task)
                 running[task] = pool.submit(run, task)
             finished, _ = wait(running.values(), return_when=FIRST_COMPLETED)
             for task in [t for t, job in running.items() if job in finished]:
                 running.pop(task).result()
+                done.add(shape(task))
 
 
 def run_logged(command, log, env, what):
@@ -421,8 +433,17 @@ def prepare_runs(profile, runs="runs", workers=None):
         print(f"{name} seed {seed}: trained or current")
 
     print(f"training {len(tasks)} runs of {len(files)} stages on {workers} worker(s), and {len(after)} follow-ups")
+    recipes = stage_params(profile)
     with trainers:  # a follow-up goes first once its run is trained: the longest chains still end the job
-        run_graph({**tasks, **after}, work, workers, priority=lambda task: chain.get(task, float("inf")))
+        run_graph({**tasks, **after}, work, workers, priority=lambda task: chain.get(task, float("inf")),
+                  shape=lambda task: step_shape(recipes[task[0]]) if task in tasks else None)
+
+
+def step_shape(params):
+    """What makes a run's compiled training step a graph of its own (`loop.forward_loss`: static
+    shapes): its points, batch, model and loss settings. Runs of one shape share the step."""
+    return json.dumps([params["data"]["points"], params["train"]["batch_size"], params["model"], params["loss"]],
+                      sort_keys=True)
 
 
 def logged(log, function, *args):

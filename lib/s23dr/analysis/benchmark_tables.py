@@ -51,16 +51,17 @@ def generalisation_table(folder="benchmarks/results/generalisation"):
     return pd.DataFrame(rows).sort_values("HSS@0.7").set_index("run")
 
 
-def overfitting_table(path="benchmarks/results/overfitting/sweep.json"):
-    """The sweep of `benchmarks/overfitting.py` (claim 1's regime): one row per from-scratch arm
-    and training-set size, with the passes over each scene, the val/train loss ratio at the
-    last evaluation and its highest, and the HSS at the last evaluation."""
-    rows = [{"training scenes": run["train_scenes"], "arm": run["stage"], "points": run["points"],
-             "passes per scene": run["passes"], "ratio at the end": run["evals"][-1]["ratio"],
-             "highest ratio": max(e["ratio"] for e in run["evals"]), "HSS at the end": run["evals"][-1]["hss"]}
-            for run in json.loads(Path(path).read_text())["runs"]]
-    return pd.DataFrame(rows).sort_values(["training scenes", "points"], ascending=[False, True]).set_index(
-        ["training scenes", "arm"])
+def overfitting_table(folder="benchmarks/results/overfitting"):
+    """The sweeps of `benchmarks/overfitting.py` saved in `folder` (claim 1's regime): one row per
+    from-scratch arm, training-set size and batch, with the passes over each scene, the val/train
+    loss ratio at the last evaluation and its highest, and the HSS at the last evaluation."""
+    rows = [{"training scenes": run["train_scenes"], "batch": sweep["params"][run["stage"]]["train"]["batch_size"],
+             "arm": run["stage"], "points": run["points"], "passes per scene": run["passes"],
+             "ratio at the end": run["evals"][-1]["ratio"], "highest ratio": max(e["ratio"] for e in run["evals"]),
+             "HSS at the end": run["evals"][-1]["hss"]}
+            for sweep in saved_runs(folder) for run in sweep["runs"]]
+    return pd.DataFrame(rows).sort_values(["training scenes", "batch", "points"], ascending=[False, False, True]).set_index(
+        ["training scenes", "batch", "arm"])
 
 
 def validation_size_table(path="benchmarks/results/validation_size/pairs.json"):
