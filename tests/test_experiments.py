@@ -101,6 +101,31 @@ def test_training_runs_wait_for_their_upstream_run(monkeypatch):
             assert all(chain[a] > chain[(name, seed)] for a in after)
 
 
+def test_two_runs_of_a_step_shape_not_yet_compiled_do_not_start_at_once():
+    """Both trainer processes compiled stage 1's step at the same time at the start of the build:
+    a task whose shape is running for the first time waits while another ready task can start,
+    later ones of that shape start side by side, and no worker waits for want of another shape."""
+    import threading
+
+    def started(tasks, shape):
+        order, lock = [], threading.Lock()
+
+        def run(task):
+            with lock:
+                order.append(task)
+        pipeline.run_graph(tasks, run, 2, priority=lambda task: -task[1], shape=shape)
+        return order
+
+    tasks = {("s1", 1): [], ("s1", 2): [], ("x", 3): [], ("s1", 4): []}
+    by_name = lambda task: task[0]  # noqa: E731
+    assert started(tasks, None)[:2] == [("s1", 1), ("s1", 2)]
+    assert started(tasks, by_name)[:2] == [("s1", 1), ("x", 3)]
+    assert started({("s1", 1): [], ("s1", 2): []}, by_name) == [("s1", 1), ("s1", 2)]  # nothing else to run
+    recipes = stage_params("cpu")
+    assert pipeline.step_shape(recipes["full_world"]) == pipeline.step_shape(recipes["stage1"])
+    assert len({pipeline.step_shape(recipes[name]) for name in ("stage1", "stage2", "stage3", "control_points")}) == 4
+
+
 def test_the_main_chain_is_the_stages_no_other_stage_file_changes():
     assert list(main_chain(PARAMS)) == ["stage1", "stage2", "stage3"]
     for profile in ("full", "cpu", "smoke"):

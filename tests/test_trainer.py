@@ -672,6 +672,42 @@ def test_the_full_profiles_compiled_step_on_a_cpu_is_one_graph_that_never_recomp
     assert all(np.isfinite(losses))
 
 
+CAPTURE_STEP = """
+import torch
+from s23dr import bench, loop
+from s23dr.config import load_params
+params = load_params("params/stage1.yaml", "smoke")
+model, criterion, _ = loop.build(params)
+forward = loop.ForwardLoss(model, criterion, params, torch.device("cpu"))
+graphs = []
+def capture(gm, inputs):
+    graphs.append(gm)
+    return gm.forward
+torch.compile(forward, backend=capture)(bench.synthetic_batch(32, 2, torch.device("cpu")))
+for gm in graphs:
+    print(gm.code)
+    print("autocast nodes:", sum("autocast" in str(node.target) for node in gm.graph.nodes))
+"""
+
+
+def test_the_compiled_step_is_the_same_graph_in_every_process_and_cacheable():
+    """Inductor's and AOTAutograd's caches serve a compiled step to a later process only if it is
+    the same graph with no autocast nodes. The tokenizer read the batch's fields in a set's
+    order, which changes with PYTHONHASHSEED, and an autocast switched off where none was on
+    left nodes that AOTAutograd's cache refuses: every trainer process compiled again. The
+    step traced by dynamo alone in two processes of other hash seeds: the same graphs, none
+    with an autocast node."""
+    def traced(hash_seed):
+        env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
+        return subprocess.run([sys.executable, "-c", CAPTURE_STEP], cwd=PARAMS.parent, env=env, check=True,
+                              capture_output=True, text=True).stdout
+
+    graphs = traced(1)
+    counts = re.findall(r"autocast nodes: (\d+)", graphs)
+    assert counts and set(counts) == {"0"}
+    assert traced(2) == graphs
+
+
 def test_bench_measures_the_loader_on_the_cpu(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--profile", "smoke", "--device", "cpu", "--loader-only", "--scenes", "8",
