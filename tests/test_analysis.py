@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from s23dr.config import load_params
 from s23dr.inference import score_predictions
@@ -101,7 +102,7 @@ def test_notebooks_execute_side_by_side_after_what_they_read(tmp_path, monkeypat
     monkeypatch.chdir(PARAMS.parent)
     monkeypatch.setattr(pipeline, "EXECUTED", tmp_path)
     monkeypatch.setattr(pipeline.subprocess, "run", papermill)
-    monkeypatch.setattr(pipeline.torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     pipeline.execute_notebooks("smoke", runs=tmp_path / "runs")
 
     at = {event: i for i, event in enumerate(events)}

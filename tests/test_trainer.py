@@ -254,6 +254,34 @@ def test_evaluations_are_logged_in_step_order_as_they_are_scored(tmp_path):
     assert [(row["step"], row["hss"]) for row in MetricsLog.read(log.path)] == [(10, 0.1), (20, 0.2)]
 
 
+#: A trainer process as the book's build starts one (spawned), scoring twice in its scoring pool.
+TRAINER_SCORING = """
+import multiprocessing, os
+from concurrent.futures import ProcessPoolExecutor
+from s23dr.inference import scoring_pool
+
+def two_scorings():
+    return [scoring_pool(1).submit(os.getpid).result() for _ in range(2)]
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as trainer:
+        first, second = trainer.submit(two_scorings).result()
+    print(first == second)
+"""
+
+
+def test_a_trainer_process_keeps_its_scoring_processes_and_still_exits(tmp_path):
+    """A process's scoring pool serves its later runs (its processes' start and the metric's GT
+    cache paid once), and a trainer process, itself a multiprocessing child, still exits: it
+    joins its children at exit, so a kept pool not shut down before that held it for good."""
+    script = tmp_path / "trainer.py"
+    script.write_text(TRAINER_SCORING)
+    done = subprocess.run([sys.executable, str(script)], cwd=PARAMS.parent, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]
+
+
 def test_two_process_ddp_matches_one_process(synthetic_root, tmp_path):
     """torchrun with 2 gloo processes, each half the batch, trains like one process."""
     sets = ["--set", f"data.train={synthetic_root}/sampled_{{points}}:train",
@@ -706,6 +734,35 @@ def test_the_compiled_step_is_the_same_graph_in_every_process_and_cacheable():
     counts = re.findall(r"autocast nodes: (\d+)", graphs)
     assert counts and set(counts) == {"0"}
     assert traced(2) == graphs
+
+
+#: What inductor's cache key pickles of a tensor (its metadata), as bytes in hex: in this process, then
+#: in a trainer process started as `pipeline.prepare_runs` starts them from `python -m s23dr.pipeline`
+#: (spawned, importing the pipeline module as `__mp_main__`), one line each.
+TENSOR_KEY = """
+def main():
+    import importlib.util, multiprocessing, sys
+    from concurrent.futures import ProcessPoolExecutor
+    key = ("__import__('torch._inductor.codecache', fromlist=['_']).FxGraphCachePickler(None).dumps("
+           "__import__('torch._inductor.codecache', fromlist=['_']).extract_tensor_metadata_for_cache_key("
+           "__import__('torch').zeros(2, 3))).hex()")
+    print(eval(key))
+    sys.modules["__main__"].__spec__ = importlib.util.find_spec("s23dr.pipeline")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as trainer:
+        print(trainer.submit(eval, key).result())
+
+main()
+"""
+
+
+def test_a_trainer_process_keys_the_compiled_step_as_any_other_process():
+    """The trainer processes of the book's build import the pipeline module as `__mp_main__`, and
+    pickle names a torch memory format by the first module that reaches it as `<module>.torch`:
+    the pipeline's module-level `torch` gave every tensor of the step's cache key other bytes
+    there, so each page that runs a step compiled it again (some 90 s a shape)."""
+    here, trainer = subprocess.run([sys.executable, "-c", TENSOR_KEY], cwd=PARAMS.parent, check=True,
+                                   capture_output=True, text=True, timeout=300).stdout.split()
+    assert here == trainer
 
 
 def test_bench_measures_the_loader_on_the_cpu(tmp_path, capsys):

@@ -174,9 +174,9 @@ def evaluation(model, criterion, params, device, val_scenes, train_scenes, step_
     segments = np.stack([item["gt_segments"] for item in items])
     conf = np.stack([item["gt_mask"] for item in items]).astype(np.float32)
     workers = scoring_workers(params)
-    with scoring_pool(workers) as pool:
-        list(pool.map(abs, range(workers)))  # the processes started, as in a trainer after its first evaluation
-        _, score_s = timed(lambda: score_predictions(val, segments, conf, params, pool))
+    pool = scoring_pool(workers)
+    list(pool.map(abs, range(workers)))  # the processes started, as in a trainer after its first evaluation
+    _, score_s = timed(lambda: score_predictions(val, segments, conf, params, pool))
     model_s, scoring_s = (n_val + n_train) * forward_s / held, n_val * score_s / len(val)
     between = params["train"]["eval_every"] * step_s
     stall = model_s + max(0.0, scoring_s - between)

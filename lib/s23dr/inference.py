@@ -7,6 +7,7 @@ are computed the same way.
 
 import contextlib
 import multiprocessing
+import multiprocessing.util
 import os
 from concurrent.futures import ProcessPoolExecutor
 
@@ -138,22 +139,36 @@ def first(scenes, n):
 def score_predictions(scenes, segments, conf, params, pool=None):
     """(wireframes, official scores per scene and mean) of predicted segments and confidences.
 
-    The scenes are scored in the processes of `pool` (a trainer's `scoring_pool`), else in as
-    many as this process may use CPUs: the edge IoU's mesh booleans cost some 0.1 CPU-second
-    a scene, most of an evaluation at the `full` profile."""
+    The scenes are scored in the processes of `pool` (a trainer's), else in this process's
+    `scoring_pool` of as many processes as it may use CPUs: the edge IoU's mesh booleans cost
+    some 0.01 CPU-second a scene at the `cpu` profile, 0.1 at `full`, most of an evaluation."""
     ev = params["eval"]
     frames = to_wireframes(scenes, segments, conf, params)
     scores = score_scenes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
                           vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"],
-                          workers=usable_cpus(), pool=pool)
+                          workers=usable_cpus(), pool=pool or scoring_pool(usable_cpus()))
     return frames, scores
 
 
+#: This process's scoring pools, by their number of processes (`scoring_pool`).
+_SCORING_POOLS = {}
+
+
 def scoring_pool(workers):
-    """`workers` processes to score scenes in while this process goes on: started by
-    forkserver, not fork, because a fork copies the locks that this process's other threads
-    (a trainer's) may hold at that moment, locked for good."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+    """`workers` processes to score scenes in while this process goes on, one pool for the
+    process's whole life: a trainer process trains run after run, and a pool a run paid again,
+    each run, its processes' start (importing the metric's libraries) and the metric's GT
+    cache (`metrics._gt_cylinders`). Started by forkserver, not fork, because a fork copies the
+    locks that this process's other threads (a trainer's) may hold at that moment, locked for
+    good. The pool is shut down first among multiprocessing's exit finalizers: before it joins
+    this process's children (a trainer process is itself such a child, and a pool left for a
+    later exit hook kept it waiting for its scoring processes for good), and before the pool's
+    own queue stops the thread that would send its processes their stop (priority 10)."""
+    if workers not in _SCORING_POOLS:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        multiprocessing.util.Finalize(None, pool.shutdown, exitpriority=100)
+        _SCORING_POOLS[workers] = pool
+    return _SCORING_POOLS[workers]
 
 
 def usable_cpus():

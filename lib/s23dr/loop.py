@@ -193,7 +193,7 @@ class Evaluations:
     step order as each is scored: scoring (post-processing and the metric's mesh booleans) is
     CPU work that the device need not wait for. The model's part of an evaluation runs at its
     step (`inference.Validation.run`); one thread then scores the evaluations one after another, in
-    processes (`scoring_workers`)."""
+    processes (`scoring_workers`, this process's `scoring_pool`, kept for its later runs)."""
 
     def __init__(self, log, params):
         self.log, self.pending = log, []
@@ -212,10 +212,9 @@ class Evaluations:
                 self.log.write({"step": step, "kind": kind, **row})
 
     def close(self):
-        """Log every pending evaluation and stop the thread and the processes."""
+        """Log every pending evaluation and stop the thread."""
         self.write(wait=True)
         self.thread.shutdown()
-        self.pool.shutdown()
 
 
 def _distributed():

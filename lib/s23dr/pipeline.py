@@ -26,8 +26,11 @@ from concurrent.futures import ProcessPoolExecutor
 from importlib.resources import files
 from pathlib import Path
 
-import torch
-
+# No module-level `import torch` here: a trainer process (`prepare_runs`, spawned) imports this
+# module as `__mp_main__`, and pickle names a torch memory format by the first module in
+# sys.modules that reaches it as `<module>.torch...`; inductor's cache key of the compiled step
+# pickles those, so a `torch` here gave the trainers another key than any other process's and
+# every page that runs a step compiled it again (the book, Method: the compiled step).
 from . import checkpoint, loop, rundir
 from .config import read_yaml
 from .experiments import inherited_stage, point_stages, stage_files, stage_params, stage_runs, upstream_stages
@@ -163,6 +166,8 @@ def execute_notebooks(profile, runs="runs", only=None):
         else:
             rundir.mark_stale(EXECUTED / f"{name}.ipynb")
             stale.append(name)
+    import torch
+
     workers = max(1, torch.get_num_threads())
 
     def execute(name):
@@ -231,6 +236,7 @@ def record_checks(profile="smoke", runs="runs", only=None):
     Run it after a change that is meant to move those numbers, and review the diff."""
     import nbformat
     import papermill
+    import torch
 
     os.environ["OMP_NUM_THREADS"] = "1"  # the kernels started below, and this process
     torch.set_num_threads(1)
@@ -406,6 +412,8 @@ def prepare_runs(profile, runs="runs", workers=None):
     notebooks then find their runs current. A run that fails stops the job with its stage and
     the tail of its log.
     """
+    import torch
+
     build_data(profile)
     tasks, chain = training_runs(profile)
     after = follow_ups(profile)
