@@ -142,11 +142,11 @@ def score_predictions(scenes, segments, conf, params, pool=None):
     The scenes are scored in the processes of `pool` (a trainer's), else in this process's
     `scoring_pool` of as many processes as it may use CPUs: the edge IoU's mesh booleans cost
     some 0.01 CPU-second a scene at the `cpu` profile, 0.1 at `full`, most of an evaluation."""
-    ev = params["eval"]
+    ev, workers = params["eval"], usable_cpus()
     frames = to_wireframes(scenes, segments, conf, params)
     scores = score_scenes(frames, [(s["gt_vertices"], s["gt_edges"]) for s in scenes],
                           vert_thresh=ev["vert_thresh"], edge_thresh=ev["edge_thresh"],
-                          workers=usable_cpus(), pool=pool or scoring_pool(usable_cpus()))
+                          workers=workers, pool=pool or scoring_pool(workers))
     return frames, scores
 
 

@@ -156,6 +156,8 @@ def execute_notebooks(profile, runs="runs", only=None):
     """Execute the notebooks with papermill, skipping current ones, side by side on the CPU's
     threads (one thread each), each once the notebooks it reads are done. A notebook that fails
     stops the job with the tail of its log."""
+    import torch
+
     EXECUTED.mkdir(parents=True, exist_ok=True)
     graph, inputs, stale = notebooks(), all_notebook_inputs(profile, runs), []
     for name in graph:
@@ -166,8 +168,6 @@ def execute_notebooks(profile, runs="runs", only=None):
         else:
             rundir.mark_stale(EXECUTED / f"{name}.ipynb")
             stale.append(name)
-    import torch
-
     workers = max(1, torch.get_num_threads())
 
     def execute(name):
